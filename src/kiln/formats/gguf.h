@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -107,6 +108,8 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   const std::string& name() const { return name_; }
+  // Where tensor data begins: the end of the tensor infos, rounded up to alignment().
+  uint64_t data_offset() const { return data_offset_; }
   const std::vector<MetadataEntry>& metadata() const { return metadata_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 
@@ -136,6 +139,7 @@ class GgufFile {
   uint64_t data_offset_ = 0;
   std::vector<MetadataEntry> metadata_;
   std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t, std::less<>> tensor_index_;  // name -> index in tensors_
 };
 
 // Dequantizes `n_elements` values of `type` from `data` into `out` (which must hold

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds with warnings as errors, runs the C++ unit
+# tests (ctest), the Python tests that compare Kiln with reference implementations (pytest), and
+# a short run of each fuzz target under AddressSanitizer and UBSan.
+#
+# KILN_FUZZ_SECONDS: seconds per fuzz target (default 15; 0 skips fuzzing).
+source "$(dirname "$0")/common.sh"
+
+export KILN_WERROR=ON
+bash "$KILN_ROOT/scripts/setup.sh"
+
+log "Tests: C++ unit tests (ctest)"
+ctest --test-dir "$KILN_BUILD_DIR" --output-on-failure -j "$(nproc)"
+
+log "Tests: Python comparison tests (pytest)"
+KILN_HOME_FOR_TESTS="$(mktemp -d)"
+trap 'rm -rf "$KILN_HOME_FOR_TESTS"' EXIT
+KILN_HOME="$KILN_HOME_FOR_TESTS" "$KILN_VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  "$KILN_ROOT/tests/python"
+
+FUZZ_SECONDS="${KILN_FUZZ_SECONDS:-15}"
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  bash "$KILN_ROOT/scripts/fuzz.sh" "$FUZZ_SECONDS"
+fi
+log "Tests: all passed"
