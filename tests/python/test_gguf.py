@@ -149,7 +149,7 @@ def test_synthetic_quant_types_bit_exact(tool, tmp_path):
                 dtype=np.uint8).reshape(-1, 2)
         raw = raw_blocks.reshape(4, 2 * size)
         name = f"t.{qt.name}"
-        w.add_tensor(name, raw, raw_shape=(4, 2 * block), raw_dtype=qt)
+        w.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=qt)
         expected[name] = gguf.quants.dequantize(raw, qt).ravel()
     for np_dtype, qt in ((np.float16, gguf.GGMLQuantizationType.F16),
                          (np.float32, gguf.GGMLQuantizationType.F32)):
@@ -159,7 +159,7 @@ def test_synthetic_quant_types_bit_exact(tool, tmp_path):
         expected[name] = gguf.quants.dequantize(data, qt).ravel()
     bf = rng.integers(0, 65536, size=(2, 32), dtype=np.uint16)
     bf[(bf & 0x7f80) == 0x7f80] = 0x3f80  # no NaN/inf
-    w.add_tensor("t.BF16", bf.view(np.uint8), raw_shape=(2, 32),
+    w.add_tensor("t.BF16", bf.view(np.uint8), raw_shape=(2, 64),
                  raw_dtype=gguf.GGMLQuantizationType.BF16)
     expected["t.BF16"] = gguf.quants.dequantize(bf.view(np.uint8), gguf.GGMLQuantizationType.BF16).ravel()
     w.write_header_to_file()

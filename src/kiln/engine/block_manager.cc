@@ -1,0 +1,141 @@
+#include "kiln/engine/block_manager.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace kiln::engine {
+
+BlockManager::BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching)
+    : block_size_(block_size),
+      prefix_caching_(enable_prefix_caching),
+      ref_counts_(num_blocks, 0),
+      block_hash_(num_blocks, 0),
+      has_hash_(num_blocks, false),
+      is_free_(num_blocks, true),
+      free_generation_(num_blocks, 0),
+      free_count_(num_blocks) {
+  for (int32_t b = 0; b < num_blocks; ++b) free_queue_.emplace_back(b, 0);
+}
+
+void BlockManager::DropStaleEntries() {
+  std::erase_if(free_queue_, [this](const std::pair<int32_t, uint32_t>& e) {
+    return !is_free_[e.first] || free_generation_[e.first] != e.second;
+  });
+}
+
+double BlockManager::usage() const {
+  if (ref_counts_.empty()) return 0.0;
+  return 1.0 - static_cast<double>(free_count_) / static_cast<double>(ref_counts_.size());
+}
+
+int64_t BlockManager::BlocksFor(int64_t num_tokens) const {
+  return (num_tokens + block_size_ - 1) / block_size_;
+}
+
+uint64_t BlockManager::ChainHash(uint64_t parent, std::span<const int32_t> tokens) const {
+  // 64-bit mix (splitmix64 finalizer) over the parent hash and the block's tokens.
+  uint64_t h = parent ^ 0x9e3779b97f4a7c15ull;
+  for (int32_t t : tokens) {
+    h ^= static_cast<uint64_t>(static_cast<uint32_t>(t)) + 0x9e3779b97f4a7c15ull + (h << 6) +
+         (h >> 2);
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  }
+  return h == 0 ? 1 : h;
+}
+
+int32_t BlockManager::TakeFreeBlock() {
+  while (true) {
+    assert(!free_queue_.empty());
+    auto [b, generation] = free_queue_.front();
+    free_queue_.pop_front();
+    if (!is_free_[b] || free_generation_[b] != generation) continue;  // stale
+    is_free_[b] = false;
+    --free_count_;
+    if (has_hash_[b]) {  // evict its cached prefix
+      auto it = cache_.find(block_hash_[b]);
+      if (it != cache_.end() && it->second.block == b) cache_.erase(it);
+      has_hash_[b] = false;
+    }
+    ref_counts_[b] = 1;
+    return b;
+  }
+}
+
+int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens, BlockTable* table) {
+  assert(table->blocks.empty());
+  if (!prefix_caching_ || tokens.empty()) return 0;
+  // Never the whole sequence: the last token must be computed to produce logits.
+  const int64_t max_blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
+  queried_tokens_ += static_cast<int64_t>(tokens.size());
+  uint64_t parent = 0;
+  for (int64_t i = 0; i < max_blocks; ++i) {
+    auto chunk = tokens.subspan(i * block_size_, block_size_);
+    uint64_t h = ChainHash(parent, chunk);
+    auto it = cache_.find(h);
+    if (it == cache_.end() || !std::equal(chunk.begin(), chunk.end(), it->second.tokens.begin(),
+                                          it->second.tokens.end())) {
+      break;
+    }
+    int32_t b = it->second.block;
+    if (ref_counts_[b] == 0) {
+      is_free_[b] = false;  // its queue entry goes stale
+      --free_count_;
+    }
+    ++ref_counts_[b];
+    table->blocks.push_back(b);
+    table->block_hashes.push_back(h);
+    parent = h;
+  }
+  int64_t hit = static_cast<int64_t>(table->blocks.size()) * block_size_;
+  hit_tokens_ += hit;
+  return hit;
+}
+
+bool BlockManager::EnsureCapacity(BlockTable* table, int64_t num_tokens) {
+  int64_t need = BlocksFor(num_tokens) - static_cast<int64_t>(table->blocks.size());
+  if (need <= 0) return true;
+  if (need > static_cast<int64_t>(free_count_)) return false;
+  for (int64_t i = 0; i < need; ++i) table->blocks.push_back(TakeFreeBlock());
+  return true;
+}
+
+void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
+                                    BlockTable* table) {
+  if (!prefix_caching_) return;
+  int64_t full = std::min<int64_t>(num_computed / block_size_,
+                                   static_cast<int64_t>(table->blocks.size()));
+  uint64_t parent = table->block_hashes.empty() ? 0 : table->block_hashes.back();
+  for (int64_t i = static_cast<int64_t>(table->block_hashes.size()); i < full; ++i) {
+    auto chunk = tokens.subspan(i * block_size_, block_size_);
+    uint64_t h = ChainHash(parent, chunk);
+    int32_t b = table->blocks[i];
+    table->block_hashes.push_back(h);
+    parent = h;
+    if (cache_.count(h) != 0) continue;  // an identical block is already cached
+    cache_.emplace(h, CachedBlock{b, std::vector<int32_t>(chunk.begin(), chunk.end())});
+    block_hash_[b] = h;
+    has_hash_[b] = true;
+  }
+}
+
+void BlockManager::Free(BlockTable* table) {
+  // Free in reverse so that a prefix's tail blocks are evicted before its head.
+  for (auto it = table->blocks.rbegin(); it != table->blocks.rend(); ++it) {
+    int32_t b = *it;
+    assert(ref_counts_[b] > 0);
+    if (--ref_counts_[b] == 0) {
+      is_free_[b] = true;
+      free_queue_.emplace_back(b, ++free_generation_[b]);
+      ++free_count_;
+    }
+  }
+  if (free_queue_.size() > 2 * ref_counts_.size() + 64) DropStaleEntries();
+  table->blocks.clear();
+  table->block_hashes.clear();
+}
+
+}  // namespace kiln::engine

@@ -1,0 +1,114 @@
+#include "kiln/engine/scheduler.h"
+
+#include <algorithm>
+
+namespace kiln::engine {
+
+Scheduler::Scheduler(const SchedulerConfig& config, BlockManager* blocks)
+    : config_(config), blocks_(blocks) {}
+
+void Scheduler::Add(Sequence* seq) {
+  seq->state = SequenceState::kWaiting;
+  waiting_.push_back(seq);
+}
+
+void Scheduler::Remove(Sequence* seq) {
+  std::erase(running_, seq);
+  std::erase(waiting_, seq);
+  blocks_->Free(&seq->blocks);
+  seq->state = SequenceState::kFinished;
+}
+
+void Scheduler::Preempt(Sequence* seq, SchedulerStep* step) {
+  std::erase(running_, seq);
+  blocks_->Free(&seq->blocks);
+  seq->num_computed_tokens = 0;
+  seq->state = SequenceState::kWaiting;
+  ++seq->num_preemptions;
+  waiting_.push_front(seq);
+  step->preempted.push_back(seq);
+}
+
+SchedulerStep Scheduler::Schedule() {
+  SchedulerStep step;
+  int64_t budget = config_.max_num_batched_tokens;
+  auto cap = [&](int64_t n) {
+    if (config_.long_prefill_token_threshold > 0) {
+      n = std::min(n, config_.long_prefill_token_threshold);
+    }
+    return std::min(n, budget);
+  };
+
+  // Running sequences: decodes (one token behind) first, then the ones still prefilling.
+  std::vector<Sequence*> order;
+  for (Sequence* s : running_) {
+    if (s->num_uncomputed() == 1) order.push_back(s);
+  }
+  for (Sequence* s : running_) {
+    if (s->num_uncomputed() != 1) order.push_back(s);
+  }
+  for (Sequence* seq : order) {
+    if (budget <= 0) break;
+    if (seq->state != SequenceState::kRunning) continue;  // preempted earlier in this loop
+    int64_t n = cap(seq->num_uncomputed());
+    if (n <= 0) continue;
+    bool scheduled = true;
+    while (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
+      Sequence* victim = running_.back();
+      // Chunks already given to the victim this step are withdrawn.
+      for (auto it = step.chunks.begin(); it != step.chunks.end(); ++it) {
+        if (it->seq == victim) {
+          budget += it->count;
+          step.num_tokens -= it->count;
+          step.chunks.erase(it);
+          break;
+        }
+      }
+      Preempt(victim, &step);
+      if (victim == seq) {
+        scheduled = false;
+        break;
+      }
+    }
+    if (!scheduled) continue;
+    step.chunks.push_back({seq, seq->num_computed_tokens, n,
+                           seq->num_computed_tokens + n == seq->num_tokens()});
+    step.num_tokens += n;
+    budget -= n;
+  }
+
+  // Waiting sequences, oldest (or most recently preempted) first, unless this step preempted.
+  while (step.preempted.empty() && !waiting_.empty() && budget > 0 &&
+         static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
+    Sequence* seq = waiting_.front();
+    if (seq->blocks.blocks.empty()) {
+      seq->num_computed_tokens = blocks_->AllocateCachedPrefix(seq->tokens, &seq->blocks);
+      seq->num_cached_prompt_tokens = seq->num_computed_tokens;
+    }
+    int64_t remaining = seq->num_uncomputed();
+    if (!config_.enable_chunked_prefill && remaining > budget) break;
+    int64_t n = cap(remaining);
+    if (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
+      blocks_->Free(&seq->blocks);
+      seq->num_computed_tokens = 0;
+      break;
+    }
+    waiting_.pop_front();
+    running_.push_back(seq);
+    seq->state = SequenceState::kRunning;
+    step.chunks.push_back({seq, seq->num_computed_tokens, n,
+                           seq->num_computed_tokens + n == seq->num_tokens()});
+    step.num_tokens += n;
+    budget -= n;
+  }
+  return step;
+}
+
+void Scheduler::Complete(const SchedulerStep& step) {
+  for (const ScheduledChunk& c : step.chunks) {
+    c.seq->num_computed_tokens = c.start + c.count;
+    blocks_->CommitFullBlocks(c.seq->tokens, c.seq->num_computed_tokens, &c.seq->blocks);
+  }
+}
+
+}  // namespace kiln::engine

@@ -1,0 +1,67 @@
+// Scheduler: continuous batching under one rule (as vLLM V1): each step, every running
+// sequence gets the tokens it needs to catch up, within a token budget; decodes go first, then
+// prefill chunks; waiting sequences are admitted while blocks and budget last; when blocks run
+// out, the newest running sequence is preempted (its blocks freed, recomputed later).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "kiln/engine/block_manager.h"
+#include "kiln/engine/sequence.h"
+
+namespace kiln::engine {
+
+struct SchedulerConfig {
+  int32_t max_num_seqs = 256;
+  int64_t max_num_batched_tokens = 2048;
+  // Without chunked prefill a prompt is admitted only when all of it fits in one step's budget.
+  bool enable_chunked_prefill = true;
+  // When > 0, no sequence gets more than this many tokens in one step, so long prompts share
+  // steps with others instead of stalling them.
+  int64_t long_prefill_token_threshold = 0;
+};
+
+struct ScheduledChunk {
+  Sequence* seq = nullptr;
+  int64_t start = 0;   // index of the first token to compute (== its position)
+  int64_t count = 0;   // tokens to compute
+  bool samples = false;  // the chunk reaches the last known token: sample the next one
+};
+
+struct SchedulerStep {
+  std::vector<ScheduledChunk> chunks;
+  std::vector<Sequence*> preempted;
+  int64_t num_tokens = 0;
+  bool empty() const { return chunks.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, BlockManager* blocks);
+
+  // Queues a sequence (state kWaiting). Its total length must fit the cache: the engine checks.
+  void Add(Sequence* seq);
+  // Takes a sequence out (finished or aborted) and frees its blocks.
+  void Remove(Sequence* seq);
+
+  SchedulerStep Schedule();
+  // Records that a step's chunks were computed.
+  void Complete(const SchedulerStep& step);
+
+  size_t num_running() const { return running_.size(); }
+  size_t num_waiting() const { return waiting_.size(); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  void Preempt(Sequence* seq, SchedulerStep* step);
+
+  SchedulerConfig config_;
+  BlockManager* blocks_;
+  std::vector<Sequence*> running_;  // in admission order; the back is the newest
+  std::deque<Sequence*> waiting_;
+};
+
+}  // namespace kiln::engine
