@@ -1,0 +1,254 @@
+#include "kiln/engine/engine.h"
+
+#include <algorithm>
+#include <random>
+
+namespace kiln::engine {
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "";
+}
+
+struct Engine::Request {
+  uint64_t id = 0;
+  SamplingParams params;
+  EventSink sink;
+  int64_t max_total_tokens = 0;  // prompt + most generated tokens allowed
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<std::unique_ptr<SequenceSampler>> samplers;
+  int32_t unfinished = 0;
+};
+
+Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
+    : config_(config),
+      executor_(std::move(executor)),
+      vocab_size_(executor_->vocab_size()),
+      blocks_(executor_->kv_geometry().num_blocks, executor_->kv_geometry().block_size,
+              config.enable_prefix_caching),
+      scheduler_(config.scheduler, &blocks_) {}
+
+Engine::~Engine() { Stop(); }
+
+Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParams& params,
+                                EventSink sink) {
+  if (prompt.empty()) return Status::InvalidArgument("the prompt is empty");
+  const int64_t len = static_cast<int64_t>(prompt.size());
+  if (len >= config_.max_model_len) {
+    return Status::InvalidArgument(
+        "this model's maximum context length is " + std::to_string(config_.max_model_len) +
+        " tokens, but the prompt has " + std::to_string(len) +
+        " tokens (at least one token must be left for the completion)");
+  }
+  for (int32_t t : prompt) {
+    if (t < 0 || t >= vocab_size_) {
+      return Status::InvalidArgument("prompt token " + std::to_string(t) +
+                                     " is outside the vocabulary of " +
+                                     std::to_string(vocab_size_));
+    }
+  }
+  KILN_RETURN_IF_ERROR(params.Validate(vocab_size_));
+  if (params.max_tokens && len + *params.max_tokens > config_.max_model_len) {
+    return Status::InvalidArgument(
+        "max_tokens is too large: the prompt has " + std::to_string(len) + " tokens and " +
+        std::to_string(*params.max_tokens) + " more would exceed this model's maximum context "
+        "length of " + std::to_string(config_.max_model_len) + " tokens");
+  }
+  const int64_t max_total = params.max_tokens ? len + *params.max_tokens : config_.max_model_len;
+  if (blocks_.BlocksFor(max_total) > blocks_.num_blocks()) {
+    // Never admissible: even alone it would exhaust the cache. (The planner avoids this.)
+    return Status::OutOfRange("the request needs " + std::to_string(max_total) +
+                              " tokens of KV cache; the cache holds " +
+                              std::to_string(static_cast<int64_t>(blocks_.num_blocks()) *
+                                             blocks_.block_size()));
+  }
+
+  auto request = std::make_unique<Request>();
+  request->id = next_request_id_.fetch_add(1);
+  request->params = params;
+  request->sink = std::move(sink);
+  request->max_total_tokens = max_total;
+  std::random_device entropy;
+  for (int32_t i = 0; i < params.n; ++i) {
+    auto seq = std::make_unique<Sequence>();
+    seq->tokens = prompt;
+    seq->num_prompt_tokens = len;
+    SamplingParams p = params;
+    if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(i);
+    std::vector<int32_t> stop_ids;
+    if (!params.ignore_eos) stop_ids = config_.eos_token_ids;
+    auto sampler = std::make_unique<SequenceSampler>(
+        p, stop_ids, (static_cast<uint64_t>(entropy()) << 32) | entropy());
+    sampler->SetPrompt(prompt);
+    request->seqs.push_back(std::move(seq));
+    request->samplers.push_back(std::move(sampler));
+  }
+  request->unfinished = params.n;
+  uint64_t id = request->id;
+  {
+    std::lock_guard lock(inbox_mu_);
+    inbox_.push_back(std::move(request));
+  }
+  inbox_cv_.notify_one();
+  return id;
+}
+
+void Engine::Abort(uint64_t request_id) {
+  {
+    std::lock_guard lock(inbox_mu_);
+    aborts_.push_back(request_id);
+  }
+  inbox_cv_.notify_one();
+}
+
+void Engine::DrainInbox() {
+  std::vector<std::unique_ptr<Request>> incoming;
+  std::vector<uint64_t> aborts;
+  {
+    std::lock_guard lock(inbox_mu_);
+    incoming.swap(inbox_);
+    aborts.swap(aborts_);
+  }
+  for (auto& request : incoming) {
+    Request* r = request.get();
+    for (int32_t i = 0; i < static_cast<int32_t>(r->seqs.size()); ++i) {
+      Sequence* seq = r->seqs[i].get();
+      seq->id = next_sequence_id_++;
+      owners_[seq] = {r, i};
+      scheduler_.Add(seq);
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.prompt_tokens_total += r->seqs[0]->num_prompt_tokens;
+    }
+    requests_.emplace(r->id, std::move(request));
+  }
+  for (uint64_t id : aborts) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) continue;  // finished already
+    for (auto& seq : it->second->seqs) {
+      if (seq->state != SequenceState::kFinished) Finish(seq.get(), FinishReason::kAbort);
+    }
+  }
+}
+
+void Engine::Finish(Sequence* seq, FinishReason reason, const std::string& error) {
+  auto [request, index] = owners_.at(seq);
+  executor_->Release(*seq);
+  scheduler_.Remove(seq);
+  if (reason == FinishReason::kAbort || reason == FinishReason::kError) {
+    TokenEvent event;
+    event.request_id = request->id;
+    event.index = index;
+    event.finish = reason;
+    event.error = error;
+    event.prompt_tokens = seq->num_prompt_tokens;
+    event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
+    event.output_tokens = seq->num_output_tokens();
+    request->sink(event);
+  }
+  owners_.erase(seq);
+  if (--request->unfinished == 0) requests_.erase(request->id);
+}
+
+bool Engine::Step() {
+  DrainInbox();
+  SchedulerStep step = scheduler_.Schedule();
+  for (Sequence* seq : step.preempted) executor_->Release(*seq);
+  if (step.empty()) return false;
+
+  logits_.clear();
+  Status status = executor_->Execute(step, &logits_);
+  if (!status.ok()) {
+    for (const ScheduledChunk& c : step.chunks) {
+      if (c.seq->state != SequenceState::kFinished) {
+        Finish(c.seq, FinishReason::kError, status.message());
+      }
+    }
+    return true;
+  }
+  scheduler_.Complete(step);
+
+  int64_t generated = 0;
+  size_t row = 0;
+  for (const ScheduledChunk& c : step.chunks) {
+    if (!c.samples) continue;
+    Sequence* seq = c.seq;
+    std::span<float> logits(logits_.data() + row * vocab_size_, vocab_size_);
+    ++row;
+    auto [request, index] = owners_.at(seq);
+    SequenceSampler& sampler = *request->samplers[index];
+    SampledToken sampled = sampler.Sample(logits);
+    sampler.Accept(sampled.token);
+    seq->tokens.push_back(sampled.token);
+    ++generated;
+
+    const SamplingParams& p = request->params;
+    TokenEvent event;
+    event.request_id = request->id;
+    event.index = index;
+    event.token = sampled.token;
+    event.logprob = sampled.logprob;
+    event.top_logprobs = std::move(sampled.top);
+    bool is_stop_token =
+        std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), sampled.token) !=
+            p.stop_token_ids.end() ||
+        (!p.ignore_eos && std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(),
+                                    sampled.token) != config_.eos_token_ids.end());
+    if (is_stop_token && seq->num_output_tokens() > p.min_tokens - 1) {
+      event.finish = FinishReason::kStop;
+      event.stopped_by_token = true;
+    } else if (seq->num_tokens() >= request->max_total_tokens ||
+               seq->num_tokens() >= config_.max_model_len) {
+      event.finish = FinishReason::kLength;
+    }
+    event.prompt_tokens = seq->num_prompt_tokens;
+    event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
+    event.output_tokens = seq->num_output_tokens();
+    request->sink(event);
+    if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
+  }
+
+  std::lock_guard lock(stats_mu_);
+  stats_.running = static_cast<int64_t>(scheduler_.num_running());
+  stats_.waiting = static_cast<int64_t>(scheduler_.num_waiting());
+  stats_.kv_cache_usage = blocks_.usage();
+  stats_.generation_tokens_total += generated;
+  stats_.preemptions_total += static_cast<int64_t>(step.preempted.size());
+  stats_.prefix_cache_queries_total = blocks_.prefix_cache_queried_tokens();
+  stats_.prefix_cache_hits_total = blocks_.prefix_cache_hit_tokens();
+  return true;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+void Engine::Loop(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (Step()) continue;
+    std::unique_lock lock(inbox_mu_);
+    inbox_cv_.wait(lock, stop, [this] { return !inbox_.empty() || !aborts_.empty(); });
+  }
+}
+
+void Engine::Start() {
+  if (thread_.joinable()) return;
+  thread_ = std::jthread([this](std::stop_token stop) { Loop(stop); });
+}
+
+void Engine::Stop() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  inbox_cv_.notify_all();
+  thread_.join();
+}
+
+}  // namespace kiln::engine

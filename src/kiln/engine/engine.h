@@ -1,0 +1,120 @@
+// Engine: the generative engine core shared by every runtime. Requests go in as token ids with
+// sampling parameters; token events come out through each request's sink.
+//
+// Submit and Abort may be called from any thread. Steps run on the engine's own thread (Start)
+// or on the caller's (Step, for tests); sinks are called on the stepping thread and must not
+// block. Text (detokenizing, stop strings) is the caller's business: it aborts a request
+// whose text has hit a stop string.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/block_manager.h"
+#include "kiln/engine/executor.h"
+#include "kiln/engine/sampler.h"
+#include "kiln/engine/sampling_params.h"
+#include "kiln/engine/scheduler.h"
+
+namespace kiln::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+// OpenAI's names: "stop", "length"; "abort" and "error" otherwise.
+const char* FinishReasonName(FinishReason reason);
+
+struct TokenEvent {
+  uint64_t request_id = 0;
+  int32_t index = 0;  // which of the request's n completions
+  int32_t token = -1;  // -1 when the event only reports the end (abort, error)
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top_logprobs;
+  FinishReason finish = FinishReason::kNone;
+  bool stopped_by_token = false;  // finish kStop came from an end/stop token (this one)
+  std::string error;
+  int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  int64_t output_tokens = 0;
+};
+using EventSink = std::function<void(const TokenEvent&)>;
+
+struct EngineConfig {
+  SchedulerConfig scheduler;
+  bool enable_prefix_caching = false;
+  int64_t max_model_len = 2048;
+  std::vector<int32_t> eos_token_ids;
+};
+
+struct EngineStats {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  double kv_cache_usage = 0.0;
+  int64_t prompt_tokens_total = 0;
+  int64_t generation_tokens_total = 0;
+  int64_t preemptions_total = 0;
+  int64_t prefix_cache_queries_total = 0;
+  int64_t prefix_cache_hits_total = 0;
+};
+
+class Engine {
+ public:
+  Engine(const EngineConfig& config, std::unique_ptr<Executor> executor);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues a request. Errors (InvalidArgument / OutOfRange) say what is wrong:
+  // an empty prompt, a prompt longer than max_model_len (naming both numbers), parameters out
+  // of range.
+  Result<uint64_t> Submit(std::vector<int32_t> prompt, const SamplingParams& params,
+                          EventSink sink);
+  // Stops a request; its sequences leave the batch and free their cache at the next step.
+  void Abort(uint64_t request_id);
+
+  void Start();  // runs steps on a background thread until Stop or destruction
+  void Stop();
+  // Runs one step on the calling thread. Returns false when there was nothing to do.
+  bool Step();
+
+  EngineStats stats() const;
+  const EngineConfig& config() const { return config_; }
+  int64_t vocab_size() const { return vocab_size_; }
+
+ private:
+  struct Request;
+  void DrainInbox();
+  void Finish(Sequence* seq, FinishReason reason, const std::string& error = {});
+  void Loop(std::stop_token stop);
+
+  EngineConfig config_;
+  std::unique_ptr<Executor> executor_;
+  int64_t vocab_size_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+
+  std::mutex inbox_mu_;
+  std::condition_variable_any inbox_cv_;
+  std::vector<std::unique_ptr<Request>> inbox_;
+  std::vector<uint64_t> aborts_;
+  std::atomic<uint64_t> next_request_id_{1};
+
+  // Owned by the stepping thread.
+  std::unordered_map<uint64_t, std::unique_ptr<Request>> requests_;
+  std::unordered_map<Sequence*, std::pair<Request*, int32_t>> owners_;
+  std::vector<float> logits_;
+  uint64_t next_sequence_id_ = 1;
+
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  std::jthread thread_;
+};
+
+}  // namespace kiln::engine

@@ -1,0 +1,34 @@
+// Executor: what a runtime provides to the engine core — its KV-cache geometry and a forward
+// pass over one scheduled step.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/scheduler.h"
+
+namespace kiln::engine {
+
+struct KvCacheGeometry {
+  int32_t block_size = 16;  // tokens per block (context_length for one-slot-per-sequence caches)
+  int32_t num_blocks = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+
+  virtual KvCacheGeometry kv_geometry() const = 0;
+  virtual int64_t vocab_size() const = 0;
+
+  // Computes every chunk of `step` (tokens [start, start + count) of each sequence, written into
+  // the KV cache blocks of its block table) and, for each chunk that samples, appends one row of
+  // vocab_size() logits to `logits`, in chunk order.
+  virtual Status Execute(const SchedulerStep& step, std::vector<float>* logits) = 0;
+
+  // A sequence has left the engine (finished, aborted or preempted).
+  virtual void Release(const Sequence& seq) { (void)seq; }
+};
+
+}  // namespace kiln::engine
