@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev   # JSON (tokenizer.json, config.json, safetensors headers)
   libpcre2-dev         # Unicode regexes for the tokenizers' pre-tokenizers
   libcli11-dev         # the kiln command line
+  libboost1.81-dev     # Boost.Asio and Beast: the asynchronous HTTP server
   clang                # libFuzzer targets
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang
   python3-venv         # the test and benchmark environment
