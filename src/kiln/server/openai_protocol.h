@@ -1,0 +1,94 @@
+// The OpenAI request schemas that Kiln accepts (/v1/chat/completions, /v1/completions), parsed
+// and validated into plain structs. Every error names the offending parameter and says what was
+// expected, and becomes an HTTP 400 with an OpenAI-style error body.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/sampling_params.h"
+
+namespace kiln::server {
+
+// A validation failure: the message and the parameter it concerns ("messages[2].role").
+struct RequestError {
+  std::string message;
+  std::string param;
+};
+
+template <typename T>
+using Parsed = std::variant<T, RequestError>;
+
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text, as OpenAI sends it
+};
+
+struct ChatMessage {
+  std::string role;  // system, developer, user, assistant, tool
+  std::optional<std::string> content;  // text parts joined; absent for tool-call-only messages
+  std::optional<std::string> name;
+  std::vector<ToolCall> tool_calls;
+  std::optional<std::string> tool_call_id;
+};
+
+struct ToolDefinition {
+  std::string name;
+  std::string description;
+  nlohmann::json parameters = nlohmann::json::object();  // a JSON schema
+};
+
+enum class ToolChoiceMode { kAuto, kNone, kRequired, kNamed };
+
+struct ResponseFormat {
+  enum class Type { kText, kJsonObject, kJsonSchema } type = Type::kText;
+  std::string schema_name;
+  nlohmann::json schema;  // for kJsonSchema
+};
+
+// Fields shared by both endpoints.
+struct GenerationOptions {
+  std::string model;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  engine::SamplingParams sampling;
+  bool logprobs = false;  // chat: logprobs flag; completions: logprobs is an int
+  bool skip_special_tokens = true;
+  std::optional<std::string> user;
+};
+
+struct ChatCompletionRequest {
+  GenerationOptions options;
+  std::vector<ChatMessage> messages;
+  nlohmann::json messages_json;  // as sent, for the chat template
+  std::vector<ToolDefinition> tools;
+  nlohmann::json tools_json;  // as sent, for the chat template
+  ToolChoiceMode tool_choice = ToolChoiceMode::kAuto;
+  std::string tool_choice_name;  // kNamed
+  bool parallel_tool_calls = true;
+  ResponseFormat response_format;
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+};
+
+struct CompletionRequest {
+  GenerationOptions options;
+  // One or more prompts: text, or token ids.
+  std::vector<std::variant<std::string, std::vector<int32_t>>> prompts;
+  bool echo = false;
+};
+
+Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::json& body);
+Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::json& body);
+
+// Checks that `schema` is a JSON schema Kiln can enforce (an object; known types and keywords).
+std::optional<std::string> ValidateJsonSchemaShape(const nlohmann::json& schema);
+
+}  // namespace kiln::server
