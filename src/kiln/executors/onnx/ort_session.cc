@@ -6,14 +6,16 @@
 #include <mutex>
 
 namespace kiln::onnx {
-namespace {
 
-Ort::Env& Environment() {
+// One ONNX Runtime environment per process, shared by every session.
+Ort::Env& SharedOrtEnvironment() {
   static std::once_flag once;
   static std::unique_ptr<Ort::Env> env;
   std::call_once(once, [] { env = std::make_unique<Ort::Env>(ORT_LOGGING_LEVEL_WARNING, "kiln"); });
   return *env;
 }
+
+namespace {
 
 ONNXTensorElementDataType ToOrt(ElementType type) {
   switch (type) {
@@ -95,7 +97,7 @@ Result<std::unique_ptr<OrtSession>> OrtSession::Load(const std::string& path,
     if (options.intra_op_threads > 0) so.SetIntraOpNumThreads(options.intra_op_threads);
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     auto impl = std::make_unique<Impl>();
-    impl->session = Ort::Session(Environment(), path.c_str(), so);
+    impl->session = Ort::Session(SharedOrtEnvironment(), path.c_str(), so);
     std::unique_ptr<OrtSession> session(new OrtSession(std::move(impl)));
     Ort::AllocatorWithDefaultOptions allocator;
     Ort::Session& s = session->impl_->session;
