@@ -23,6 +23,7 @@ struct Engine::Request {
   int64_t max_total_tokens = 0;  // prompt + most generated tokens allowed
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::vector<std::unique_ptr<SequenceSampler>> samplers;
+  std::vector<std::unique_ptr<TokenConstraint>> constraints;  // empty when unconstrained
   int32_t unfinished = 0;
 };
 
@@ -37,7 +38,7 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
 Engine::~Engine() { Stop(); }
 
 Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                                EventSink sink) {
+                                EventSink sink, ConstraintFactory constraint) {
   if (prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int64_t len = static_cast<int64_t>(prompt.size());
   if (len >= config_.max_model_len) {
@@ -88,6 +89,7 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
     sampler->SetPrompt(prompt);
     request->seqs.push_back(std::move(seq));
     request->samplers.push_back(std::move(sampler));
+    if (constraint) request->constraints.push_back(constraint());
   }
   request->unfinished = params.n;
   uint64_t id = request->id;
@@ -99,17 +101,17 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
   return id;
 }
 
-void Engine::Abort(uint64_t request_id) {
+void Engine::Abort(uint64_t request_id, int32_t index) {
   {
     std::lock_guard lock(inbox_mu_);
-    aborts_.push_back(request_id);
+    aborts_.emplace_back(request_id, index);
   }
   inbox_cv_.notify_one();
 }
 
 void Engine::DrainInbox() {
   std::vector<std::unique_ptr<Request>> incoming;
-  std::vector<uint64_t> aborts;
+  std::vector<std::pair<uint64_t, int32_t>> aborts;
   {
     std::lock_guard lock(inbox_mu_);
     incoming.swap(inbox_);
@@ -129,12 +131,17 @@ void Engine::DrainInbox() {
     }
     requests_.emplace(r->id, std::move(request));
   }
-  for (uint64_t id : aborts) {
+  for (auto [id, index] : aborts) {
     auto it = requests_.find(id);
     if (it == requests_.end()) continue;  // finished already
-    for (auto& seq : it->second->seqs) {
-      if (seq->state != SequenceState::kFinished) Finish(seq.get(), FinishReason::kAbort);
+    Request* r = it->second.get();
+    std::vector<Sequence*> targets;
+    for (int32_t i = 0; i < static_cast<int32_t>(r->seqs.size()); ++i) {
+      if ((index < 0 || index == i) && r->seqs[i]->state != SequenceState::kFinished) {
+        targets.push_back(r->seqs[i].get());
+      }
     }
+    for (Sequence* seq : targets) Finish(seq, FinishReason::kAbort);  // may free `r`
   }
 }
 
@@ -166,10 +173,9 @@ bool Engine::Step() {
   logits_.clear();
   Status status = executor_->Execute(step, &logits_);
   if (!status.ok()) {
+    // Finish may free a request and its sequences: look them up, never dereference stale ones.
     for (const ScheduledChunk& c : step.chunks) {
-      if (c.seq->state != SequenceState::kFinished) {
-        Finish(c.seq, FinishReason::kError, status.message());
-      }
+      if (owners_.count(c.seq) != 0) Finish(c.seq, FinishReason::kError, status.message());
     }
     return true;
   }
@@ -184,8 +190,17 @@ bool Engine::Step() {
     ++row;
     auto [request, index] = owners_.at(seq);
     SequenceSampler& sampler = *request->samplers[index];
-    SampledToken sampled = sampler.Sample(logits);
+    TokenConstraint* constraint =
+        request->constraints.empty() ? nullptr : request->constraints[index].get();
+    std::span<const uint8_t> allowed;
+    if (constraint != nullptr) {
+      allowed_.assign(static_cast<size_t>(vocab_size_), 0);
+      constraint->FillAllowed(allowed_);
+      allowed = allowed_;
+    }
+    SampledToken sampled = sampler.Sample(logits, allowed);
     sampler.Accept(sampled.token);
+    if (constraint != nullptr) constraint->Accept(sampled.token);
     seq->tokens.push_back(sampled.token);
     ++generated;
 

@@ -24,6 +24,7 @@
 #include "kiln/engine/sampler.h"
 #include "kiln/engine/sampling_params.h"
 #include "kiln/engine/scheduler.h"
+#include "kiln/engine/token_constraint.h"
 
 namespace kiln::engine {
 
@@ -74,10 +75,12 @@ class Engine {
   // Validates and queues a request. Errors (InvalidArgument / OutOfRange) say what is wrong:
   // an empty prompt, a prompt longer than max_model_len (naming both numbers), parameters out
   // of range.
+  // `constraint`, when set, makes one TokenConstraint per sequence that limits its tokens.
   Result<uint64_t> Submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                          EventSink sink);
-  // Stops a request; its sequences leave the batch and free their cache at the next step.
-  void Abort(uint64_t request_id);
+                          EventSink sink, ConstraintFactory constraint = nullptr);
+  // Stops a request (or only its completion `index`); its sequences leave the batch and free
+  // their cache at the next step.
+  void Abort(uint64_t request_id, int32_t index = -1);
 
   void Start();  // runs steps on a background thread until Stop or destruction
   void Stop();
@@ -103,13 +106,14 @@ class Engine {
   std::mutex inbox_mu_;
   std::condition_variable_any inbox_cv_;
   std::vector<std::unique_ptr<Request>> inbox_;
-  std::vector<uint64_t> aborts_;
+  std::vector<std::pair<uint64_t, int32_t>> aborts_;
   std::atomic<uint64_t> next_request_id_{1};
 
   // Owned by the stepping thread.
   std::unordered_map<uint64_t, std::unique_ptr<Request>> requests_;
   std::unordered_map<Sequence*, std::pair<Request*, int32_t>> owners_;
   std::vector<float> logits_;
+  std::vector<uint8_t> allowed_;
   uint64_t next_sequence_id_ = 1;
 
   mutable std::mutex stats_mu_;

@@ -240,3 +240,67 @@ TEST(EngineTest, BackgroundThreadServesSubmitsFromOtherThreads) {
 
 }  // namespace
 }  // namespace kiln::engine
+
+namespace kiln::engine {
+namespace {
+
+// Allows only even tokens, and records what it was told.
+class EvenOnly : public TokenConstraint {
+ public:
+  explicit EvenOnly(std::vector<int32_t>* seen) : seen_(seen) {}
+  void FillAllowed(std::span<uint8_t> allowed) override {
+    for (size_t t = 0; t < allowed.size(); ++t) allowed[t] = t % 2 == 0;
+  }
+  void Accept(int32_t token) override { seen_->push_back(token); }
+
+ private:
+  std::vector<int32_t>* seen_;
+};
+
+TEST(EngineTest, ConstraintsLimitEverySampledToken) {
+  Engine engine(Config(), std::make_unique<FakeExecutor>(4, 128));
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.max_tokens = 30;
+  p.ignore_eos = true;
+  p.n = 2;
+  std::vector<int32_t> seen;
+  std::vector<int32_t> tokens;
+  auto id = engine.Submit(Prompt(6, 9), p, [&](const TokenEvent& e) {
+    if (e.token >= 0) tokens.push_back(e.token);
+  }, [&seen] { return std::make_unique<EvenOnly>(&seen); });
+  ASSERT_TRUE(id.ok());
+  while (engine.Step()) {
+  }
+  ASSERT_EQ(tokens.size(), 60u);
+  for (int32_t t : tokens) EXPECT_EQ(t % 2, 0);
+  EXPECT_EQ(seen, tokens);
+}
+
+TEST(EngineTest, AbortOneCompletionKeepsTheOthers) {
+  Engine engine(Config(), std::make_unique<FakeExecutor>(4, 128));
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.max_tokens = 10;
+  p.ignore_eos = true;
+  p.n = 2;
+  std::map<int32_t, int> counts;
+  std::map<int32_t, FinishReason> finish;
+  auto id = engine.Submit(Prompt(6, 10), p, [&](const TokenEvent& e) {
+    if (e.token >= 0) ++counts[e.index];
+    if (e.finish != FinishReason::kNone) finish[e.index] = e.finish;
+  });
+  ASSERT_TRUE(id.ok());
+  engine.Step();
+  engine.Step();
+  engine.Abort(*id, 0);
+  while (engine.Step()) {
+  }
+  EXPECT_EQ(finish[0], FinishReason::kAbort);
+  EXPECT_EQ(finish[1], FinishReason::kLength);
+  EXPECT_EQ(counts[1], 10);
+  EXPECT_LT(counts[0], 10);
+}
+
+}  // namespace
+}  // namespace kiln::engine
