@@ -36,8 +36,10 @@ class Metrics {
  public:
   explicit Metrics(std::string model_name);
 
-  void AddPromptTokens(int64_t n) { prompt_tokens_ += n; }
-  void AddGenerationTokens(int64_t n) { generation_tokens_ += n; }
+  void SetTokenTotals(int64_t prompt, int64_t generation) {
+    prompt_tokens_ = prompt;
+    generation_tokens_ = generation;
+  }
   void AddRequestSuccess(const std::string& finished_reason);
   void SetPreemptions(int64_t total) { preemptions_ = total; }
   void SetPrefixCache(int64_t queries, int64_t hits) {

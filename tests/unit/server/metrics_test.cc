@@ -7,8 +7,7 @@ namespace {
 
 TEST(MetricsTest, RendersVllmNamesLabelsAndCumulativeBuckets) {
   Metrics m("smollm2");
-  m.AddPromptTokens(12);
-  m.AddGenerationTokens(30);
+  m.SetTokenTotals(12, 30);
   m.AddRequestSuccess("stop");
   m.time_to_first_token.Observe(0.003);
   m.time_to_first_token.Observe(0.05);

@@ -1,0 +1,100 @@
+#include "kiln/cli/serve_command.h"
+
+#include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <pthread.h>
+#include <string>
+
+#include "kiln/base/log.h"
+#include "kiln/server/openai_server.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ServeArgs {
+  server::ModelOptions model;
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string api_key;
+  int io_threads = 2;
+  double shutdown_timeout = 30.0;
+};
+
+int RunServe(const ServeArgs& args) {
+  // Signals are taken by sigwait below, so every thread starts with them blocked.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  server::OpenAiServerOptions options;
+  options.http.host = args.host;
+  options.http.port = args.port;
+  options.http.io_threads = args.io_threads;
+  options.api_key = args.api_key;
+  if (options.api_key.empty()) {
+    if (const char* env = std::getenv("KILN_API_KEY")) options.api_key = env;
+  }
+  server::OpenAiServer srv(options);
+  if (Status s = srv.Start(); !s.ok()) {
+    LogError(s.message());
+    return 1;
+  }
+  LogInfo("listening on http://" + args.host + ":" + std::to_string(srv.port()) +
+          " (/health answers 503 until the model is loaded)");
+  auto model = server::ServedModel::Load(args.model);
+  if (!model.ok()) {
+    LogError(model.status().message());
+    srv.Shutdown(std::chrono::milliseconds(0));
+    return 1;
+  }
+  std::string id = (*model)->id();
+  srv.SetModel(std::move(model).value());
+  LogInfo("ready: serving '" + id + "' at http://" + args.host + ":" + std::to_string(srv.port()) +
+          "/v1");
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+          ": no new connections; letting requests in flight finish");
+  auto deadline = std::chrono::milliseconds(static_cast<int64_t>(args.shutdown_timeout * 1000));
+  bool clean = srv.Shutdown(deadline);
+  LogInfo(clean ? "stopped" : "stopped at the deadline with requests still running");
+  return 0;
+}
+
+}  // namespace
+
+void RegisterServeCommand(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  cmd->add_option("--model,-m", args->model.path, "ONNX Runtime GenAI model folder")->required();
+  cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port,-p", args->port, "Port to listen on")->capture_default_str();
+  cmd->add_option("--api-key", args->api_key,
+                  "Require this key (Authorization: Bearer, or api-key header); also KILN_API_KEY");
+  cmd->add_option("--served-model-name", args->model.served_model_name,
+                  "Model id clients use (default: the folder's name)");
+  cmd->add_option("--max-model-len", args->model.max_model_len,
+                  "Longest prompt + completion in tokens (default: the model's, at most 4096)");
+  cmd->add_option("--max-num-seqs", args->model.max_num_seqs,
+                  "Sequences decoded together (KV cache slots)")
+      ->capture_default_str();
+  cmd->add_option("--max-num-batched-tokens", args->model.max_num_batched_tokens,
+                  "Tokens computed per engine step")
+      ->capture_default_str();
+  cmd->add_option("--device", args->model.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--threads", args->model.threads, "ONNX Runtime threads (0: one per core)")
+      ->capture_default_str();
+  cmd->add_option("--http-threads", args->io_threads, "Threads serving HTTP connections")
+      ->capture_default_str();
+  cmd->add_option("--shutdown-timeout", args->shutdown_timeout,
+                  "Seconds to let requests finish after SIGTERM")
+      ->capture_default_str();
+  cmd->callback([args, exit_code] { *exit_code = RunServe(*args); });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,332 @@
+#include "kiln/server/generation_job.h"
+
+namespace kiln::server {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string Dump(const ojson& j) {
+  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+ojson Bytes(const std::string& s) {
+  ojson out = ojson::array();
+  for (unsigned char ch : s) out.push_back(static_cast<int>(ch));
+  return out;
+}
+
+}  // namespace
+
+GenerationJob::GenerationJob(JobSettings settings, ServedModel* model, Metrics* metrics,
+                             std::shared_ptr<Exchange> exchange)
+    : settings_(std::move(settings)),
+      model_(model),
+      metrics_(metrics),
+      exchange_(std::move(exchange)),
+      arrival_(std::chrono::steady_clock::now()),
+      engine_ids_(settings_.num_prompts, 0),
+      prompt_tokens_(settings_.num_prompts, 0),
+      cached_tokens_(settings_.num_prompts, 0),
+      choices_(static_cast<size_t>(settings_.num_prompts) * settings_.n),
+      remaining_(settings_.num_prompts * settings_.n) {
+  for (Choice& c : choices_) {
+    c.detokenizer =
+        std::make_unique<text::Detokenizer>(model_->tokenizer(), settings_.skip_special_tokens);
+    c.stop = std::make_unique<engine::StopMatcher>(settings_.stop,
+                                                   settings_.include_stop_str_in_output);
+    if (settings_.kind == JobKind::kChat) {
+      c.logprobs = {{"content", ojson::array()}};
+    } else {
+      c.logprobs = {{"tokens", ojson::array()},
+                    {"token_logprobs", ojson::array()},
+                    {"top_logprobs", ojson::array()},
+                    {"text_offset", ojson::array()}};
+    }
+  }
+  if (!settings_.echo_prefixes.empty()) {
+    for (int32_t p = 0; p < settings_.num_prompts; ++p) {
+      for (int32_t j = 0; j < settings_.n; ++j) {
+        Choice& c = choices_[p * settings_.n + j];
+        c.text = settings_.echo_prefixes[p];
+        c.text_offset = static_cast<int64_t>(c.text.size());
+      }
+    }
+  }
+}
+
+void GenerationJob::AddEngineRequest(int32_t prompt_index, uint64_t engine_id,
+                                     int64_t prompt_tokens) {
+  std::lock_guard lock(ids_mu_);
+  engine_ids_[prompt_index] = engine_id;
+  prompt_tokens_[prompt_index] = prompt_tokens;
+}
+
+void GenerationJob::Cancel() {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard lock(ids_mu_);
+    ids = engine_ids_;
+  }
+  for (uint64_t id : ids) {
+    if (id != 0) model_->engine().Abort(id);
+  }
+}
+
+void GenerationJob::BeginStream() {
+  exchange_->StartStream(200, "text/event-stream; charset=utf-8");
+  if (settings_.kind == JobKind::kChat) {
+    // The role comes first, once per choice, as OpenAI sends it.
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      ojson chunk = ChunkBase();
+      chunk["choices"] = ojson::array({{{"index", i},
+                                        {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", nullptr}}});
+      SendChunk(chunk);
+      choices_[i].role_sent = true;
+    }
+  }
+}
+
+ojson GenerationJob::ChunkBase() const {
+  ojson chunk = {{"id", settings_.id},
+                 {"object", settings_.kind == JobKind::kChat ? "chat.completion.chunk"
+                                                             : "text_completion"},
+                 {"created", settings_.created},
+                 {"model", settings_.model}};
+  return chunk;
+}
+
+void GenerationJob::SendChunk(const ojson& chunk) {
+  ojson c = chunk;
+  if (settings_.include_usage && !c.contains("usage")) c["usage"] = nullptr;
+  exchange_->Write("data: " + Dump(c) + "\n\n");
+}
+
+ojson GenerationJob::Usage() const {
+  int64_t prompt = 0, cached = 0, completion = 0;
+  for (int32_t p = 0; p < settings_.num_prompts; ++p) {
+    prompt += prompt_tokens_[p];
+    cached += cached_tokens_[p];
+  }
+  for (const Choice& c : choices_) completion += c.tokens;
+  ojson usage = {{"prompt_tokens", prompt},
+                 {"completion_tokens", completion},
+                 {"total_tokens", prompt + completion}};
+  if (cached > 0) usage["prompt_tokens_details"] = {{"cached_tokens", cached}};
+  return usage;
+}
+
+void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
+                                  const std::vector<engine::TokenLogprob>& top, ojson* delta) {
+  const text::Tokenizer& tok = model_->tokenizer();
+  auto text_of = [&tok](int32_t id) { return tok.Decode(std::span<const int32_t>(&id, 1)); };
+  std::string token_text = text_of(token);
+  if (settings_.kind == JobKind::kChat) {
+    ojson entry = {{"token", token_text}, {"logprob", logprob}, {"bytes", Bytes(token_text)}};
+    ojson tops = ojson::array();
+    for (const auto& t : top) {
+      std::string s = text_of(t.token);
+      tops.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", Bytes(s)}});
+    }
+    entry["top_logprobs"] = tops;
+    c.logprobs["content"].push_back(entry);
+    if (delta) *delta = {{"content", ojson::array({entry})}};
+  } else {
+    ojson tops = ojson::object();
+    for (const auto& t : top) tops[text_of(t.token)] = t.logprob;
+    c.logprobs["tokens"].push_back(token_text);
+    c.logprobs["token_logprobs"].push_back(logprob);
+    c.logprobs["top_logprobs"].push_back(tops);
+    c.logprobs["text_offset"].push_back(c.text_offset);
+    c.text_offset += static_cast<int64_t>(token_text.size());
+    if (delta) {
+      *delta = {{"tokens", {token_text}},
+                {"token_logprobs", {logprob}},
+                {"top_logprobs", {tops}},
+                {"text_offset", {c.text_offset - static_cast<int64_t>(token_text.size())}}};
+    }
+  }
+}
+
+void GenerationJob::EmitText(int32_t index, const std::string& piece, const ojson* logprob) {
+  Choice& c = choices_[index];
+  c.text += piece;
+  if (!settings_.stream || settings_.buffer_content_when_streaming) return;
+  if (piece.empty() && logprob == nullptr) return;
+  ojson chunk = ChunkBase();
+  ojson choice = {{"index", index}};
+  if (settings_.kind == JobKind::kChat) {
+    choice["delta"] = {{"content", piece}};
+    choice["logprobs"] = logprob ? *logprob : ojson(nullptr);
+  } else {
+    choice["text"] = piece;
+    choice["logprobs"] = logprob ? *logprob : ojson(nullptr);
+  }
+  choice["finish_reason"] = nullptr;
+  chunk["choices"] = ojson::array({choice});
+  SendChunk(chunk);
+}
+
+void GenerationJob::OnEvent(int32_t prompt_index, const engine::TokenEvent& e) {
+  const int32_t index = prompt_index * settings_.n + e.index;
+  Choice& c = choices_[index];
+  if (c.done) return;  // ended by a stop string; the engine's abort event follows
+  auto now = std::chrono::steady_clock::now();
+  if (e.prompt_tokens > 0) {
+    std::lock_guard lock(ids_mu_);
+    prompt_tokens_[prompt_index] = e.prompt_tokens;
+    cached_tokens_[prompt_index] = e.cached_prompt_tokens;
+  }
+  if (e.token >= 0) {
+    if (!first_token_seen_) {
+      first_token_seen_ = true;
+      metrics_->time_to_first_token.Observe(std::chrono::duration<double>(now - arrival_).count());
+    } else if (c.tokens > 0) {
+      metrics_->inter_token_latency.Observe(
+          std::chrono::duration<double>(now - c.last_token_time).count());
+    }
+    c.last_token_time = now;
+    ++c.tokens;
+    const bool hidden = e.finish == engine::FinishReason::kStop && e.stopped_by_token &&
+                        !settings_.include_stop_str_in_output;
+    ojson logprob_delta;
+    bool has_logprob = false;
+    if (settings_.logprobs && !hidden) {
+      AppendLogprob(c, e.token, e.logprob, e.top_logprobs, &logprob_delta);
+      has_logprob = true;
+    }
+    std::string piece = hidden ? std::string() : c.detokenizer->Push(e.token);
+    piece = c.stop->Push(piece);
+    EmitText(index, piece, has_logprob ? &logprob_delta : nullptr);
+    if (c.stop->stopped()) {
+      uint64_t id;
+      {
+        std::lock_guard lock(ids_mu_);
+        id = engine_ids_[prompt_index];
+      }
+      model_->engine().Abort(id, e.index);
+      FinishChoice(index, "stop", "");
+      return;
+    }
+  }
+  if (e.finish == engine::FinishReason::kNone) return;
+  if (e.finish == engine::FinishReason::kAbort) {
+    FinishChoice(index, "abort", "");
+    return;
+  }
+  std::string rest = c.stop->Push(c.detokenizer->Flush());
+  if (!c.stop->stopped()) rest += c.stop->Flush();
+  EmitText(index, rest, nullptr);
+  if (e.finish == engine::FinishReason::kError) {
+    FinishChoice(index, "error", e.error);
+  } else {
+    FinishChoice(index, c.stop->stopped() || e.finish == engine::FinishReason::kStop ? "stop" : "length", "");
+  }
+}
+
+void GenerationJob::FinishChoice(int32_t index, const std::string& reason,
+                                 const std::string& error) {
+  Choice& c = choices_[index];
+  if (c.done) return;
+  c.done = true;
+  c.finish_reason = reason;
+  if (!error.empty() && error_.empty()) error_ = error;
+  metrics_->request_generation_tokens.Observe(static_cast<double>(c.tokens));
+  if (settings_.stream && reason != "abort" && reason != "error") {
+    std::optional<ParsedToolCalls> calls;
+    if (settings_.tool_call_parser) calls = settings_.tool_call_parser(c.text);
+    if (calls && !calls->calls.empty()) c.finish_reason = "tool_calls";
+    ojson chunk = ChunkBase();
+    if (settings_.kind == JobKind::kChat) {
+      if (settings_.buffer_content_when_streaming) {
+        ojson delta = ojson::object();
+        if (calls && !calls->calls.empty()) {
+          ojson deltas = ojson::array();
+          for (size_t k = 0; k < calls->calls.size(); ++k) {
+            ojson call = calls->calls[k];
+            call["index"] = k;
+            deltas.push_back(call);
+          }
+          if (!calls->content.empty()) delta["content"] = calls->content;
+          delta["tool_calls"] = deltas;
+        } else {
+          delta["content"] = c.text;
+        }
+        ojson body = chunk;
+        body["choices"] = ojson::array(
+            {{{"index", index}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+        SendChunk(body);
+      }
+      chunk["choices"] = ojson::array({{{"index", index},
+                                        {"delta", ojson::object()},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", c.finish_reason}}});
+    } else {
+      chunk["choices"] = ojson::array({{{"index", index},
+                                        {"text", ""},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", c.finish_reason}}});
+    }
+    SendChunk(chunk);
+  }
+  if (reason == "stop" || reason == "length") metrics_->AddRequestSuccess(reason);
+  if (--remaining_ == 0) Complete();
+}
+
+void GenerationJob::Complete() {
+  auto now = std::chrono::steady_clock::now();
+  metrics_->e2e_request_latency.Observe(std::chrono::duration<double>(now - arrival_).count());
+  int64_t prompt = 0;
+  for (int64_t p : prompt_tokens_) prompt += p;
+  metrics_->request_prompt_tokens.Observe(static_cast<double>(prompt));
+  if (exchange_->cancelled()) return;
+  if (settings_.stream) {
+    if (!error_.empty()) {
+      exchange_->Write("data: " + ErrorBody(error_, "server_error", 500) + "\n\n");
+    }
+    if (settings_.include_usage) {
+      ojson chunk = ChunkBase();
+      chunk["choices"] = ojson::array();
+      chunk["usage"] = Usage();
+      exchange_->Write("data: " + Dump(chunk) + "\n\n");
+    }
+    exchange_->Write("data: [DONE]\n\n");
+    exchange_->End();
+    return;
+  }
+  if (!error_.empty()) {
+    exchange_->Respond({500, "application/json", ErrorBody(error_, "server_error", 500), {}});
+    return;
+  }
+  ojson body = {{"id", settings_.id},
+                {"object", settings_.kind == JobKind::kChat ? "chat.completion" : "text_completion"},
+                {"created", settings_.created},
+                {"model", settings_.model}};
+  ojson choices = ojson::array();
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    Choice& c = choices_[i];
+    ojson choice = {{"index", i}};
+    if (settings_.kind == JobKind::kChat) {
+      ojson message = {{"role", "assistant"}, {"content", c.text}};
+      if (settings_.tool_call_parser) {
+        if (auto calls = settings_.tool_call_parser(c.text); calls && !calls->calls.empty()) {
+          message["content"] = calls->content.empty() ? ojson(nullptr) : ojson(calls->content);
+          message["tool_calls"] = calls->calls;
+          c.finish_reason = "tool_calls";
+        }
+      }
+      choice["message"] = message;
+    } else {
+      choice["text"] = c.text;
+    }
+    choice["logprobs"] = settings_.logprobs ? c.logprobs : ojson(nullptr);
+    choice["finish_reason"] = c.finish_reason;
+    choices.push_back(choice);
+  }
+  body["choices"] = choices;
+  body["usage"] = Usage();
+  exchange_->Respond({200, "application/json", Dump(body), {}});
+}
+
+}  // namespace kiln::server

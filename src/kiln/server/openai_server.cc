@@ -1,0 +1,380 @@
+#include "kiln/server/openai_server.h"
+
+#include <random>
+
+#include "kiln/base/log.h"
+#include "kiln/server/generation_job.h"
+#include "kiln/server/openai_protocol.h"
+
+namespace kiln::server {
+namespace {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+HttpResponse JsonResponse(int status, const ojson& body) {
+  return {status, "application/json", body.dump(-1, ' ', false, ojson::error_handler_t::replace), {}};
+}
+
+HttpResponse Error(int status, std::string_view message, std::string_view param = {}) {
+  const char* type = status == 401   ? "authentication_error"
+                     : status == 404 ? "not_found_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  ojson body = {{"error",
+                 {{"message", std::string(message)},
+                  {"type", type},
+                  {"param", param.empty() ? ojson(nullptr) : ojson(std::string(param))},
+                  {"code", status}}}};
+  return JsonResponse(status, body);
+}
+
+// Parses a request body as JSON; on failure says where and why.
+std::optional<json> ParseBody(const HttpRequest& request, std::shared_ptr<Exchange>& exchange) {
+  try {
+    return json::parse(request.body);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    size_t colon = what.rfind(": ");
+    exchange->Respond(Error(400, "the request body is not valid JSON (byte " +
+                                     std::to_string(e.byte) + "): " +
+                                     (colon == std::string::npos ? what : what.substr(colon + 2))));
+    return std::nullopt;
+  }
+}
+
+std::string RandomSuffix() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s;
+  for (int i = 0; i < 24; ++i) s += kAlphabet[rng() % 36];
+  return s;
+}
+
+// Messages as the chat template expects them: text content, tool-call arguments as objects
+// (as vLLM hands them to templates), everything else as sent.
+ojson TemplateMessages(const ChatCompletionRequest& req) {
+  ojson out = ojson::array();
+  for (size_t i = 0; i < req.messages.size(); ++i) {
+    const ChatMessage& m = req.messages[i];
+    ojson msg = ojson::parse(req.messages_json[i].dump());
+    msg["content"] = m.content ? ojson(*m.content) : ojson(nullptr);
+    if (!m.tool_calls.empty()) {
+      ojson calls = ojson::array();
+      for (const ToolCall& c : m.tool_calls) {
+        ojson args = ojson::parse(c.arguments, nullptr, false);
+        if (args.is_discarded()) args = c.arguments;
+        calls.push_back({{"id", c.id},
+                         {"type", "function"},
+                         {"function", {{"name", c.name}, {"arguments", args}}}});
+      }
+      msg["tool_calls"] = calls;
+    }
+    out.push_back(msg);
+  }
+  return out;
+}
+
+}  // namespace
+
+OpenAiServer::OpenAiServer(OpenAiServerOptions options) : options_(std::move(options)) {
+  http_ = std::make_unique<HttpServer>(
+      options_.http, [this](const HttpRequest& r, std::shared_ptr<Exchange> ex) { Handle(r, ex); });
+}
+
+OpenAiServer::~OpenAiServer() {
+  if (http_) http_->Stop();
+}
+
+Status OpenAiServer::Start() { return http_->Start(); }
+
+void OpenAiServer::SetModel(std::unique_ptr<ServedModel> model) {
+  metrics_ = std::make_unique<Metrics>(model->id());
+  owned_model_ = std::move(model);
+  model_.store(owned_model_.get());
+}
+
+bool OpenAiServer::Shutdown(std::chrono::milliseconds deadline) {
+  http_->StopAccepting();
+  bool idle = http_->WaitForIdle(deadline);
+  if (owned_model_) owned_model_->engine().Stop();
+  http_->Stop();
+  return idle;
+}
+
+void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  const std::string& path = request.path;
+  if (path == "/health") {
+    if (model_.load() == nullptr) {
+      exchange->Respond(Error(503, "the model is loading"));
+    } else {
+      exchange->Respond({200, "application/json", "{}", {}});
+    }
+    return;
+  }
+  if (path == "/metrics") {
+    exchange->Respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(), {}});
+    return;
+  }
+  const bool api_route = path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize";
+  if (!api_route) {
+    exchange->Respond(Error(404, "no route for " + request.method + " " + path));
+    return;
+  }
+  if (!options_.api_key.empty()) {
+    std::string auth = request.Header("authorization");
+    std::string key = request.Header("api-key");
+    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+    if (key != options_.api_key) {
+      exchange->Respond(Error(401, "invalid or missing API key: send it as 'Authorization: Bearer "
+                                   "<key>' or in an 'api-key' header"));
+      return;
+    }
+  }
+  if (model_.load() == nullptr) {
+    exchange->Respond(Error(503, "the model is loading"));
+    return;
+  }
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
+  if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
+    if (method_is("GET")) HandleModels(request, exchange);
+  } else if (path == "/v1/chat/completions") {
+    if (method_is("POST")) HandleChat(request, exchange);
+  } else if (path == "/v1/completions") {
+    if (method_is("POST")) HandleCompletion(request, exchange);
+  } else if (path == "/tokenize") {
+    if (method_is("POST")) HandleTokenize(request, exchange);
+  } else if (path == "/detokenize") {
+    if (method_is("POST")) HandleDetokenize(request, exchange);
+  } else {
+    exchange->Respond(Error(404, "no route for " + request.method + " " + path));
+  }
+}
+
+void OpenAiServer::HandleModels(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  ServedModel* m = model_.load();
+  ojson card = {{"id", m->id()},
+                {"object", "model"},
+                {"created", m->created()},
+                {"owned_by", "kiln"},
+                {"root", m->id()},
+                {"parent", nullptr},
+                {"max_model_len", m->max_model_len()},
+                {"context_length", m->max_model_len()},
+                {"runtime", m->runtime()},
+                {"supports_tool_calling", m->has_chat_template()}};
+  if (request.path == "/v1/models") {
+    exchange->Respond(JsonResponse(200, {{"object", "list"}, {"data", ojson::array({card})}}));
+    return;
+  }
+  std::string id = request.path.substr(std::string("/v1/models/").size());
+  if (id != m->id()) {
+    exchange->Respond(Error(404, "the model '" + id + "' does not exist", "model"));
+    return;
+  }
+  exchange->Respond(JsonResponse(200, card));
+}
+
+void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = model_.load();
+  auto body = ParseBody(request, exchange);
+  if (!body) return;
+  auto parsed = ParseChatCompletionRequest(*body);
+  if (auto* err = std::get_if<RequestError>(&parsed)) {
+    exchange->Respond(Error(400, err->message, err->param));
+    return;
+  }
+  ChatCompletionRequest& req = std::get<ChatCompletionRequest>(parsed);
+  if (req.options.model != model->id()) {
+    exchange->Respond(Error(404, "the model '" + req.options.model + "' does not exist; this "
+                                 "server serves '" + model->id() + "'", "model"));
+    return;
+  }
+  ojson messages = TemplateMessages(req);
+  ojson tools = ojson::parse(req.tools_json.is_null() ? "[]" : req.tools_json.dump());
+  auto prompt = model->RenderChat(messages, req.tool_choice == ToolChoiceMode::kNone ? nullptr : &tools,
+                                  req.add_generation_prompt, req.continue_final_message);
+  if (!prompt.ok()) {
+    exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message(), "messages"));
+    return;
+  }
+  std::vector<int32_t> ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = false});
+
+  JobSettings s;
+  s.kind = JobKind::kChat;
+  s.id = "chatcmpl-" + RandomSuffix();
+  s.created = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count();
+  s.model = model->id();
+  s.stream = req.options.stream;
+  s.include_usage = req.options.include_usage;
+  s.n = req.options.sampling.n;
+  if (req.options.logprobs) s.logprobs = req.options.sampling.logprobs.value_or(0);
+  s.skip_special_tokens = req.options.skip_special_tokens;
+  s.stop = req.options.sampling.stop;
+  s.include_stop_str_in_output = req.options.sampling.include_stop_str_in_output;
+  auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
+  auto submitted = model->engine().Submit(
+      ids, req.options.sampling,
+      [job](const engine::TokenEvent& e) { job->OnEvent(0, e); });
+  if (!submitted.ok()) {
+    exchange->Respond(Error(400, submitted.status().message()));
+    return;
+  }
+  job->AddEngineRequest(0, *submitted, static_cast<int64_t>(ids.size()));
+  if (s.stream) job->BeginStream();
+  exchange->OnCancel([job] { job->Cancel(); });
+}
+
+void OpenAiServer::HandleCompletion(const HttpRequest& request,
+                                    std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = model_.load();
+  auto body = ParseBody(request, exchange);
+  if (!body) return;
+  auto parsed = ParseCompletionRequest(*body);
+  if (auto* err = std::get_if<RequestError>(&parsed)) {
+    exchange->Respond(Error(400, err->message, err->param));
+    return;
+  }
+  CompletionRequest& req = std::get<CompletionRequest>(parsed);
+  if (req.options.model != model->id()) {
+    exchange->Respond(Error(404, "the model '" + req.options.model + "' does not exist; this "
+                                 "server serves '" + model->id() + "'", "model"));
+    return;
+  }
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> texts;
+  for (const auto& p : req.prompts) {
+    if (const auto* text = std::get_if<std::string>(&p)) {
+      prompts.push_back(model->tokenizer().Encode(*text, {.add_special_tokens = true}));
+      texts.push_back(*text);
+    } else {
+      const auto& ids = std::get<std::vector<int32_t>>(p);
+      for (int32_t id : ids) {
+        if (id < 0 || static_cast<size_t>(id) >= model->tokenizer().vocab_size()) {
+          exchange->Respond(Error(400, "prompt token " + std::to_string(id) +
+                                       " is outside the vocabulary", "prompt"));
+          return;
+        }
+      }
+      prompts.push_back(ids);
+      texts.push_back(model->tokenizer().Decode(ids));
+    }
+  }
+  JobSettings s;
+  s.kind = JobKind::kCompletion;
+  s.id = "cmpl-" + RandomSuffix();
+  s.created = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count();
+  s.model = model->id();
+  s.stream = req.options.stream;
+  s.include_usage = req.options.include_usage;
+  s.n = req.options.sampling.n;
+  s.num_prompts = static_cast<int32_t>(prompts.size());
+  if (req.options.logprobs) s.logprobs = req.options.sampling.logprobs.value_or(0);
+  s.skip_special_tokens = req.options.skip_special_tokens;
+  s.stop = req.options.sampling.stop;
+  s.include_stop_str_in_output = req.options.sampling.include_stop_str_in_output;
+  if (req.echo) s.echo_prefixes = texts;
+  auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
+  std::vector<uint64_t> submitted;
+  for (int32_t i = 0; i < static_cast<int32_t>(prompts.size()); ++i) {
+    auto id = model->engine().Submit(prompts[i], req.options.sampling,
+                                     [job, i](const engine::TokenEvent& e) { job->OnEvent(i, e); });
+    if (!id.ok()) {
+      for (uint64_t done : submitted) model->engine().Abort(done);
+      std::string where = prompts.size() > 1 ? "prompt " + std::to_string(i) + ": " : "";
+      exchange->Respond(Error(400, where + id.status().message()));
+      return;
+    }
+    submitted.push_back(*id);
+    job->AddEngineRequest(i, *id, static_cast<int64_t>(prompts[i].size()));
+  }
+  if (s.stream) job->BeginStream();
+  exchange->OnCancel([job] { job->Cancel(); });
+}
+
+void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = model_.load();
+  auto body = ParseBody(request, exchange);
+  if (!body) return;
+  if (!body->is_object()) {
+    exchange->Respond(Error(400, "the request body must be a JSON object"));
+    return;
+  }
+  std::vector<int32_t> ids;
+  if (body->contains("messages")) {
+    json chat = *body;
+    if (!chat.contains("model")) chat["model"] = model->id();
+    auto parsed = ParseChatCompletionRequest(chat);
+    if (auto* err = std::get_if<RequestError>(&parsed)) {
+      exchange->Respond(Error(400, err->message, err->param));
+      return;
+    }
+    auto& req = std::get<ChatCompletionRequest>(parsed);
+    ojson tools = ojson::parse(req.tools_json.is_null() ? "[]" : req.tools_json.dump());
+    auto prompt = model->RenderChat(TemplateMessages(req), &tools, req.add_generation_prompt,
+                                    req.continue_final_message);
+    if (!prompt.ok()) {
+      exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message()));
+      return;
+    }
+    bool add_special = body->value("add_special_tokens", false);
+    ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = add_special});
+  } else if (body->contains("prompt") && (*body)["prompt"].is_string()) {
+    bool add_special = body->value("add_special_tokens", true);
+    ids = model->tokenizer().Encode((*body)["prompt"].get<std::string>(),
+                                    {.add_special_tokens = add_special});
+  } else {
+    exchange->Respond(Error(400, "give 'prompt' (a string) or 'messages'", "prompt"));
+    return;
+  }
+  ojson out = {{"count", ids.size()}, {"max_model_len", model->max_model_len()}, {"tokens", ids}};
+  if (body->value("return_token_strs", false)) {
+    ojson strs = ojson::array();
+    for (int32_t id : ids) {
+      const std::string* t = model->tokenizer().IdToToken(id);
+      strs.push_back(t ? *t : "");
+    }
+    out["token_strs"] = strs;
+  }
+  exchange->Respond(JsonResponse(200, out));
+}
+
+void OpenAiServer::HandleDetokenize(const HttpRequest& request,
+                                    std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = model_.load();
+  auto body = ParseBody(request, exchange);
+  if (!body) return;
+  if (!body->is_object() || !body->contains("tokens") || !(*body)["tokens"].is_array()) {
+    exchange->Respond(Error(400, "'tokens' (an array of token ids) is required", "tokens"));
+    return;
+  }
+  std::vector<int32_t> ids;
+  for (const json& t : (*body)["tokens"]) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+        static_cast<size_t>(t.get<int64_t>()) >= model->tokenizer().vocab_size()) {
+      exchange->Respond(Error(400, "'tokens' must hold token ids of this model's vocabulary", "tokens"));
+      return;
+    }
+    ids.push_back(t.get<int32_t>());
+  }
+  exchange->Respond(JsonResponse(200, {{"prompt", model->tokenizer().Decode(ids)}}));
+}
+
+std::string OpenAiServer::RenderMetrics() {
+  ServedModel* model = model_.load();
+  if (model == nullptr || !metrics_) return "";
+  engine::EngineStats stats = model->engine().stats();
+  metrics_->SetTokenTotals(stats.prompt_tokens_total, stats.generation_tokens_total);
+  metrics_->SetPreemptions(stats.preemptions_total);
+  metrics_->SetPrefixCache(stats.prefix_cache_queries_total, stats.prefix_cache_hits_total);
+  return metrics_->Render({static_cast<double>(stats.running), static_cast<double>(stats.waiting),
+                           stats.kv_cache_usage});
+}
+
+}  // namespace kiln::server

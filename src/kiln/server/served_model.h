@@ -1,0 +1,65 @@
+// ServedModel: one generative model loaded for serving — its tokenizer, chat template and
+// engine (on the runtime its folder calls for).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/engine.h"
+#include "kiln/text/jinja/template.h"
+#include "kiln/text/tokenizer.h"
+
+namespace kiln::server {
+
+struct ModelOptions {
+  std::string path;                // an ONNX Runtime GenAI folder
+  std::string served_model_name;   // default: the folder's name
+  int64_t max_model_len = 0;       // 0: the model's context length, at most 4096
+  int32_t max_num_seqs = 16;
+  int64_t max_num_batched_tokens = 2048;
+  std::string device = "cpu";
+  int threads = 0;  // ONNX Runtime intra-op threads; 0: one per core
+};
+
+class ServedModel {
+ public:
+  static Result<std::unique_ptr<ServedModel>> Load(const ModelOptions& options);
+
+  const std::string& id() const { return id_; }
+  const std::string& runtime() const { return runtime_; }
+  int64_t max_model_len() const { return max_model_len_; }
+  int64_t created() const { return created_; }
+  const text::Tokenizer& tokenizer() const { return tokenizer_; }
+  engine::Engine& engine() { return *engine_; }
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+  bool has_chat_template() const { return chat_template_.has_value(); }
+  // Whether the chat template itself writes the `tools` into the prompt.
+  bool template_renders_tools() const { return template_renders_tools_; }
+
+  // Renders messages through the chat template (as transformers' apply_chat_template does).
+  // `tools` may be null. Errors are InvalidArgument with the template's message.
+  Result<std::string> RenderChat(const nlohmann::ordered_json& messages,
+                                 const nlohmann::ordered_json* tools, bool add_generation_prompt,
+                                 bool continue_final_message) const;
+
+ private:
+  ServedModel() = default;
+  std::string id_;
+  std::string runtime_;
+  int64_t max_model_len_ = 0;
+  int64_t created_ = 0;
+  text::Tokenizer tokenizer_;
+  std::optional<jinja::Template> chat_template_;
+  bool template_renders_tools_ = false;
+  std::string bos_token_, eos_token_;
+  std::vector<int32_t> eos_ids_;
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+}  // namespace kiln::server
