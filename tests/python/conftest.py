@@ -69,3 +69,22 @@ def llama_cpp_src():
     if not LLAMA_SRC.exists():
         raise FileNotFoundError(f"{LLAMA_SRC} missing: run scripts/install_python.sh")
     return LLAMA_SRC
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(kiln_bin, smollm2_gguf, tmp_path_factory):
+    """The default model imported by `kiln import` into a Hugging Face folder."""
+    import subprocess
+    out = tmp_path_factory.mktemp("models") / "smollm2-hf"
+    subprocess.run([kiln_bin, "import", smollm2_gguf, out], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_genai(kiln_bin, smollm2_hf, tmp_path_factory):
+    """The default model as `kiln convert --precision int4` writes it (what `kiln serve` runs)."""
+    import subprocess
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "int4"], check=True,
+                   capture_output=True)
+    return out

@@ -1,0 +1,62 @@
+"""Starts and stops `kiln serve` for tests, on a free loopback port."""
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+
+
+class KilnServer:
+    def __init__(self, kiln_bin, model_dir, *extra_args, env=None):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
+                "--served-model-name", "smollm2", *map(str, extra_args)]
+        self.log_path = f"/tmp/kiln-serve-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, preexec_fn=_raise_fd_limit)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kiln serve exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("kiln serve did not become ready: " + self.output())
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

@@ -1,0 +1,199 @@
+"""`kiln serve` on the default model, driven by the official `openai` Python client."""
+import concurrent.futures
+import json
+import re
+import urllib.request
+
+import openai
+import pytest
+
+from kiln_server import KilnServer
+
+MODEL = "smollm2"
+
+
+@pytest.fixture(scope="module")
+def server(kiln_bin, smollm2_genai):
+    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 16)
+    yield s
+    assert s.stop() == 0, s.output()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0,
+                         timeout=120)
+
+
+def tokenize(server, **body):
+    req = urllib.request.Request(server.base_url + "/tokenize", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+
+def metrics(server):
+    with urllib.request.urlopen(server.base_url + "/metrics") as r:
+        return r.read().decode()
+
+
+def metric_value(text, name):
+    m = re.search(r"^" + re.escape(name) + r"\{[^}]*\} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_models_list_and_retrieve(client):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+    card = client.models.retrieve(MODEL)
+    assert card.id == MODEL
+    extra = card.model_extra
+    assert extra["context_length"] == 2048 and extra["max_model_len"] == 2048
+    assert extra["runtime"] == "onnx-genai"
+    assert extra["supports_tool_calling"] is True
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_chat_answers_and_counts_usage(client, server):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=24,
+                                       temperature=0)
+    choice = r.choices[0]
+    assert choice.message.role == "assistant"
+    assert "Paris" in choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    prompt = tokenize(server, messages=messages, add_generation_prompt=True)
+    assert r.usage.prompt_tokens == prompt["count"]
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert 0 < r.usage.completion_tokens <= 24
+
+
+def test_chat_stream_equals_non_stream(client):
+    messages = [{"role": "user", "content": "Name three colors."}]
+    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30,
+                                          temperature=0)
+    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30,
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    text, finish, usage, roles = "", None, None, []
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    assert roles == ["assistant"]
+    assert text == full.choices[0].message.content
+    assert finish == full.choices[0].finish_reason
+    assert usage.completion_tokens == full.usage.completion_tokens
+    assert usage.prompt_tokens == full.usage.prompt_tokens
+
+
+def test_completions_plain_streamed_echo_and_logprobs(client):
+    r = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=12,
+                                  temperature=0)
+    assert r.choices[0].text and r.usage.completion_tokens <= 12
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="The quick brown fox", max_tokens=12, temperature=0, stream=True)
+        if c.choices)
+    assert streamed == r.choices[0].text
+    e = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=5,
+                                  temperature=0, echo=True, logprobs=3)
+    assert e.choices[0].text.startswith("The quick brown fox")
+    lp = e.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
+    for chosen, top in zip(lp.token_logprobs, lp.top_logprobs):
+        assert chosen <= 0 and len(top) <= 3
+        assert max(top.values()) == pytest.approx(chosen, abs=1e-4)  # greedy: chosen is the best
+
+
+def test_chat_logprobs(client):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert 1 <= len(content) <= 5
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+
+
+def test_max_tokens_absent_runs_to_a_natural_end(client):
+    r = client.chat.completions.create(model=MODEL, temperature=0,
+                                       messages=[{"role": "user", "content": "Say OK."}])
+    assert r.choices[0].finish_reason == "stop"  # ended by the model, not by a small default cap
+
+
+def test_stop_strings_n_and_seed(client):
+    r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=30,
+                                  temperature=0, stop=[" 7"])
+    assert r.choices[0].finish_reason == "stop"
+    assert " 7" not in r.choices[0].text and "6" in r.choices[0].text
+    a = client.chat.completions.create(model=MODEL, n=3, seed=11, temperature=1.0, max_tokens=12,
+                                       messages=[{"role": "user", "content": "Tell me a story"}])
+    b = client.chat.completions.create(model=MODEL, n=3, seed=11, temperature=1.0, max_tokens=12,
+                                       messages=[{"role": "user", "content": "Tell me a story"}])
+    assert [c.index for c in a.choices] == [0, 1, 2]
+    assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+    assert len({c.message.content for c in a.choices}) > 1
+
+
+def test_tokenize_detokenize_round_trip(server):
+    t = tokenize(server, prompt="Hello, world! 12345")
+    assert t["count"] == len(t["tokens"]) and t["max_model_len"] == 2048
+    req = urllib.request.Request(server.base_url + "/detokenize",
+                                 data=json.dumps({"tokens": t["tokens"]}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        assert json.load(r)["prompt"] == "Hello, world! 12345"
+
+
+def run_stream(client, i, prompt, params):
+    text, tokens = "", 0
+    stream = client.completions.create(model=MODEL, prompt=prompt, stream=True,
+                                       stream_options={"include_usage": True}, **params)
+    usage = None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.text
+    return i, text, usage.completion_tokens
+
+
+def test_32_concurrent_streams_complete_and_greedy_ones_match_solo(client, server):
+    prompts = [f"Story number {i}: once upon a time" + " there was a" * (i % 7) for i in range(32)]
+    params = []
+    for i in range(32):
+        p = {"max_tokens": 8 + (i * 5) % 40}
+        if i % 2 == 0:
+            p["temperature"] = 0
+        else:
+            p.update(temperature=0.8, top_p=0.9, seed=i, extra_body={"top_k": 40})
+        params.append(p)
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda i: run_stream(client, i, prompts[i], params[i]), range(32)))
+    assert len(results) == 32
+    for i, text, tokens in results:
+        assert 1 <= tokens <= params[i]["max_tokens"]
+    text_by_index = {i: t for i, t, _ in results}
+    for i in range(0, 32, 2):
+        solo = client.completions.create(model=MODEL, prompt=prompts[i], **params[i])
+        assert solo.choices[0].text == text_by_index[i], f"request {i}"
+    m = metrics(server)
+    assert metric_value(m, "vllm:num_requests_running") == 0
+    assert metric_value(m, "vllm:generation_tokens_total") > 0
+    assert "vllm:time_to_first_token_seconds_bucket" in m
+    assert "vllm:inter_token_latency_seconds_count" in m
+    assert "vllm:e2e_request_latency_seconds_count" in m
+
+
+def test_prompt_longer_than_the_context_is_400_naming_both_numbers(client, server):
+    prompt = "hello " * 3000
+    count = tokenize(server, prompt=prompt)["count"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt=prompt, max_tokens=5)
+    message = str(e.value)
+    assert "2048" in message and str(count) in message
