@@ -168,7 +168,10 @@ bool Engine::Step() {
   DrainInbox();
   SchedulerStep step = scheduler_.Schedule();
   for (Sequence* seq : step.preempted) executor_->Release(*seq);
-  if (step.empty()) return false;
+  if (step.empty()) {
+    UpdateStats(0, 0);  // aborts may have emptied the batch
+    return false;
+  }
 
   logits_.clear();
   Status status = executor_->Execute(step, &logits_);
@@ -230,15 +233,19 @@ bool Engine::Step() {
     if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
   }
 
+  UpdateStats(generated, static_cast<int64_t>(step.preempted.size()));
+  return true;
+}
+
+void Engine::UpdateStats(int64_t generated, int64_t preempted) {
   std::lock_guard lock(stats_mu_);
   stats_.running = static_cast<int64_t>(scheduler_.num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_.num_waiting());
   stats_.kv_cache_usage = blocks_.usage();
   stats_.generation_tokens_total += generated;
-  stats_.preemptions_total += static_cast<int64_t>(step.preempted.size());
+  stats_.preemptions_total += preempted;
   stats_.prefix_cache_queries_total = blocks_.prefix_cache_queried_tokens();
   stats_.prefix_cache_hits_total = blocks_.prefix_cache_hit_tokens();
-  return true;
 }
 
 EngineStats Engine::stats() const {

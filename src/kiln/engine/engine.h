@@ -96,6 +96,7 @@ class Engine {
   void DrainInbox();
   void Finish(Sequence* seq, FinishReason reason, const std::string& error = {});
   void Loop(std::stop_token stop);
+  void UpdateStats(int64_t generated, int64_t preempted);
 
   EngineConfig config_;
   std::unique_ptr<Executor> executor_;

@@ -165,6 +165,23 @@ awaitable<void> WriteError(beast::tcp_stream& stream, http::status status, std::
   co_await http::async_write(stream, res, kTuple);
 }
 
+// After an early error reply, reads and drops what the client is still sending (for a short
+// while, up to a cap) before closing, so a client blocked sending a large body gets to read the
+// reply instead of a reset connection.
+awaitable<void> LingeringClose(beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.expires_after(std::chrono::seconds(5));
+  static constexpr size_t kMaxDrain = 64 * 1024 * 1024;
+  std::vector<char> sink(64 * 1024);
+  size_t drained = 0;
+  while (drained < kMaxDrain) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+    if (ec) break;
+    drained += n;
+  }
+}
+
 // Watches the socket while a reply is pending: a read that ends in EOF or an error means the
 // client is gone. A byte that arrives (a pipelined request) is kept for the next read.
 awaitable<void> Probe(beast::tcp_stream& stream, std::shared_ptr<ConnectionExchange> exchange,
@@ -275,6 +292,7 @@ awaitable<void> Session(tcp::socket socket, SessionContext ctx) {
       co_await WriteError(stream, http::status::payload_too_large,
                           "request body is larger than the limit of " +
                               std::to_string(ctx.options->max_body_bytes) + " bytes");
+      co_await LingeringClose(stream);
       break;
     }
     if (ec == http::error::partial_message || ec == asio::error::eof) {

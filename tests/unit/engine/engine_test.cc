@@ -304,3 +304,23 @@ TEST(EngineTest, AbortOneCompletionKeepsTheOthers) {
 
 }  // namespace
 }  // namespace kiln::engine
+
+namespace kiln::engine {
+namespace {
+
+TEST(EngineTest, StatsReflectAnAbortEvenWhenNothingIsLeftToRun) {
+  Engine engine(Config(), std::make_unique<FakeExecutor>(4, 128));
+  SamplingParams p;
+  p.ignore_eos = true;
+  auto id = engine.Submit(Prompt(6, 11), p, [](const TokenEvent&) {});
+  ASSERT_TRUE(id.ok());
+  engine.Step();
+  EXPECT_EQ(engine.stats().running, 1);
+  engine.Abort(*id);
+  EXPECT_FALSE(engine.Step());
+  EXPECT_EQ(engine.stats().running, 0);
+  EXPECT_DOUBLE_EQ(engine.stats().kv_cache_usage, 0.0);
+}
+
+}  // namespace
+}  // namespace kiln::engine
