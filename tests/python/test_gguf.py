@@ -1,6 +1,7 @@
 """Kiln's GGUF reader against the `gguf` package: metadata, tensor infos and every tensor's
 dequantized values, bit for bit."""
 import json
+import pathlib
 import subprocess
 
 import numpy as np
@@ -42,10 +43,6 @@ def _reference_metadata(reader):
 def _kiln_meta(tool, path):
     res = subprocess.run([tool("formats_gguf_dump"), "meta", path], capture_output=True, check=True)
     return json.loads(res.stdout)
-
-
-def _models(request):
-    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module", params=["smollm2_gguf", "gemma3_gguf"])
@@ -139,7 +136,7 @@ def test_synthetic_quant_types_bit_exact(tool, tmp_path):
               ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")]
     expected = {}
     for qt in qtypes:
-        block, size = gguf.GGML_QUANT_SIZES[qt]
+        _, size = gguf.GGML_QUANT_SIZES[qt]
         raw = rng.integers(0, 256, size=(4, 2 * size), dtype=np.uint8)
         # Keep f16 scales finite so comparisons are about the arithmetic, not NaN payloads.
         raw_blocks = raw.reshape(-1, size)
@@ -189,7 +186,7 @@ def _scale_offsets(name, size):
 
 
 def test_corrupt_files_are_rejected_with_offsets(tool, smollm2_gguf, tmp_path):
-    data = pytest.importorskip("pathlib").Path(smollm2_gguf).read_bytes()[:4096]
+    data = pathlib.Path(smollm2_gguf).read_bytes()[:4096]
     path = tmp_path / "truncated.gguf"
     path.write_bytes(data)
     res = subprocess.run([tool("formats_gguf_dump"), "check", path], capture_output=True, text=True)

@@ -1,10 +1,15 @@
 #include "kiln/cli/commands.h"
 
+#include "kiln/cli/convert_command.h"
+#include "kiln/cli/import_command.h"
+#include "kiln/cli/serve_command.h"
+
 namespace kiln::cli {
 
 void RegisterCommands(CLI::App& app, int* exit_code) {
-  (void)app;
-  (void)exit_code;
+  RegisterImportCommand(app, exit_code);
+  RegisterConvertCommand(app, exit_code);
+  RegisterServeCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

@@ -99,7 +99,8 @@ Status ReadArray(Reader& r, int depth, Value* out) {
   out->array_type = static_cast<ValueType>(elem_type);
   uint64_t min_size = MinEncodedSize(out->array_type);
   if (count > r.remaining() / min_size) {
-    return r.Error(count_at, "array of " + std::to_string(count) + " elements does not fit in the " +
+    return r.Error(count_at, "array of " + std::to_string(count) +
+                                 " elements does not fit in the " +
                                  std::to_string(r.remaining()) + " bytes that remain");
   }
   out->array.resize(count);

@@ -264,6 +264,7 @@ Status DequantizeToF32(TensorType type, std::span<const uint8_t> data, uint64_t 
                                    TensorTypeName(type) + " are not whole " +
                                    std::to_string(layout.elements) + "-element blocks");
   }
+  if (n_elements == 0) return Status::Ok();  // `out` and `data` may then be null
   uint64_t n_blocks = n_elements / layout.elements;
   if (data.size() / layout.bytes < n_blocks) {
     return Status::InvalidArgument(std::to_string(n_elements) + " elements of " +

@@ -54,7 +54,7 @@ Status ToF32(const TensorView& tensor, float* out) {
   const uint8_t* p = tensor.data.data();
   switch (tensor.dtype) {
     case Dtype::kF32:
-      std::memcpy(out, p, tensor.n_elements * 4);
+      if (tensor.n_elements > 0) std::memcpy(out, p, tensor.n_elements * 4);  // p may be null
       return Status::Ok();
     case Dtype::kF16:
     case Dtype::kBF16:
@@ -102,6 +102,8 @@ Result<SafetensorsFile> SafetensorsFile::Parse(std::span<const uint8_t> bytes, s
     header = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     return HeaderError(n, 8 + e.byte, std::string("header is not valid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    return HeaderError(n, 8, std::string("header is not valid JSON: ") + e.what());
   }
   if (!header.is_object()) return HeaderError(n, 8, "expected the header to be a JSON object");
 
@@ -119,7 +121,8 @@ Result<SafetensorsFile> SafetensorsFile::Parse(std::span<const uint8_t> bytes, s
       if (!entry.is_object()) return HeaderError(n, 8, "expected __metadata__ to be an object");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
         if (!m.value().is_string()) {
-          return HeaderError(n, 8, "expected __metadata__ value \"" + m.key() + "\" to be a string");
+          return HeaderError(n, 8,
+                             "expected __metadata__ value \"" + m.key() + "\" to be a string");
         }
         st.metadata_[m.key()] = m.value().get<std::string>();
       }
@@ -343,7 +346,12 @@ Result<SafetensorsWriter> SafetensorsWriter::Create(
   if (w.file_ == nullptr) {
     return Status::IoError(path + ": cannot open for writing: " + std::strerror(errno));
   }
-  std::string header = EncodeHeader(w.specs_, metadata);
+  std::string header;
+  try {
+    header = EncodeHeader(w.specs_, metadata);
+  } catch (const nlohmann::json::exception& e) {  // a name or value that is not UTF-8
+    return Status::InvalidArgument(path + ": cannot encode the header: " + e.what());
+  }
   if (std::fwrite(header.data(), 1, header.size(), w.file_) != header.size()) {
     return Status::IoError(path + ": write failed: " + std::strerror(errno));
   }

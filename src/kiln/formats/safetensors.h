@@ -93,11 +93,18 @@ class SafetensorsModel {
  public:
   static Result<SafetensorsModel> OpenFolder(const std::string& dir);
 
+  // Movable only: the index points into files_.
+  SafetensorsModel(SafetensorsModel&&) = default;
+  SafetensorsModel& operator=(SafetensorsModel&&) = default;
+  SafetensorsModel(const SafetensorsModel&) = delete;
+  SafetensorsModel& operator=(const SafetensorsModel&) = delete;
+
   const TensorView* Find(std::string_view name) const;
   std::vector<std::string> TensorNames() const;  // sorted
   const std::vector<SafetensorsFile>& files() const { return files_; }
 
  private:
+  SafetensorsModel() = default;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, const TensorView*, std::less<>> index_;
 };
@@ -133,7 +140,8 @@ class SafetensorsWriter {
   size_t next_ = 0;
 };
 
-// The header (length prefix, JSON and padding) for tensors already in layout order.
+// The header (length prefix, JSON and padding) for tensors already in layout order. Throws
+// nlohmann::json::exception if a name or metadata string is not UTF-8 (Create() catches it).
 std::string EncodeHeader(const std::vector<TensorSpec>& ordered,
                          const std::map<std::string, std::string>& metadata);
 // Sorts specs into the reference layout order: dtype (widest first), then name.

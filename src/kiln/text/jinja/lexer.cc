@@ -1,6 +1,7 @@
 #include "kiln/text/jinja/lexer.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "kiln/text/jinja/python_string.h"
 #include "kiln/text/jinja/template_error.h"
@@ -203,8 +204,7 @@ class Lexer {
         continue;
       }
       char c = s[pos];
-      if (IsDigit(c) || (c == '.' && pos + 1 < s.size() && IsDigit(s[pos + 1]) &&
-                         false)) {
+      if (IsDigit(c)) {
         pos = LexNumber(pos);
       } else if (IsNameStart(c)) {
         size_t start = pos;

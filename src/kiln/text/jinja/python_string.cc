@@ -349,8 +349,27 @@ std::string PyStringRepr(std::string_view s) {
   return out;
 }
 
-std::string JsonQuote(std::string_view s) {
+std::string JsonQuote(std::string_view s, bool ensure_ascii) {
   std::string out = "\"";
+  if (ensure_ascii) {
+    for (char32_t c : DecodeUtf8(s)) {
+      if (c < 0x80) {
+        std::string one = JsonQuote(std::string(1, static_cast<char>(c)));
+        out += one.substr(1, one.size() - 2);
+        continue;
+      }
+      char buf[16];
+      if (c < 0x10000) {
+        std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+      } else {
+        unsigned v = static_cast<unsigned>(c) - 0x10000;
+        std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+      }
+      out += buf;
+    }
+    out.push_back('"');
+    return out;
+  }
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {

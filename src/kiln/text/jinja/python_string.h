@@ -40,7 +40,7 @@ int64_t PyCount(std::string_view s, std::string_view needle);
 // Index in code points of the first occurrence, or -1.
 int64_t PyFind(std::string_view s, std::string_view needle, bool reverse);
 std::string PyStringRepr(std::string_view s);
-// json.dumps of a str with ensure_ascii=False.
-std::string JsonQuote(std::string_view s);
+// json.dumps of a str; ensure_ascii escapes everything beyond ASCII as \\uXXXX.
+std::string JsonQuote(std::string_view s, bool ensure_ascii = false);
 
 }  // namespace kiln::jinja

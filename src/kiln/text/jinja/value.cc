@@ -43,8 +43,12 @@ void AppendRepr(const Value& v, std::string& out, int depth) {
     out += std::to_string(v.as_int());
   } else if (v.is_float()) {
     out += FloatRepr(v.as_float());
+  } else if (v.is_markup()) {
+    out += "Markup(" + PyStringRepr(v.as_string()) + ")";
   } else if (v.is_string()) {
     out += PyStringRepr(v.as_string());
+  } else if (v.is_generator()) {
+    out += "<generator object>";
   } else if (v.is_list()) {
     const List& l = *std::get<ListPtr>(s);
     out += l.is_tuple ? "(" : "[";
@@ -85,6 +89,7 @@ struct JsonWriter {
   const std::string& item_separator;
   const std::string& key_separator;
   bool sort_keys;
+  bool ensure_ascii;
   std::string out;
 
   void Newline(int level) {
@@ -106,8 +111,8 @@ struct JsonWriter {
       else if (std::isinf(f)) out += f > 0 ? "Infinity" : "-Infinity";
       else out += FloatRepr(f);
     } else if (v.is_string()) {
-      out += JsonQuote(v.as_string());
-    } else if (v.is_list()) {
+      out += JsonQuote(v.as_string(), ensure_ascii);
+    } else if (v.is_list() && !v.is_generator()) {
       const auto& items = v.as_list()->items;
       if (items.empty()) {
         out += "[]";
@@ -136,7 +141,7 @@ struct JsonWriter {
       for (size_t i = 0; i < entries.size(); ++i) {
         if (i) out += item_separator;
         if (indent) Newline(level + 1);
-        out += JsonQuote(JsonKey(entries[i]->first));
+        out += JsonQuote(JsonKey(entries[i]->first), ensure_ascii);
         out += key_separator;
         Write(entries[i]->second, level + 1);
       }
@@ -191,6 +196,12 @@ Value Value::MakeList(std::vector<Value> items, bool is_tuple) {
   return Value(std::move(l));
 }
 
+Value Value::MakeGenerator(std::vector<Value> items) {
+  Value v = MakeList(std::move(items));
+  v.as_list()->is_generator = true;
+  return v;
+}
+
 Value Value::MakeDict() { return Value(std::make_shared<Dict>()); }
 
 Value Value::MakeNamespace() {
@@ -232,6 +243,7 @@ Value Value::FromJson(const nlohmann::ordered_json& j) {
 
 bool Value::is_namespace() const { return is_dict() && as_dict()->is_namespace; }
 bool Value::is_tuple() const { return is_list() && as_list()->is_tuple; }
+bool Value::is_generator() const { return is_list() && as_list()->is_generator; }
 
 bool Value::Truthy() const {
   if (is_undefined() || is_none()) return false;
@@ -239,7 +251,7 @@ bool Value::Truthy() const {
   if (is_int()) return as_int() != 0;
   if (is_float()) return as_float() != 0.0;
   if (is_string()) return !as_string().empty();
-  if (is_list()) return !as_list()->items.empty();
+  if (is_list()) return is_generator() || !as_list()->items.empty();
   if (is_dict()) return is_namespace() || !as_dict()->entries.empty();
   return true;
 }
@@ -262,15 +274,16 @@ std::string Value::TypeName() const {
   if (is_bool()) return "bool";
   if (is_int()) return "int";
   if (is_float()) return "float";
+  if (is_markup()) return "Markup";
   if (is_string()) return "str";
-  if (is_list()) return is_tuple() ? "tuple" : "list";
+  if (is_list()) return is_generator() ? "generator" : is_tuple() ? "tuple" : "list";
   if (is_dict()) return is_namespace() ? "Namespace" : "dict";
   return "function";
 }
 
 std::string Value::ToJson(std::optional<std::string> indent, std::string item_separator,
-                          std::string key_separator, bool sort_keys) const {
-  JsonWriter w{indent, item_separator, key_separator, sort_keys, {}};
+                          std::string key_separator, bool sort_keys, bool ensure_ascii) const {
+  JsonWriter w{indent, item_separator, key_separator, sort_keys, ensure_ascii, {}};
   w.Write(*this, 0);
   return std::move(w.out);
 }
@@ -328,9 +341,9 @@ bool Equals(const Value& a, const Value& b) {
     if (a.is_float() || b.is_float()) return a.FloatOf() == b.FloatOf();
     return a.IntOf() == b.IntOf();
   }
+  if (a.is_string() && b.is_string()) return a.as_string() == b.as_string();
   if (a.storage().index() != b.storage().index()) return false;
   if (a.is_undefined() || a.is_none()) return true;
-  if (a.is_string()) return a.as_string() == b.as_string();
   if (a.is_list()) {
     const auto& x = *a.as_list();
     const auto& y = *b.as_list();

@@ -35,12 +35,16 @@ struct Undefined {
   std::string hint;
 };
 struct None {};
+// markupsafe's Markup, what |safe and |escape return: a str that escapes what is added to it.
+struct Markup {
+  std::string text;
+};
 
 class Value {
  public:
   using Storage =
       std::variant<Undefined, None, bool, int64_t, double, std::string, ListPtr, DictPtr,
-                   FunctionPtr>;
+                   FunctionPtr, Markup>;
 
   Value() : data_(Undefined{}) {}
   Value(None) : data_(None{}) {}                             // NOLINT
@@ -55,9 +59,11 @@ class Value {
   Value(DictPtr d) : data_(std::move(d)) {}                  // NOLINT
   Value(FunctionPtr f) : data_(std::move(f)) {}              // NOLINT
   Value(Undefined u) : data_(std::move(u)) {}                // NOLINT
+  Value(Markup m) : data_(std::move(m)) {}                   // NOLINT
 
   static Value MakeUndefined(std::string hint) { return Value(Undefined{std::move(hint)}); }
   static Value MakeList(std::vector<Value> items = {}, bool is_tuple = false);
+  static Value MakeGenerator(std::vector<Value> items);
   static Value MakeDict();
   static Value MakeNamespace();
   static Value MakeFunction(std::string name, std::function<Value(CallArgs&)> fn);
@@ -71,17 +77,25 @@ class Value {
   bool is_float() const { return std::holds_alternative<double>(data_); }
   // int, float or bool: what Python's numbers.Number accepts.
   bool is_number() const { return is_int() || is_float() || is_bool(); }
-  bool is_string() const { return std::holds_alternative<std::string>(data_); }
+  // str or Markup.
+  bool is_string() const {
+    return std::holds_alternative<std::string>(data_) || std::holds_alternative<Markup>(data_);
+  }
+  bool is_markup() const { return std::holds_alternative<Markup>(data_); }
   bool is_list() const { return std::holds_alternative<ListPtr>(data_); }
   bool is_dict() const { return std::holds_alternative<DictPtr>(data_); }
   bool is_function() const { return std::holds_alternative<FunctionPtr>(data_); }
   bool is_namespace() const;
   bool is_tuple() const;
+  bool is_generator() const;
 
   bool as_bool() const { return std::get<bool>(data_); }
   int64_t as_int() const { return std::get<int64_t>(data_); }
   double as_float() const { return std::get<double>(data_); }
-  const std::string& as_string() const { return std::get<std::string>(data_); }
+  const std::string& as_string() const {
+    if (const Markup* m = std::get_if<Markup>(&data_)) return m->text;
+    return std::get<std::string>(data_);
+  }
   const ListPtr& as_list() const { return std::get<ListPtr>(data_); }
   const DictPtr& as_dict() const { return std::get<DictPtr>(data_); }
   const FunctionPtr& as_function() const { return std::get<FunctionPtr>(data_); }
@@ -99,7 +113,7 @@ class Value {
   // json.dumps(self, ensure_ascii=False, indent=indent, separators=..., sort_keys=...).
   // Throws TemplateError for values JSON cannot hold (undefined, functions).
   std::string ToJson(std::optional<std::string> indent, std::string item_separator,
-                     std::string key_separator, bool sort_keys) const;
+                     std::string key_separator, bool sort_keys, bool ensure_ascii = false) const;
 
   const Storage& storage() const { return data_; }
 
@@ -107,9 +121,12 @@ class Value {
   Storage data_;
 };
 
+// A list, a tuple, or the result of a filter that jinja2 implements as a generator (map,
+// select, ...): iterable, always true, but without len(), indexing or a JSON form.
 struct List {
   std::vector<Value> items;
   bool is_tuple = false;
+  bool is_generator = false;
 };
 
 // Ordered like a Python dict. Lookups are linear: template dicts are small.

@@ -1,0 +1,819 @@
+#include "kiln/formats/genai_model_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <numbers>
+#include <optional>
+#include <set>
+#include <span>
+#include <vector>
+
+#include "kiln/base/mapped_file.h"
+#include "kiln/formats/genai_config_writer.h"
+#include "kiln/formats/hf_config.h"
+#include "kiln/formats/onnx_proto.h"
+#include "kiln/formats/safetensors.h"
+
+namespace kiln::formats {
+namespace {
+
+namespace fs = std::filesystem;
+using onnx_proto::AttributeProto;
+using onnx_proto::DataType;
+using onnx_proto::Dim;
+using onnx_proto::NodeProto;
+using onnx_proto::TensorProto;
+using onnx_proto::ValueInfoProto;
+using safetensors::TensorView;
+
+constexpr char kModelFile[] = "model.onnx";
+constexpr char kDataFile[] = "model.onnx.data";
+// Offsets in model.onnx.data are aligned so ONNX Runtime can use mapped weights in place.
+constexpr uint64_t kDataAlignment = 64;
+// Rows converted to f32 at a time while streaming a weight.
+constexpr int64_t kChunkElements = int64_t{1} << 20;
+
+std::string Join(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// Streams initializer bytes into model.onnx.data.
+class ExternalDataWriter {
+ public:
+  ExternalDataWriter() = default;
+  ExternalDataWriter(const ExternalDataWriter&) = delete;
+  ExternalDataWriter& operator=(const ExternalDataWriter&) = delete;
+  ~ExternalDataWriter() {
+    if (file_) std::fclose(file_);
+  }
+
+  Status Open(const std::string& path) {
+    path_ = path;
+    file_ = std::fopen(path.c_str(), "wb");
+    if (!file_) return Status::IoError(path + ": cannot create");
+    return Status::Ok();
+  }
+
+  Status Align() {
+    static const char kZeros[kDataAlignment] = {};
+    uint64_t pad = (kDataAlignment - offset_ % kDataAlignment) % kDataAlignment;
+    return Write(kZeros, pad);
+  }
+
+  Status Write(const void* data, size_t size) {
+    if (size == 0) return Status::Ok();
+    if (std::fwrite(data, 1, size, file_) != size) {
+      return Status::IoError(path_ + ": write failed at byte " + std::to_string(offset_));
+    }
+    offset_ += size;
+    return Status::Ok();
+  }
+
+  Status Close() {
+    if (!file_) return Status::Ok();
+    int rc = std::fclose(file_);
+    file_ = nullptr;
+    if (rc != 0) return Status::IoError(path_ + ": close failed");
+    return Status::Ok();
+  }
+
+  uint64_t offset() const { return offset_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  uint64_t offset_ = 0;
+};
+
+// The source model's tensors, looked up by Hugging Face name with their shape checked.
+class HfWeights {
+ public:
+  HfWeights(const safetensors::SafetensorsModel& model, std::string dir)
+      : model_(model), dir_(std::move(dir)) {}
+
+  bool Has(const std::string& name) const { return model_.Find(name) != nullptr; }
+
+  Result<const TensorView*> Get(const std::string& name,
+                                const std::vector<int64_t>& shape) const {
+    const TensorView* t = model_.Find(name);
+    if (!t) {
+      return Status::InvalidArgument(dir_ + ": tensor \"" + name +
+                                     "\" not found in the safetensors files");
+    }
+    if (t->shape != shape) {
+      return Status::InvalidArgument(FileOf(name) + ": tensor \"" + name + "\" has shape " +
+                                     Join(t->shape) + ", expected " + Join(shape) +
+                                     " from config.json");
+    }
+    if (t->dtype != safetensors::Dtype::kF32 && t->dtype != safetensors::Dtype::kF16 &&
+        t->dtype != safetensors::Dtype::kBF16) {
+      return Status::Unsupported(FileOf(name) + ": tensor \"" + name + "\" has dtype " +
+                                 safetensors::DtypeName(t->dtype) +
+                                 "; expected F32, F16 or BF16");
+    }
+    return t;
+  }
+
+ private:
+  std::string FileOf(const std::string& name) const {
+    for (const auto& f : model_.files()) {
+      if (f.Find(name)) return f.name();
+    }
+    return dir_;
+  }
+
+  const safetensors::SafetensorsModel& model_;
+  std::string dir_;
+};
+
+// Converts rows [row0, row0 + rows) of a 1-D or 2-D tensor to f32.
+Status RowsToF32(const TensorView& t, int64_t row0, int64_t rows, float* out) {
+  int64_t cols = t.shape.size() == 2 ? t.shape[1] : static_cast<int64_t>(t.n_elements);
+  size_t esize = safetensors::DtypeSize(t.dtype);
+  TensorView sub;
+  sub.name = t.name;
+  sub.dtype = t.dtype;
+  sub.shape = {rows, cols};
+  sub.n_elements = static_cast<uint64_t>(rows * cols);
+  sub.data = t.data.subspan(static_cast<size_t>(row0 * cols) * esize,
+                            static_cast<size_t>(rows * cols) * esize);
+  return safetensors::ToF32(sub, out);
+}
+
+int64_t Product(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+// cos/sin caches for GroupQueryAttention's rotary embedding: [context_length, rotary_dim / 2],
+// computed as the builder does (inv_freq and angles rounded to f32, as torch computes them).
+std::vector<float> InverseFrequencies(const ModelConfig& c, int64_t original_context_length) {
+  int64_t dim = c.head_dim;
+  std::vector<float> inv_freq;
+  double linear_factor =
+      c.rope_scaling && c.rope_scaling->rope_type == "linear" ? c.rope_scaling->factor : 1.0;
+  for (int64_t i = 0; i < dim; i += 2) {
+    float exponent = static_cast<float>(i) / static_cast<float>(dim);
+    float base = static_cast<float>(std::pow(c.rope_theta, static_cast<double>(exponent)));
+    inv_freq.push_back(static_cast<float>(1.0 / (linear_factor * static_cast<double>(base))));
+  }
+  if (c.rope_scaling && c.rope_scaling->rope_type == "llama3") {
+    double factor = c.rope_scaling->factor;
+    double low = c.rope_scaling->low_freq_factor.value_or(1.0);
+    double high = c.rope_scaling->high_freq_factor.value_or(4.0);
+    double old_len = static_cast<double>(original_context_length);
+    double low_wavelen = old_len / low;
+    double high_wavelen = old_len / high;
+    for (float& f : inv_freq) {
+      double freq = f;
+      double wavelen = 2 * std::numbers::pi / freq;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        f = static_cast<float>(freq / factor);
+      } else {
+        double smooth = (old_len / wavelen - low) / (high - low);
+        f = static_cast<float>((1 - smooth) * freq / factor + smooth * freq);
+      }
+    }
+  }
+  return inv_freq;
+}
+
+Status CheckSupported(const ModelConfig& c, const std::string& config_path) {
+  auto unsupported = [&](const std::string& what) {
+    return Status::Unsupported(config_path + ": " + what);
+  };
+  if (c.hidden_act != "silu") {
+    return unsupported("key \"hidden_act\": \"" + c.hidden_act + "\"; only \"silu\" is supported");
+  }
+  if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_hidden_layers <= 0 ||
+      c.num_attention_heads <= 0 || c.num_key_value_heads <= 0 || c.vocab_size <= 0 ||
+      c.max_position_embeddings <= 0) {
+    return Status::InvalidArgument(config_path +
+                                   ": hidden_size, intermediate_size, num_hidden_layers, "
+                                   "num_attention_heads, num_key_value_heads, vocab_size and "
+                                   "max_position_embeddings must be positive");
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return Status::InvalidArgument(config_path + ": num_attention_heads (" +
+                                   std::to_string(c.num_attention_heads) +
+                                   ") is not a multiple of num_key_value_heads (" +
+                                   std::to_string(c.num_key_value_heads) + ")");
+  }
+  if (c.head_dim % 16 != 0) {
+    return unsupported("head_dim " + std::to_string(c.head_dim) +
+                       ": GroupQueryAttention needs a multiple of 16");
+  }
+  if (c.rope_scaling) {
+    const std::string& type = c.rope_scaling->rope_type;
+    if (type != "default" && type != "linear" && type != "llama3") {
+      return unsupported("key \"rope_scaling\": rope_type \"" + type +
+                         "\"; supported: default, linear, llama3");
+    }
+  }
+  return Status::Ok();
+}
+
+// Builds the graph and streams its initializers.
+class GraphBuilder {
+ public:
+  GraphBuilder(const ModelConfig& config, const GenaiConvertOptions& options,
+               const HfWeights& weights, ExternalDataWriter& data, int64_t context_length,
+               int64_t original_context_length)
+      : c_(config),
+        opt_(options),
+        w_(weights),
+        data_(data),
+        context_length_(context_length),
+        original_context_length_(original_context_length) {}
+
+  Status Build();
+  onnx_proto::GraphProto& graph() { return graph_; }
+
+ private:
+  bool int4() const { return opt_.precision == GenaiPrecision::kInt4; }
+  std::string LayerPrefix(int64_t i) const { return "/model/layers." + std::to_string(i); }
+  std::string HfLayer(int64_t i) const { return "model.layers." + std::to_string(i); }
+
+  // Adds a node whose outputs are "<name>/output_<k>" unless given; returns the first output.
+  std::string Node(const std::string& op, const std::string& name,
+                   std::vector<std::string> inputs, std::vector<AttributeProto> attributes = {},
+                   const std::string& domain = "", std::vector<std::string> outputs = {}) {
+    if (outputs.empty()) outputs.push_back(name + "/output_0");
+    NodeProto n;
+    n.op_type = op;
+    n.name = name;
+    n.domain = domain;
+    n.inputs = std::move(inputs);
+    n.outputs = std::move(outputs);
+    n.attributes = std::move(attributes);
+    graph_.nodes.push_back(std::move(n));
+    return graph_.nodes.back().outputs[0];
+  }
+
+  // An int64 constant named as the builder names them: "/model/constants/INT64/[1]" for a
+  // 1-D tensor, "/model/constants/INT64/1" for a scalar.
+  std::string Int64Constant(const std::vector<int64_t>& values, bool scalar) {
+    std::string text;
+    if (scalar) {
+      text = std::to_string(values.at(0));
+    } else {
+      text = Join(values);
+    }
+    std::string name = "/model/constants/INT64/" + text;
+    if (constants_.insert(name).second) {
+      std::vector<int64_t> dims;
+      if (!scalar) dims.push_back(static_cast<int64_t>(values.size()));
+      Node("Constant", "/model/constant_nodes/INT64/" + text, {},
+           {AttributeProto::Tensor("value", TensorProto::Int64s(name, dims, values))}, "",
+           {name});
+    }
+    return name;
+  }
+
+  // Appends an initializer whose bytes `write` streams into model.onnx.data.
+  Status Initializer(const std::string& name, DataType type, std::vector<int64_t> dims,
+                     const std::function<Status()>& write) {
+    KILN_RETURN_IF_ERROR(data_.Align());
+    uint64_t start = data_.offset();
+    KILN_RETURN_IF_ERROR(write());
+    uint64_t length = data_.offset() - start;
+    uint64_t expected = static_cast<uint64_t>(Product(dims)) * onnx_proto::DataTypeSize(type);
+    if (length != expected) {
+      return Status::Internal("initializer " + name + ": wrote " + std::to_string(length) +
+                              " bytes, expected " + std::to_string(expected));
+    }
+    TensorProto t;
+    t.name = name;
+    t.data_type = type;
+    t.dims = std::move(dims);
+    t.external = onnx_proto::ExternalData{kDataFile, start, length};
+    graph_.initializers.push_back(std::move(t));
+    return Status::Ok();
+  }
+
+  Status FloatInitializer(const std::string& name, std::vector<int64_t> dims,
+                          std::span<const float> values) {
+    return Initializer(name, DataType::kFloat, std::move(dims),
+                       [&] { return data_.Write(values.data(), values.size_bytes()); });
+  }
+
+  // A source tensor written unchanged (converted to f32).
+  Status CopyF32(const std::string& name, const TensorView& t) {
+    int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    int64_t cols = t.shape.size() == 2 ? t.shape[1] : t.shape[0];
+    return Initializer(name, DataType::kFloat, t.shape, [&]() -> Status {
+      int64_t chunk = std::max<int64_t>(1, kChunkElements / cols);
+      std::vector<float> buf(static_cast<size_t>(std::min(chunk, rows) * cols));
+      for (int64_t r = 0; r < rows; r += chunk) {
+        int64_t n = std::min(chunk, rows - r);
+        KILN_RETURN_IF_ERROR(RowsToF32(t, r, n, buf.data()));
+        KILN_RETURN_IF_ERROR(data_.Write(buf.data(), static_cast<size_t>(n * cols) * 4));
+      }
+      return Status::Ok();
+    });
+  }
+
+  // A [out, in] source weight written as MatMul's B: [in, out] f32.
+  Status TransposedF32(const std::string& name, const TensorView& t) {
+    int64_t out = t.shape[0];
+    int64_t in = t.shape[1];
+    // One f32 copy of this tensor (not of the model) is the price of the transpose.
+    std::vector<float> src(static_cast<size_t>(out * in));
+    KILN_RETURN_IF_ERROR(RowsToF32(t, 0, out, src.data()));
+    return Initializer(name, DataType::kFloat, {in, out}, [&]() -> Status {
+      int64_t chunk = std::max<int64_t>(1, kChunkElements / out);
+      std::vector<float> buf(static_cast<size_t>(std::min(chunk, in) * out));
+      for (int64_t r = 0; r < in; r += chunk) {
+        int64_t n = std::min(chunk, in - r);
+        for (int64_t i = 0; i < n; ++i) {
+          for (int64_t j = 0; j < out; ++j) buf[i * out + j] = src[j * in + r + i];
+        }
+        KILN_RETURN_IF_ERROR(data_.Write(buf.data(), static_cast<size_t>(n * out) * 4));
+      }
+      return Status::Ok();
+    });
+  }
+
+  // MatMulNBits' B, scales (and zero points) from a [N, K] source weight, named
+  // "<base>_Q4", "<base>_scales", "<base>_zero_points" as ONNX Runtime's quantizer names them.
+  Status QuantizedInt4(const std::string& base, const TensorView& t) {
+    int64_t n_rows = t.shape[0];
+    int64_t k = t.shape[1];
+    int64_t block = opt_.int4_block_size;
+    int64_t blocks = (k + block - 1) / block;
+    int64_t blob = block / 2;
+    int64_t zp_cols = (blocks + 1) / 2;
+    std::vector<float> scales(static_cast<size_t>(n_rows * blocks));
+    std::vector<uint8_t> zero_points(static_cast<size_t>(n_rows * zp_cols), 0);
+    KILN_RETURN_IF_ERROR(Initializer(base + "_Q4", DataType::kUint8, {n_rows, blocks, blob},
+                                     [&]() -> Status {
+      int64_t chunk = std::max<int64_t>(1, kChunkElements / k);
+      std::vector<float> rows(static_cast<size_t>(std::min(chunk, n_rows) * k));
+      std::vector<uint8_t> packed(static_cast<size_t>(std::min(chunk, n_rows) * blocks * blob));
+      std::vector<uint8_t> zp(static_cast<size_t>(blocks));
+      for (int64_t r = 0; r < n_rows; r += chunk) {
+        int64_t n = std::min(chunk, n_rows - r);
+        KILN_RETURN_IF_ERROR(RowsToF32(t, r, n, rows.data()));
+        for (int64_t i = 0; i < n; ++i) {
+          QuantizeInt4Row(&rows[i * k], k, block, opt_.int4_symmetric, &packed[i * blocks * blob],
+                          &scales[(r + i) * blocks], zp.data());
+          for (int64_t b = 0; b < blocks; ++b) {
+            uint8_t& byte = zero_points[(r + i) * zp_cols + b / 2];
+            // An odd block count leaves the last high nibble at 8, as ONNX Runtime writes it.
+            if (b % 2 == 0) {
+              byte = static_cast<uint8_t>(zp[b] | (b + 1 < blocks ? 0 : 0x80));
+            } else {
+              byte = static_cast<uint8_t>(byte | (zp[b] << 4));
+            }
+          }
+        }
+        KILN_RETURN_IF_ERROR(data_.Write(packed.data(), static_cast<size_t>(n * blocks * blob)));
+      }
+      return Status::Ok();
+    }));
+    KILN_RETURN_IF_ERROR(FloatInitializer(base + "_scales", {n_rows, blocks}, scales));
+    if (!opt_.int4_symmetric) {
+      KILN_RETURN_IF_ERROR(Initializer(base + "_zero_points", DataType::kUint8, {n_rows, zp_cols},
+                                       [&] {
+                                         return data_.Write(zero_points.data(),
+                                                            zero_points.size());
+                                       }));
+    }
+    return Status::Ok();
+  }
+
+  // MatMulNBits' other inputs for a quantized weight named `base`.
+  std::vector<std::string> QuantizedInputs(const std::string& base) const {
+    std::vector<std::string> in = {base + "_Q4", base + "_scales"};
+    if (!opt_.int4_symmetric) in.push_back(base + "_zero_points");
+    return in;
+  }
+
+  std::string MatMulNBits(const std::string& name, const std::string& input,
+                          const std::string& base, int64_t k, int64_t n,
+                          const std::string& output) {
+    std::vector<std::string> inputs = {input};
+    for (std::string& s : QuantizedInputs(base)) inputs.push_back(std::move(s));
+    return Node("MatMulNBits", name + "_Q4", std::move(inputs),
+                {AttributeProto::Int("K", k), AttributeProto::Int("N", n),
+                 AttributeProto::Int("accuracy_level", opt_.int4_accuracy_level),
+                 AttributeProto::Int("bits", 4),
+                 AttributeProto::Int("block_size", opt_.int4_block_size)},
+                "com.microsoft", {output});
+  }
+
+  // y = x W^T (+ b) for the Hugging Face linear layer `hf` ([out, in] weight); returns y.
+  Result<std::string> Linear(const std::string& basename, const std::string& hf,
+                             const std::string& input, int64_t in, int64_t out, bool bias) {
+    KILN_ASSIGN_OR_RETURN(const TensorView* w, w_.Get(hf + ".weight", {out, in}));
+    std::string name = basename + "/MatMul";
+    std::string weight = name.substr(1) + ".weight";
+    std::replace(weight.begin(), weight.end(), '/', '.');
+    std::string y;
+    if (int4()) {
+      KILN_RETURN_IF_ERROR(QuantizedInt4(weight, *w));
+      y = MatMulNBits(name, input, weight, in, out, name + "/output_0");
+    } else {
+      KILN_RETURN_IF_ERROR(TransposedF32(weight, *w));
+      y = Node("MatMul", name, {input, weight});
+    }
+    if (!bias) return y;
+    KILN_ASSIGN_OR_RETURN(const TensorView* b, w_.Get(hf + ".bias", {out}));
+    std::string add = basename + "/Add";
+    std::string bias_name = add.substr(1) + ".bias";
+    std::replace(bias_name.begin(), bias_name.end(), '/', '.');
+    KILN_RETURN_IF_ERROR(CopyF32(bias_name, *b));
+    return Node("Add", add, {y, bias_name});
+  }
+
+  Status NormWeight(const std::string& name, const std::string& hf) {
+    KILN_ASSIGN_OR_RETURN(const TensorView* t, w_.Get(hf, {c_.hidden_size}));
+    return CopyF32(name, *t);
+  }
+
+  Status Embedding();
+  Status AttentionMask();
+  Status RotaryCaches();
+  Result<std::string> Attention(int64_t layer, const std::string& input);
+  Result<std::string> Mlp(int64_t layer, const std::string& input);
+  Status LmHead(const std::string& input);
+
+  const ModelConfig& c_;
+  const GenaiConvertOptions& opt_;
+  const HfWeights& w_;
+  ExternalDataWriter& data_;
+  int64_t context_length_;
+  int64_t original_context_length_;
+  onnx_proto::GraphProto graph_;
+  std::set<std::string> constants_;
+
+  std::string embedding_;  // the embedding's output
+  std::string seqlens_k_;
+  std::string total_seq_len_;
+};
+
+Status GraphBuilder::Embedding() {
+  const std::string base = "/model/embed_tokens";
+  KILN_ASSIGN_OR_RETURN(const TensorView* embed,
+                        w_.Get("model.embed_tokens.weight", {c_.vocab_size, c_.hidden_size}));
+  if (c_.tie_word_embeddings && int4()) {
+    // The quantized lm_head weight doubles as the embedding table, as the builder shares it.
+    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", *embed));
+    int64_t block = opt_.int4_block_size;
+    int64_t padded = (c_.hidden_size + block - 1) / block * block;
+    std::string reshaped = Node("Reshape", base + "/Reshape",
+                                {"lm_head.MatMul.weight_Q4",
+                                 Int64Constant({c_.vocab_size, padded / 2}, false)});
+    std::vector<std::string> inputs = {reshaped, "input_ids", "lm_head.MatMul.weight_scales"};
+    if (!opt_.int4_symmetric) inputs.push_back("lm_head.MatMul.weight_zero_points");
+    embedding_ = Node("GatherBlockQuantized", base + "/GatherBlockQuantized", inputs,
+                      {AttributeProto::Int("bits", 4), AttributeProto::Int("block_size", block),
+                       AttributeProto::Int("gather_axis", 0),
+                       AttributeProto::Int("quantize_axis", 1)},
+                      "com.microsoft");
+    if (padded != c_.hidden_size) {
+      embedding_ = Node("Slice", base + "/Slice",
+                        {embedding_, Int64Constant({0}, false),
+                         Int64Constant({c_.hidden_size}, false), Int64Constant({-1}, false)});
+    }
+  } else if (c_.tie_word_embeddings) {
+    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", *embed));
+    std::string table = Node("Transpose", base + "/Transpose", {"lm_head.MatMul.weight"},
+                             {AttributeProto::Ints("perm", {1, 0})});
+    embedding_ = Node("Gather", base + "/Gather", {table, "input_ids"});
+  } else {
+    KILN_RETURN_IF_ERROR(CopyF32("model.embed_tokens.weight", *embed));
+    embedding_ = Node("Gather", base + "/Gather", {"model.embed_tokens.weight", "input_ids"});
+  }
+  return Status::Ok();
+}
+
+Status GraphBuilder::AttentionMask() {
+  // seqlens_k = sum(attention_mask, axis 1) - 1 and total_sequence_length = its width, both
+  // int32, as GroupQueryAttention takes them.
+  const std::string base = "/model/attn_mask_reformat/attn_mask_subgraph";
+  std::string sum = Node("ReduceSum", base + "/ReduceSum",
+                         {"attention_mask", Int64Constant({1}, false)},
+                         {AttributeProto::Int("keepdims", 0)});
+  std::string sub = Node("Sub", base + "/Sub", {sum, Int64Constant({1}, false)});
+  seqlens_k_ = Node("Cast", base + "/Sub/Cast", {sub},
+                    {AttributeProto::Int("to", static_cast<int64_t>(DataType::kInt32))});
+  std::string shape = Node("Shape", base + "/Shape", {"attention_mask"});
+  std::string width = Node("Gather", base + "/Gather", {shape, Int64Constant({1}, true)},
+                           {AttributeProto::Int("axis", 0)});
+  total_seq_len_ = Node("Cast", base + "/Gather/Cast", {width},
+                        {AttributeProto::Int("to", static_cast<int64_t>(DataType::kInt32))});
+  return Status::Ok();
+}
+
+Status GraphBuilder::RotaryCaches() {
+  std::vector<float> inv_freq = InverseFrequencies(c_, original_context_length_);
+  int64_t half = static_cast<int64_t>(inv_freq.size());
+  std::vector<float> angles(static_cast<size_t>(context_length_ * half));
+  for (int64_t p = 0; p < context_length_; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      angles[p * half + i] = static_cast<float>(p) * inv_freq[i];
+    }
+  }
+  std::vector<float> values(angles.size());
+  for (size_t i = 0; i < angles.size(); ++i) values[i] = std::cos(angles[i]);
+  KILN_RETURN_IF_ERROR(FloatInitializer("cos_cache", {context_length_, half}, values));
+  for (size_t i = 0; i < angles.size(); ++i) values[i] = std::sin(angles[i]);
+  return FloatInitializer("sin_cache", {context_length_, half}, values);
+}
+
+Result<std::string> GraphBuilder::Attention(int64_t layer, const std::string& input) {
+  std::string base = LayerPrefix(layer) + "/attn";
+  std::string hf = HfLayer(layer) + ".self_attn";
+  int64_t q_size = c_.num_attention_heads * c_.head_dim;
+  int64_t kv_size = c_.num_key_value_heads * c_.head_dim;
+  bool qkv_bias = c_.attention_bias || c_.model_type == "qwen2";
+  KILN_ASSIGN_OR_RETURN(std::string q, Linear(base + "/q_proj", hf + ".q_proj", input,
+                                              c_.hidden_size, q_size, qkv_bias));
+  KILN_ASSIGN_OR_RETURN(std::string k, Linear(base + "/k_proj", hf + ".k_proj", input,
+                                              c_.hidden_size, kv_size, qkv_bias));
+  KILN_ASSIGN_OR_RETURN(std::string v, Linear(base + "/v_proj", hf + ".v_proj", input,
+                                              c_.hidden_size, kv_size, qkv_bias));
+  std::string i = std::to_string(layer);
+  std::string gqa = Node(
+      "GroupQueryAttention", base + "/GroupQueryAttention",
+      {q, k, v, "past_key_values." + i + ".key", "past_key_values." + i + ".value", seqlens_k_,
+       total_seq_len_, "cos_cache", "sin_cache"},
+      {AttributeProto::Int("num_heads", c_.num_attention_heads),
+       AttributeProto::Int("kv_num_heads", c_.num_key_value_heads),
+       AttributeProto::Float("scale",
+                             static_cast<float>(1.0 / std::sqrt(static_cast<double>(c_.head_dim)))),
+       AttributeProto::Int("local_window_size", c_.sliding_window.value_or(-1)),
+       AttributeProto::Float("softcap", 0.0f), AttributeProto::Int("do_rotary", 1),
+       AttributeProto::Int("rotary_interleaved", 0)},
+      "com.microsoft",
+      {base + "/GroupQueryAttention/output_0", "present." + i + ".key",
+       "present." + i + ".value"});
+  // Qwen2 has q/k/v biases only (its config reads as attention_bias without an o_proj bias).
+  bool o_bias = c_.attention_bias && c_.model_type != "qwen2";
+  return Linear(base + "/o_proj", hf + ".o_proj", gqa, q_size, c_.hidden_size, o_bias);
+}
+
+Result<std::string> GraphBuilder::Mlp(int64_t layer, const std::string& input) {
+  std::string base = LayerPrefix(layer) + "/mlp";
+  std::string hf = HfLayer(layer) + ".mlp";
+  int64_t inter = c_.intermediate_size;
+  KILN_ASSIGN_OR_RETURN(std::string gate, Linear(base + "/gate_proj", hf + ".gate_proj", input,
+                                                 c_.hidden_size, inter, c_.mlp_bias));
+  KILN_ASSIGN_OR_RETURN(std::string up, Linear(base + "/up_proj", hf + ".up_proj", input,
+                                               c_.hidden_size, inter, c_.mlp_bias));
+  // SiLU as x * Sigmoid(x), the builder's CPU form.
+  std::string sigmoid = Node("Sigmoid", base + "/act_fn/Sigmoid", {gate});
+  std::string act = Node("Mul", base + "/act_fn/Mul", {gate, sigmoid});
+  std::string prod = Node("Mul", base + "/Mul", {act, up});
+  return Linear(base + "/down_proj", hf + ".down_proj", prod, inter, c_.hidden_size,
+                c_.mlp_bias);
+}
+
+Status GraphBuilder::LmHead(const std::string& input) {
+  const std::string name = "/lm_head/MatMul";
+  if (c_.tie_word_embeddings) {
+    // The weight was written with the embedding.
+    if (int4()) {
+      MatMulNBits(name, input, "lm_head.MatMul.weight", c_.hidden_size, c_.vocab_size, "logits");
+    } else {
+      Node("MatMul", name, {input, "lm_head.MatMul.weight"}, {}, "", {"logits"});
+    }
+    return Status::Ok();
+  }
+  KILN_ASSIGN_OR_RETURN(const TensorView* w,
+                        w_.Get("lm_head.weight", {c_.vocab_size, c_.hidden_size}));
+  if (int4()) {
+    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", *w));
+    MatMulNBits(name, input, "lm_head.MatMul.weight", c_.hidden_size, c_.vocab_size, "logits");
+  } else {
+    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", *w));
+    Node("MatMul", name, {input, "lm_head.MatMul.weight"}, {}, "", {"logits"});
+  }
+  return Status::Ok();
+}
+
+Status GraphBuilder::Build() {
+  graph_.name = "main_graph";
+  const float eps = static_cast<float>(c_.rms_norm_eps);
+
+  // Inputs and outputs with the builder's names and symbolic dimensions.
+  auto sym = Dim::Symbolic;
+  graph_.inputs.push_back({"input_ids", DataType::kInt64,
+                           std::vector<Dim>{sym("batch_size"), sym("sequence_length")}});
+  graph_.inputs.push_back({"attention_mask", DataType::kInt64,
+                           std::vector<Dim>{sym("batch_size"), sym("total_sequence_length")}});
+  graph_.outputs.push_back({"logits", DataType::kFloat,
+                            std::vector<Dim>{sym("batch_size"), sym("sequence_length"),
+                                             Dim::Fixed(c_.vocab_size)}});
+  for (int64_t i = 0; i < c_.num_hidden_layers; ++i) {
+    std::string n = std::to_string(i);
+    auto kv = [&](const char* length) {
+      return std::vector<Dim>{sym("batch_size"), Dim::Fixed(c_.num_key_value_heads), sym(length),
+                              Dim::Fixed(c_.head_dim)};
+    };
+    graph_.inputs.push_back({"past_key_values." + n + ".key", DataType::kFloat,
+                             kv("past_sequence_length")});
+    graph_.inputs.push_back({"past_key_values." + n + ".value", DataType::kFloat,
+                             kv("past_sequence_length")});
+    graph_.outputs.push_back({"present." + n + ".key", DataType::kFloat,
+                              kv("total_sequence_length")});
+    graph_.outputs.push_back({"present." + n + ".value", DataType::kFloat,
+                              kv("total_sequence_length")});
+  }
+
+  KILN_RETURN_IF_ERROR(Embedding());
+  KILN_RETURN_IF_ERROR(AttentionMask());
+  KILN_RETURN_IF_ERROR(RotaryCaches());
+
+  // The residual stream: `root` is the running sum, `skip` the branch output to add to it;
+  // SkipSimplifiedLayerNormalization adds them (output 3) and normalizes (output 0).
+  std::string root = embedding_;
+  std::string skip;
+  for (int64_t i = 0; i < c_.num_hidden_layers; ++i) {
+    std::string prefix = LayerPrefix(i);
+    std::string hf = HfLayer(i);
+    std::string in_w = hf + ".input_layernorm.weight";
+    KILN_RETURN_IF_ERROR(NormWeight(in_w, in_w));
+    std::string normed;
+    if (i == 0) {
+      normed = Node("SimplifiedLayerNormalization", prefix + "/input_layernorm/LayerNorm",
+                    {root, in_w},
+                    {AttributeProto::Int("axis", -1), AttributeProto::Float("epsilon", eps),
+                     AttributeProto::Int("stash_type", 1)},
+                    "", {prefix + "/input_layernorm/output_0"});
+    } else {
+      normed = Node("SkipSimplifiedLayerNormalization", prefix + "/input_layernorm/SkipLayerNorm",
+                    {root, skip, in_w}, {AttributeProto::Float("epsilon", eps)}, "com.microsoft",
+                    {prefix + "/input_layernorm/output_0", "", "",
+                     prefix + "/input_layernorm/output_3"});
+      root = prefix + "/input_layernorm/output_3";
+    }
+    KILN_ASSIGN_OR_RETURN(skip, Attention(i, normed));
+
+    std::string post_w = hf + ".post_attention_layernorm.weight";
+    KILN_RETURN_IF_ERROR(NormWeight(post_w, post_w));
+    normed = Node("SkipSimplifiedLayerNormalization",
+                  prefix + "/post_attention_layernorm/SkipLayerNorm", {root, skip, post_w},
+                  {AttributeProto::Float("epsilon", eps)}, "com.microsoft",
+                  {prefix + "/post_attention_layernorm/output_0", "", "",
+                   prefix + "/post_attention_layernorm/output_3"});
+    root = prefix + "/post_attention_layernorm/output_3";
+    KILN_ASSIGN_OR_RETURN(skip, Mlp(i, normed));
+  }
+
+  std::string final_prefix = LayerPrefix(c_.num_hidden_layers) + "/final_norm_layernorm";
+  std::string final_w = "model.layers." + std::to_string(c_.num_hidden_layers) +
+                        ".final_norm_layernorm.weight";
+  KILN_RETURN_IF_ERROR(NormWeight(final_w, "model.norm.weight"));
+  std::string normed = Node("SkipSimplifiedLayerNormalization", final_prefix + "/SkipLayerNorm",
+                            {root, skip, final_w}, {AttributeProto::Float("epsilon", eps)},
+                            "com.microsoft", {final_prefix + "/output_0"});
+  return LmHead(normed);
+}
+
+// tokenizer.json and tokenizer_config.json are what onnxruntime-genai's tokenizer reads.
+Status CheckTokenizerFiles(const fs::path& in) {
+  for (const char* required : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::error_code ec;
+    if (!fs::exists(in / required, ec)) {
+      return Status::NotFound((in / required).string() +
+                              ": missing; a model folder needs its tokenizer");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CopyTokenizerFiles(const fs::path& in, const fs::path& out) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json", "chat_template.jinja"}) {
+    std::error_code ec;
+    if (!fs::exists(in / name, ec)) continue;
+    if (fs::exists(out / name, ec) && fs::equivalent(in / name, out / name, ec)) continue;
+    fs::copy_file(in / name, out / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return Status::IoError((out / name).string() + ": cannot copy from " +
+                             (in / name).string() + ": " + ec.message());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void QuantizeInt4Row(const float* row, int64_t k, int64_t block_size, bool symmetric,
+                     uint8_t* packed, float* scales, uint8_t* zero_points) {
+  int64_t blocks = (k + block_size - 1) / block_size;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int64_t begin = b * block_size;
+    int64_t end = std::min(k, begin + block_size);
+    float lo = std::numeric_limits<float>::max();
+    float hi = -lo;
+    for (int64_t j = begin; j < end; ++j) {
+      lo = std::min(lo, row[j]);
+      hi = std::max(hi, row[j]);
+    }
+    float scale;
+    uint8_t zp = 8;
+    if (symmetric) {
+      float m = std::fabs(hi) > std::fabs(lo) ? hi : lo;
+      scale = -m / 8.0f;
+    } else {
+      lo = std::min(lo, 0.0f);
+      hi = std::max(hi, 0.0f);
+      scale = (hi - lo) / 15.0f;
+      float zp_fp = lo;
+      if (scale != 0.0f) zp_fp = 0.0f - lo / scale;
+      if (zp_fp < 0.0f) {
+        zp = 0;
+      } else if (zp_fp > 15.0f) {
+        zp = 15;
+      } else {
+        zp = static_cast<uint8_t>(std::roundf(zp_fp));
+      }
+    }
+    scales[b] = scale;
+    zero_points[b] = zp;
+    float reciprocal = scale != 0.0f ? 1.0f / scale : 0.0f;
+    uint8_t* out = packed + b * (block_size / 2);
+    for (int64_t j = 0; j < block_size; ++j) {
+      // Past K, codes stay 0 as ONNX Runtime leaves them; the kernels never read them.
+      uint8_t code = 0;
+      if (begin + j < k) {
+        float x = row[begin + j];
+        code = static_cast<uint8_t>(
+            std::clamp(std::roundf(x * reciprocal + static_cast<float>(zp)), 0.0f, 15.0f));
+      }
+      if (j % 2 == 0) {
+        out[j / 2] = code;
+      } else {
+        out[j / 2] = static_cast<uint8_t>(out[j / 2] | (code << 4));
+      }
+    }
+  }
+}
+
+Result<GenaiConvertStats> ConvertHfToGenai(const std::string& hf_dir, const std::string& out_dir,
+                                           const GenaiConvertOptions& options) {
+  if (options.int4_block_size < 16 || options.int4_block_size % 16 != 0 ||
+      (options.int4_block_size & (options.int4_block_size - 1)) != 0) {
+    return Status::InvalidArgument("int4 block size must be a power of two >= 16, not " +
+                                   std::to_string(options.int4_block_size));
+  }
+  fs::path in(hf_dir);
+  fs::path out(out_dir);
+  std::string config_path = (in / "config.json").string();
+  KILN_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig(config_path));
+  KILN_RETURN_IF_ERROR(CheckSupported(config, config_path));
+  KILN_RETURN_IF_ERROR(CheckTokenizerFiles(in));
+  KILN_ASSIGN_OR_RETURN(GenaiConfigFile genai_config, MakeGenaiConfig(config, hf_dir, kModelFile));
+  KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsModel model,
+                        safetensors::SafetensorsModel::OpenFolder(hf_dir));
+  HfWeights weights(model, hf_dir);
+  int64_t context_length = genai_config.context_length;
+  int64_t original_context_length = context_length;
+  if (config.rope_scaling && config.rope_scaling->original_max_position_embeddings) {
+    original_context_length = *config.rope_scaling->original_max_position_embeddings;
+  }
+
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) return Status::IoError(out_dir + ": cannot create: " + ec.message());
+
+  ExternalDataWriter data;
+  KILN_RETURN_IF_ERROR(data.Open((out / kDataFile).string()));
+  GraphBuilder builder(config, options, weights, data, context_length, original_context_length);
+  KILN_RETURN_IF_ERROR(builder.Build());
+  KILN_RETURN_IF_ERROR(data.Close());
+
+  onnx_proto::ModelProto proto;
+  proto.ir_version = 10;
+  proto.producer_name = "kiln";
+  proto.opset_imports = {{"", 22}, {"com.microsoft", 1}};
+  proto.graph = std::move(builder.graph());
+  GenaiConvertStats stats;
+  stats.nodes = static_cast<int64_t>(proto.graph.nodes.size());
+  stats.initializers = static_cast<int64_t>(proto.graph.initializers.size());
+  std::string bytes = onnx_proto::EncodeModel(proto);
+  KILN_RETURN_IF_ERROR(WriteStringToFile((out / kModelFile).string(), bytes));
+  stats.model_bytes = bytes.size();
+  stats.data_bytes = data.offset();
+  for (const std::string& name : model.TensorNames()) {
+    stats.parameters += model.Find(name)->n_elements;
+  }
+
+  KILN_RETURN_IF_ERROR(
+      WriteStringToFile((out / "genai_config.json").string(), genai_config.json));
+  KILN_RETURN_IF_ERROR(CopyTokenizerFiles(in, out));
+  return stats;
+}
+
+}  // namespace kiln::formats
