@@ -116,16 +116,46 @@ print(json.dumps({"tokens": tokens, "text": text}))
 """
 
 
-def genai_greedy(folder, prompt, n):
-    """Greedy tokens from onnxruntime-genai (in its own process: it loads its own copy of ONNX
-    Runtime, named by ORT_LIB_PATH, the library of the onnxruntime wheel)."""
+GENAI_ENGINE_SCRIPT = r"""
+import json, sys
+import numpy as np
+import onnxruntime_genai as og
+folder, prompts, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+engine = og.Engine(og.Model(folder))
+requests = []
+for prompt in prompts:
+    request = engine.create_request()
+    options = og.TurnOptions(request)
+    options.set_max_generated_tokens(n)
+    options.set_do_sample(False)
+    request.begin_turn(np.array(prompt, dtype=np.int32), options)
+    requests.append(request)
+events = engine.create_event_buffer(64)
+tokens = [[] for _ in requests]
+while engine.has_pending_requests():
+    for event in engine.run(events):
+        if int(event.flags) & int(og.EngineEventFlags.TOKEN):
+            tokens[next(i for i, r in enumerate(requests) if event.request == r)].append(
+                int(event.token))
+print(json.dumps(tokens))
+"""
+
+
+def run_genai(script, *args):
+    """Runs a onnxruntime-genai script in its own process: the library loads its own copy of
+    ONNX Runtime, named by ORT_LIB_PATH (the onnxruntime wheel's). Returns its last line, parsed."""
     lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
     assert lib.exists(), lib
     env = dict(os.environ, ORT_LIB_PATH=str(lib))
-    proc = subprocess.run([sys.executable, "-c", GENAI_SCRIPT, str(folder), json.dumps(prompt),
-                           str(n)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def genai_greedy(folder, prompt, n):
+    """Greedy tokens and their text from onnxruntime-genai's Generator."""
+    return run_genai(GENAI_SCRIPT, folder, json.dumps(prompt), n)
 
 
 def eos_ids(folder):
@@ -461,6 +491,16 @@ def test_genai_generates_the_reference_greedy_tokens(tiny, converted):
     result = genai_greedy(folder, PROMPT, 24)
     assert result["tokens"] == expected
     assert len(set(expected)) > 3  # a sequence that tells models apart
+
+
+def test_genai_engine_serves_two_requests_at_once(tiny, converted):
+    """onnxruntime-genai's continuous-batching engine, two prompts of different lengths in
+    flight together: each gets the reference's greedy tokens for that prompt alone."""
+    _, ref = tiny("llama-tied")
+    folder = converted("llama-tied")
+    prompts = [PROMPT, [BOS, 5, 9]]
+    tokens = run_genai(GENAI_ENGINE_SCRIPT, folder, json.dumps(prompts), 10)
+    assert tokens == [ref.greedy(p, 10, stop_ids=eos_ids(folder)) for p in prompts]
 
 
 @pytest.mark.parametrize("name", ["qwen2", "llama-untied-bf16"])
