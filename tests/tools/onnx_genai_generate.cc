@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     if (a == "--slots" && i + 1 < argc) options.max_num_seqs = std::stoi(argv[++i]);
     if (a == "--max-model-len" && i + 1 < argc) options.max_model_len = std::stoll(argv[++i]);
     if (a == "--sequential") sequential = true;
+    if (a == "--threads" && i + 1 < argc) options.intra_op_threads = std::stoi(argv[++i]);
   }
   auto executor = kiln::onnx::GenaiExecutor::Load(argv[1], options);
   if (!executor.ok()) {

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Kiln's onnx-genai runtime against onnxruntime-genai on the same model folder, in one run.
+
+Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt,
+and aggregate generated tokens/s with 1, 4 and 16 requests in flight. Kiln is measured through
+its HTTP server (`kiln serve`, streaming completions); onnxruntime-genai through its
+continuous-batching `og.Engine` in-process (no HTTP), with its batch limit raised to the highest
+concurrency tested. Prints both, the ratios, and the load average before and after: a run whose
+load exceeded the core count is not a result.
+
+  python bench/serve_bench.py [--model DIR] [--kiln BIN] [--tokens 128] [--concurrency 1,4,16]
+"""
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+from kiln_server import KilnServer  # noqa: E402
+
+PEER = r"""
+import json, sys, time
+import numpy as np
+import onnxruntime_genai as og
+folder, spec = sys.argv[1], json.loads(sys.argv[2])
+engine = og.Engine(og.Model(folder))
+events = engine.create_event_buffer(1024)
+
+def run(prompts, max_tokens):
+    requests, first, last, counts = [], {}, {}, {}
+    start = time.perf_counter()
+    for p in prompts:
+        r = engine.create_request()
+        o = og.TurnOptions(r)
+        o.set_max_generated_tokens(max_tokens)
+        o.set_min_generated_tokens(max_tokens)  # as Kiln's ignore_eos: every run is full length
+        o.set_do_sample(False)
+        r.begin_turn(np.array(p, dtype=np.int32), o)
+        requests.append(r)
+    while engine.has_pending_requests():
+        for e in engine.run(events):
+            if int(e.flags) & int(og.EngineEventFlags.TOKEN):
+                i = next(k for k, r in enumerate(requests) if e.request == r)
+                now = time.perf_counter()
+                first.setdefault(i, now)
+                last[i] = now
+                counts[i] = counts.get(i, 0) + 1
+    end = time.perf_counter()
+    for r in requests:
+        r.close()
+    return start, first, last, counts, end
+
+run([spec["short"][0]], 4)  # warm-up
+out = {"capabilities": engine.get_capabilities().configured_max_batch_size}
+s, f, l, c, e = run([spec["short"][0]], spec["tokens"])
+out["decode_tps"] = (c[0] - 1) / (l[0] - f[0])
+ttfts = []
+for _ in range(spec["repeats"]):
+    s, f, l, c, e = run([spec["long"]], 1)
+    ttfts.append(f[0] - s)
+out["ttft_512"] = sorted(ttfts)[len(ttfts) // 2]
+out["aggregate"] = {}
+for n in spec["concurrency"]:
+    s, f, l, c, e = run(spec["short"][:n], spec["tokens"])
+    out["aggregate"][str(n)] = sum(c.values()) / (e - s)
+print(json.dumps(out))
+"""
+
+
+def loadavg():
+    return os.getloadavg()[0]
+
+
+def stream_completion(port, prompt, max_tokens):
+    """Returns (start, first_token_time, last_token_time, completion_tokens)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"model": "smollm2", "prompt": prompt, "max_tokens": max_tokens,
+                       "temperature": 0, "ignore_eos": True, "stream": True,
+                       "stream_options": {"include_usage": True}})
+    start = time.perf_counter()
+    conn.request("POST", "/v1/completions", body=body,
+                 headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    first = last = None
+    tokens = 0
+    for raw in r:
+        line = raw.decode().strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+        if chunk["choices"] and chunk["choices"][0]["text"]:
+            now = time.perf_counter()
+            first = first or now
+            last = now
+    conn.close()
+    return start, first, last, tokens
+
+
+def bench_kiln(kiln_bin, model, spec):
+    server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
+                        max(spec["concurrency"]))
+    try:
+        stream_completion(server.port, spec["short"][0], 4)  # warm-up
+        out = {}
+        s, f, l, n = stream_completion(server.port, spec["short"][0], spec["tokens"])
+        # Text chunks can merge tokens (an incomplete UTF-8 character waits for the next one),
+        # so the rate uses the token count over the span from first to last chunk.
+        out["decode_tps"] = (n - 1) / (l - f)
+        ttfts = []
+        for _ in range(spec["repeats"]):
+            s, f, l, n = stream_completion(server.port, spec["long"], 1)
+            ttfts.append(f - s)
+        out["ttft_512"] = statistics.median(ttfts)
+        out["aggregate"] = {}
+        for c in spec["concurrency"]:
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(c) as pool:
+                results = list(pool.map(
+                    lambda p: stream_completion(server.port, p, spec["tokens"]), spec["short"][:c]))
+            wall = time.perf_counter() - start
+            out["aggregate"][str(c)] = sum(r[3] for r in results) / wall
+        return out
+    finally:
+        server.stop()
+
+
+def bench_peer(model, spec, max_batch):
+    import onnxruntime as ort
+    # The peer's batch limit is raised to the concurrency tested, in a copy of the folder.
+    work = pathlib.Path(tempfile.mkdtemp())
+    try:
+        folder = work / "model"
+        shutil.copytree(model, folder)
+        config = json.loads((folder / "genai_config.json").read_text())
+        # Its paged "dynamic_batching" mode needs a graph with packed inputs, which neither
+        # its CPU model builder nor `kiln convert` writes; the static batch scheduler runs it.
+        config["engine"] = {"static_batching": {"max_batch_size": max_batch}}
+        (folder / "genai_config.json").write_text(json.dumps(config, indent=2))
+        lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
+        proc = subprocess.run([sys.executable, "-c", PEER, str(folder), json.dumps(spec)],
+                              capture_output=True, text=True, timeout=1800,
+                              env=dict(os.environ, ORT_LIB_PATH=str(lib)))
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(work)
+
+
+def main():
+    home = pathlib.Path(os.environ.get("KILN_HOME", pathlib.Path.home() / ".kiln"))
+    build = pathlib.Path(os.environ.get("KILN_BUILD_DIR", ROOT / "build"))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=home / "models" / "smollm2-135m-instruct", type=pathlib.Path)
+    ap.add_argument("--kiln", default=build / "src" / "kiln" / "kiln", type=pathlib.Path)
+    ap.add_argument("--tokens", default=128, type=int)
+    ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--repeats", default=3, type=int)
+    args = ap.parse_args()
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(args.model / "tokenizer.json"))
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    topics = ["the sea", "a city at night", "an old library", "the first snow", "a robot",
+              "a long train ride", "the desert", "a lighthouse", "a market", "the mountains",
+              "a garden", "the moon", "a storm", "a forest", "a bakery", "an island"]
+    short = [tok.encode(f"Write a short story about {topics[i % len(topics)]}.").ids
+             for i in range(max(concurrency))]
+    text = " ".join(f"Paragraph {i}: the committee reviewed the budget, the schedule and the "
+                    "staffing plan, and asked for a revised estimate." for i in range(200))
+    long = tok.encode(text).ids[:512]
+    spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency,
+            "repeats": args.repeats}
+
+    cores = os.cpu_count()
+    before = loadavg()
+    print(f"load average before: {before:.2f} ({cores} cores)")
+    print(f"model: {args.model}")
+    kiln = bench_kiln(args.kiln, args.model, spec)
+    peer = bench_peer(args.model, spec, max(concurrency))
+    after = loadavg()
+
+    rows = [("single-stream decode (tokens/s)", kiln["decode_tps"], peer["decode_tps"], True),
+            ("time to first token, 512-token prompt (s)", kiln["ttft_512"], peer["ttft_512"], False)]
+    for c in concurrency:
+        rows.append((f"aggregate at {c} concurrent (tokens/s)", kiln["aggregate"][str(c)],
+                     peer["aggregate"][str(c)], True))
+    print(f"peer: onnxruntime-genai og.Engine, configured max batch {peer['capabilities']}")
+    print(f"{'measure':45s} {'kiln':>10s} {'ort-genai':>10s} {'kiln/peer':>10s}")
+    for name, k, p, higher_better in rows:
+        ratio = k / p if higher_better else p / k
+        print(f"{name:45s} {k:10.3f} {p:10.3f} {ratio:9.2f}x")
+    print("(ratios > 1 mean Kiln is better; for time to first token the ratio is peer/kiln)")
+    print(f"load average after: {after:.2f} ({cores} cores)")
+    if max(before, after) > cores:
+        print("WARNING: load exceeded the core count; this run is not a result")
+
+
+if __name__ == "__main__":
+    main()
