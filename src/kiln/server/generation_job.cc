@@ -34,6 +34,10 @@ GenerationJob::GenerationJob(JobSettings settings, ServedModel* model, Metrics* 
         std::make_unique<text::Detokenizer>(model_->tokenizer(), settings_.skip_special_tokens);
     c.stop = std::make_unique<engine::StopMatcher>(settings_.stop,
                                                    settings_.include_stop_str_in_output);
+    if (!settings_.tool_call_trigger.empty()) {
+      c.tool_gate = std::make_unique<engine::StopMatcher>(
+          std::vector<std::string>{settings_.tool_call_trigger}, false);
+    }
     if (settings_.kind == JobKind::kChat) {
       c.logprobs = {{"content", ojson::array()}};
     } else {
@@ -153,14 +157,15 @@ void GenerationJob::EmitText(int32_t index, const std::string& piece, const ojso
   Choice& c = choices_[index];
   c.text += piece;
   if (!settings_.stream || settings_.buffer_content_when_streaming) return;
-  if (piece.empty() && logprob == nullptr) return;
+  std::string shown = c.tool_gate ? c.tool_gate->Push(piece) : piece;
+  if (shown.empty() && logprob == nullptr) return;
   ojson chunk = ChunkBase();
   ojson choice = {{"index", index}};
   if (settings_.kind == JobKind::kChat) {
-    choice["delta"] = {{"content", piece}};
+    choice["delta"] = {{"content", shown}};
     choice["logprobs"] = logprob ? *logprob : ojson(nullptr);
   } else {
-    choice["text"] = piece;
+    choice["text"] = shown;
     choice["logprobs"] = logprob ? *logprob : ojson(nullptr);
   }
   choice["finish_reason"] = nullptr;
@@ -238,6 +243,31 @@ void GenerationJob::FinishChoice(int32_t index, const std::string& reason,
     if (settings_.tool_call_parser) calls = settings_.tool_call_parser(c.text);
     if (calls && !calls->calls.empty()) c.finish_reason = "tool_calls";
     ojson chunk = ChunkBase();
+    if (settings_.kind == JobKind::kChat && c.tool_gate) {
+      // Content held back as a possible trigger that never completed is content after all.
+      std::string held = c.tool_gate->Flush();
+      if (calls && !calls->calls.empty()) {
+        ojson deltas = ojson::array();
+        for (size_t k = 0; k < calls->calls.size(); ++k) {
+          ojson call = calls->calls[k];
+          call["index"] = k;
+          deltas.push_back(call);
+        }
+        ojson body = chunk;
+        body["choices"] = ojson::array({{{"index", index},
+                                         {"delta", {{"tool_calls", deltas}}},
+                                         {"logprobs", nullptr},
+                                         {"finish_reason", nullptr}}});
+        SendChunk(body);
+      } else if (!held.empty()) {
+        ojson body = chunk;
+        body["choices"] = ojson::array({{{"index", index},
+                                         {"delta", {{"content", held}}},
+                                         {"logprobs", nullptr},
+                                         {"finish_reason", nullptr}}});
+        SendChunk(body);
+      }
+    }
     if (settings_.kind == JobKind::kChat) {
       if (settings_.buffer_content_when_streaming) {
         ojson delta = ojson::object();

@@ -50,6 +50,9 @@ struct JobSettings {
   // When true, a choice's text is held back while streaming (tool-call output is sent as
   // tool_calls deltas once complete, not as content).
   bool buffer_content_when_streaming = false;
+  // When set, streamed content stops at this text (the start of a tool call); what follows is
+  // sent as tool_calls deltas when the choice ends.
+  std::string tool_call_trigger;
 };
 
 class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
@@ -70,6 +73,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   struct Choice {
     std::unique_ptr<text::Detokenizer> detokenizer;
     std::unique_ptr<engine::StopMatcher> stop;
+    std::unique_ptr<engine::StopMatcher> tool_gate;  // holds content back from the trigger on
     std::string text;
     int64_t tokens = 0;
     bool done = false;

@@ -7,7 +7,7 @@
 namespace kiln::server {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 const char* TypeName(const json& v) {
   switch (v.type()) {

@@ -42,7 +42,7 @@ struct ChatMessage {
 struct ToolDefinition {
   std::string name;
   std::string description;
-  nlohmann::json parameters = nlohmann::json::object();  // a JSON schema
+  nlohmann::ordered_json parameters = nlohmann::ordered_json::object();  // a JSON schema
 };
 
 enum class ToolChoiceMode { kAuto, kNone, kRequired, kNamed };
@@ -50,7 +50,7 @@ enum class ToolChoiceMode { kAuto, kNone, kRequired, kNamed };
 struct ResponseFormat {
   enum class Type { kText, kJsonObject, kJsonSchema } type = Type::kText;
   std::string schema_name;
-  nlohmann::json schema;  // for kJsonSchema
+  nlohmann::ordered_json schema;  // for kJsonSchema (property order kept)
 };
 
 // Fields shared by both endpoints.
@@ -67,9 +67,9 @@ struct GenerationOptions {
 struct ChatCompletionRequest {
   GenerationOptions options;
   std::vector<ChatMessage> messages;
-  nlohmann::json messages_json;  // as sent, for the chat template
+  nlohmann::ordered_json messages_json;  // as sent, for the chat template
   std::vector<ToolDefinition> tools;
-  nlohmann::json tools_json;  // as sent, for the chat template
+  nlohmann::ordered_json tools_json;  // as sent, for the chat template
   ToolChoiceMode tool_choice = ToolChoiceMode::kAuto;
   std::string tool_choice_name;  // kNamed
   bool parallel_tool_calls = true;
@@ -85,10 +85,11 @@ struct CompletionRequest {
   bool echo = false;
 };
 
-Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::json& body);
-Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::json& body);
+// Bodies are parsed keeping key order: JSON schemas generate properties in the order given.
+Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::ordered_json& body);
+Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body);
 
 // Checks that `schema` is a JSON schema Kiln can enforce (an object; known types and keywords).
-std::optional<std::string> ValidateJsonSchemaShape(const nlohmann::json& schema);
+std::optional<std::string> ValidateJsonSchemaShape(const nlohmann::ordered_json& schema);
 
 }  // namespace kiln::server

@@ -3,13 +3,15 @@
 #include <random>
 
 #include "kiln/base/log.h"
+#include "kiln/server/constraints.h"
 #include "kiln/server/generation_job.h"
 #include "kiln/server/openai_protocol.h"
+#include "kiln/server/tool_calls.h"
 
 namespace kiln::server {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 
 HttpResponse JsonResponse(int status, const ojson& body) {
@@ -52,13 +54,29 @@ std::string RandomSuffix() {
 }
 
 // Messages as the chat template expects them: text content, tool-call arguments as objects
-// (as vLLM hands them to templates), everything else as sent.
-ojson TemplateMessages(const ChatCompletionRequest& req) {
+// (as vLLM hands them to templates), everything else as sent. For a template that knows nothing
+// of tools (`inline_tools`), calls and results are written into the content in Kiln's format.
+ojson TemplateMessages(const ChatCompletionRequest& req, bool inline_tools) {
   ojson out = ojson::array();
   for (size_t i = 0; i < req.messages.size(); ++i) {
     const ChatMessage& m = req.messages[i];
-    ojson msg = ojson::parse(req.messages_json[i].dump());
+    ojson msg = req.messages_json[i];
     msg["content"] = m.content ? ojson(*m.content) : ojson(nullptr);
+    if (inline_tools) {
+      std::string content = m.content.value_or("");
+      for (const ToolCall& c : m.tool_calls) {
+        ojson args = ojson::parse(c.arguments, nullptr, false);
+        if (args.is_discarded()) args = c.arguments;
+        if (!content.empty()) content += "\n";
+        content += std::string(kToolCallOpen) + "\n" +
+                   ojson{{"name", c.name}, {"arguments", args}}.dump() + "\n" + kToolCallClose;
+      }
+      if (m.role == "tool") content = "<tool_response>\n" + content + "\n</tool_response>";
+      msg["content"] = content;
+      msg.erase("tool_calls");
+      out.push_back(msg);
+      continue;
+    }
     if (!m.tool_calls.empty()) {
       ojson calls = ojson::array();
       for (const ToolCall& c : m.tool_calls) {
@@ -194,9 +212,12 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
                                  "server serves '" + model->id() + "'", "model"));
     return;
   }
-  ojson messages = TemplateMessages(req);
-  ojson tools = ojson::parse(req.tools_json.is_null() ? "[]" : req.tools_json.dump());
-  auto prompt = model->RenderChat(messages, req.tool_choice == ToolChoiceMode::kNone ? nullptr : &tools,
+  ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
+  const bool use_tools = !req.tools.empty() && req.tool_choice != ToolChoiceMode::kNone;
+  ojson messages = TemplateMessages(req, !model->template_renders_tools());
+  // Models whose templates ignore `tools` are told about them in a system message.
+  if (use_tools && !model->template_renders_tools()) AddToolInstructions(messages, tools);
+  auto prompt = model->RenderChat(messages, use_tools ? &tools : nullptr,
                                   req.add_generation_prompt, req.continue_final_message);
   if (!prompt.ok()) {
     exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message(), "messages"));
@@ -217,10 +238,61 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   s.skip_special_tokens = req.options.skip_special_tokens;
   s.stop = req.options.sampling.stop;
   s.include_stop_str_in_output = req.options.sampling.include_stop_str_in_output;
+  // Constrained decoding: a JSON response format, a forced tool call, or a call the model
+  // may start by writing <tool_call>.
+  engine::ConstraintFactory constraint;
+  std::shared_ptr<const text::JsonGrammar> grammar;
+  const bool forced_call = use_tools && (req.tool_choice == ToolChoiceMode::kRequired ||
+                                         req.tool_choice == ToolChoiceMode::kNamed);
+  if (use_tools) {
+    auto schema = CallSchema(req.tools, req.tool_choice == ToolChoiceMode::kNamed
+                                            ? std::optional<std::string>(req.tool_choice_name)
+                                            : std::nullopt);
+    auto compiled = text::JsonGrammar::FromSchema(schema);
+    if (!compiled.ok()) {
+      exchange->Respond(Error(400, "cannot enforce the tools' parameter schemas: " +
+                                       compiled.status().message(), "tools"));
+      return;
+    }
+    grammar = *compiled;
+    s.tool_call_parser = [forced_call](const std::string& text) {
+      return ParseToolCalls(text, forced_call);
+    };
+    if (forced_call) {
+      s.buffer_content_when_streaming = true;
+    } else {
+      s.tool_call_trigger = kToolCallOpen;
+    }
+  } else if (req.response_format.type == ResponseFormat::Type::kJsonObject) {
+    grammar = text::JsonGrammar::AnyObject();
+  } else if (req.response_format.type == ResponseFormat::Type::kJsonSchema) {
+    auto compiled = text::JsonGrammar::FromSchema(req.response_format.schema);
+    if (!compiled.ok()) {
+      exchange->Respond(Error(400, "cannot enforce response_format.json_schema: " +
+                                       compiled.status().message(),
+                              "response_format.json_schema.schema"));
+      return;
+    }
+    grammar = *compiled;
+  }
+  if (grammar) {
+    auto masker = model->token_masker();
+    auto bytes = model->token_bytes();
+    std::vector<int32_t> eos = model->eos_ids();
+    if (use_tools && !forced_call) {
+      constraint = [=] {
+        return std::make_unique<TriggeredJsonConstraint>(bytes, masker, grammar, eos,
+                                                         kToolCallOpen);
+      };
+    } else {
+      constraint = [=] { return std::make_unique<JsonOutputConstraint>(masker, grammar, eos); };
+    }
+  }
+
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   auto submitted = model->engine().Submit(
       ids, req.options.sampling,
-      [job](const engine::TokenEvent& e) { job->OnEvent(0, e); });
+      [job](const engine::TokenEvent& e) { job->OnEvent(0, e); }, constraint);
   if (!submitted.ok()) {
     exchange->Respond(Error(400, submitted.status().message()));
     return;
@@ -316,8 +388,10 @@ void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Ex
       return;
     }
     auto& req = std::get<ChatCompletionRequest>(parsed);
-    ojson tools = ojson::parse(req.tools_json.is_null() ? "[]" : req.tools_json.dump());
-    auto prompt = model->RenderChat(TemplateMessages(req), &tools, req.add_generation_prompt,
+    ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
+    ojson messages = TemplateMessages(req, !model->template_renders_tools());
+    if (!req.tools.empty() && !model->template_renders_tools()) AddToolInstructions(messages, tools);
+    auto prompt = model->RenderChat(messages, &tools, req.add_generation_prompt,
                                     req.continue_final_message);
     if (!prompt.ok()) {
       exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message()));

@@ -48,6 +48,8 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
                     .count();
 
   KILN_ASSIGN_OR_RETURN(m->tokenizer_, text::Tokenizer::FromJsonFile((dir / "tokenizer.json").string()));
+  m->token_bytes_ = std::make_shared<text::TokenBytes>(text::TokenBytes::FromTokenizer(m->tokenizer_));
+  m->token_masker_ = text::TokenMasker::Create(*m->token_bytes_);
 
   // tokenizer_config.json: chat template and the bos/eos strings templates refer to.
   std::string template_source;

@@ -13,6 +13,8 @@
 #include "kiln/base/status.h"
 #include "kiln/engine/engine.h"
 #include "kiln/text/jinja/template.h"
+#include "kiln/text/token_bytes.h"
+#include "kiln/text/token_masker.h"
 #include "kiln/text/tokenizer.h"
 
 namespace kiln::server {
@@ -41,6 +43,9 @@ class ServedModel {
   bool has_chat_template() const { return chat_template_.has_value(); }
   // Whether the chat template itself writes the `tools` into the prompt.
   bool template_renders_tools() const { return template_renders_tools_; }
+  // Each token's bytes, and the vocabulary trie that constrained decoding walks.
+  const std::shared_ptr<const text::TokenBytes>& token_bytes() const { return token_bytes_; }
+  const std::shared_ptr<const text::TokenMasker>& token_masker() const { return token_masker_; }
 
   // Renders messages through the chat template (as transformers' apply_chat_template does).
   // `tools` may be null. Errors are InvalidArgument with the template's message.
@@ -59,6 +64,8 @@ class ServedModel {
   bool template_renders_tools_ = false;
   std::string bos_token_, eos_token_;
   std::vector<int32_t> eos_ids_;
+  std::shared_ptr<const text::TokenBytes> token_bytes_;
+  std::shared_ptr<const text::TokenMasker> token_masker_;
   std::unique_ptr<engine::Engine> engine_;
 };
 

@@ -5,7 +5,7 @@
 namespace kiln::server {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 
 std::string CallId() {

@@ -32,7 +32,7 @@ void AddToolInstructions(nlohmann::ordered_json& messages, const nlohmann::order
 
 // JSON schema of one call: {"name": <const>, "arguments": <parameters>}, for the tool named
 // `only` or any of `tools` (anyOf).
-nlohmann::json CallSchema(const std::vector<ToolDefinition>& tools,
+nlohmann::ordered_json CallSchema(const std::vector<ToolDefinition>& tools,
                           const std::optional<std::string>& only);
 
 // Reads tool calls from generated text. With `bare` the whole text is one call's JSON (forced

@@ -5,7 +5,7 @@
 namespace kiln::server {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 json Chat() {
   return json::parse(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}]})");
