@@ -179,3 +179,17 @@ def test_holds_a_thousand_concurrent_connections(server):
     finally:
         for s in idle:
             s.close()
+
+
+def test_cuda_requested_without_a_gpu_falls_back_to_cpu_with_a_warning(kiln_bin, smollm2_genai):
+    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 256, "--max-num-seqs", 1,
+                   "--device", "cuda")
+    try:
+        status, payload = post(s, "/v1/completions", {"model": "smollm2", "prompt": "Hi",
+                                                      "max_tokens": 2})
+        assert status == 200
+    finally:
+        s.stop()
+    log = s.output()
+    assert "CUDA execution provider unavailable" in log and "running on CPU" in log
+    assert "(onnx-genai on cpu)" in log

@@ -50,6 +50,7 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
   std::unique_ptr<GenaiExecutor> ex(new GenaiExecutor(config, max_len, options.max_num_seqs));
   Impl& impl = *ex->impl_;
   const std::string model_path = dir + "/" + config.filename;
+  Ort::Env& env = SharedOrtEnvironment();  // first: providers log through its logger
   try {
     Ort::SessionOptions so;
     if (options.intra_op_threads > 0) so.SetIntraOpNumThreads(options.intra_op_threads);
@@ -66,7 +67,7 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
     } else if (options.device != "cpu") {
       return Status::InvalidArgument("unknown device '" + options.device + "' (cpu or cuda)");
     }
-    impl.session = Ort::Session(SharedOrtEnvironment(), model_path.c_str(), so);
+    impl.session = Ort::Session(env, model_path.c_str(), so);
   } catch (const Ort::Exception& e) {
     return Status::InvalidArgument(model_path + ": ONNX Runtime cannot load the model: " +
                                    e.what());
