@@ -46,7 +46,8 @@ class KilnServer:
         raise RuntimeError("kiln serve did not become ready: " + self.output())
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
