@@ -20,6 +20,9 @@ namespace {
 
 // Oniguruma's \s is Unicode White_Space, which includes U+0085; PCRE2's does not.
 constexpr std::string_view kSpaceClassBody = "\\s\\x{85}";
+// Oniguruma's \w is Letter, Mark, Decimal_Number or Connector_Punctuation; PCRE2 10.42's leaves
+// out marks and connectors other than '_'.
+constexpr std::string_view kWordClassBody = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
 
 std::string TranslateOniguruma(std::string_view p) {
   std::string out;
@@ -38,6 +41,14 @@ std::string TranslateOniguruma(std::string_view p) {
         }
       } else if (n == 'S' && !in_class) {
         out.append("[^").append(kSpaceClassBody).append("]");
+      } else if (n == 'w') {
+        if (in_class) {
+          out.append(kWordClassBody);
+        } else {
+          out.append("[").append(kWordClassBody).append("]");
+        }
+      } else if (n == 'W' && !in_class) {
+        out.append("[^").append(kWordClassBody).append("]");
       } else {
         out.push_back('\\');
         out.push_back(n);
@@ -109,6 +120,7 @@ Result<Regex> Regex::FromLiteral(std::string_view literal) {
 }
 
 void Regex::FindAll(std::string_view text, std::vector<Match>* out) const {
+  if (!compiled_) return;  // a default-constructed Regex matches nothing
   // One match block per thread: matching is on the hot path and the block is not shareable.
   thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match_data(
       pcre2_match_data_create(4, nullptr), &pcre2_match_data_free);

@@ -2,7 +2,7 @@
 //
 // Tokenizer files write their split patterns for Oniguruma (Hugging Face `tokenizers`);
 // FromOniguruma rewrites the few constructs whose meaning differs in PCRE2 (\s also matches
-// U+0085 in Oniguruma). Matching runs on valid UTF-8 only.
+// U+0085 in Oniguruma, \w also matches combining marks). Matching runs on valid UTF-8 only.
 #pragma once
 
 #include <cstddef>

@@ -55,6 +55,7 @@ class Tokenizer {
   // An empty tokenizer: encodes everything to no ids. Assign a loaded one to use it.
   Tokenizer() = default;
 
+  // Invalid UTF-8 in `text` is read as U+FFFD (one per maximal invalid subsequence).
   std::vector<int32_t> Encode(std::string_view text, const EncodeOptions& options = {}) const;
   std::string Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
