@@ -1,7 +1,6 @@
 #include "kiln/text/json_matcher.h"
 
 #include <algorithm>
-#include <cassert>
 
 namespace kiln::text {
 namespace {
@@ -37,8 +36,9 @@ enum State : uint8_t {
 
 constexpr uint32_t kMaxPlainDigits = 15;
 constexpr uint8_t kMaxExponentDigits = 2;
+// Ambiguity beyond this many stacks is dropped: it narrows the choices, never admits bad output.
 constexpr size_t kMaxThreads = 256;
-constexpr size_t kCompactAbove = 256;
+constexpr size_t kCompactAbove = 256;  // arena entries; keeps copies of a matcher small
 
 bool IsWhitespace(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 int DigitValue(int c) { return c >= '0' && c <= '9' ? c - '0' : -1; }

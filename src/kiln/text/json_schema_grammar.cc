@@ -18,7 +18,8 @@ bool IsAnnotation(std::string_view key) {
   static const std::set<std::string_view> kAnnotations = {
       "title",    "description", "default",         "examples",        "example",
       "$schema",  "$id",         "$comment",        "format",          "deprecated",
-      "readOnly", "writeOnly",   "contentMediaType", "contentEncoding", "$anchor"};
+      "readOnly", "writeOnly",   "contentMediaType", "contentEncoding", "$anchor",
+      "discriminator"};
   return kAnnotations.count(key) > 0 || key.starts_with("x-");
 }
 
@@ -345,9 +346,13 @@ class JsonSchemaCompiler {
         for (const auto& v : list) values.push_back(&v);
       }
       if (!types.empty()) {
+        // An integer must be written as one (1, not 1.0) so parsers read it as an integer.
+        auto has_type = [](const ojson& v, const std::string& t) {
+          return t == "integer" ? v.is_number_integer() : MatchesType(v, t);
+        };
         std::erase_if(values, [&](const ojson* v) {
           return std::none_of(types.begin(), types.end(),
-                              [&](const std::string& t) { return MatchesType(*v, t); });
+                              [&](const std::string& t) { return has_type(*v, t); });
         });
       }
       return Literals(values, path);

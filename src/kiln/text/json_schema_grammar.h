@@ -4,9 +4,10 @@
 // The grammar describes what the model may generate, which is narrower than what the schema
 // validates, so that every accepted prefix can still be completed and the output always validates:
 //   - objects: the listed properties only, in the schema's order; optional ones may be skipped,
-//     required ones never. With no "properties", any keys (additionalProperties: the schema of
-//     their values; absent or true: any value; false: only {}). Object keys are written as
-//     nlohmann::json dumps them; keys of free-form objects may repeat.
+//     required ones never (a required name missing from "properties" is listed last, with the
+//     additionalProperties schema). With no "properties" and no "required", any keys
+//     (additionalProperties: the schema of their values; absent or true: any value; false: only
+//     {}). Keys are written as nlohmann::json dumps them; keys of free-form objects may repeat.
 //   - arrays: "items", minItems, maxItems. strings: minLength/maxLength (code points), any
 //     escape, valid UTF-8 only, lone surrogate escapes rejected (parsers refuse them).
 //   - numbers: at most 15 integer and 15 fraction digits and a 2-digit exponent, so every value
@@ -19,10 +20,11 @@
 //     at most `max_whitespace_run` bytes of ' ', '\n', '\t', '\r', so generation cannot stall in
 //     whitespace. Literal values from enum/const are matched compactly.
 // Keywords that constrain values but are not implemented (pattern, multipleOf, uniqueItems:
-// true, patternProperties, if/then/else, not, ...) and unknown keywords are Unsupported errors
-// that name the keyword and its JSON pointer. Annotations (title, description, default,
-// examples, format, ...) and "x-" extensions are ignored; "format" is an annotation by default
-// in JSON Schema, so a value is valid whatever its format says.
+// true, prefixItems, patternProperties, min/maxProperties, if/then/else, not, allOf of several
+// schemas, keywords beside $ref or anyOf) and unknown keywords are Unsupported errors that name
+// the keyword and its JSON pointer. Annotations (title, description, default, examples, format,
+// discriminator, ...) and "x-" extensions are ignored; "format" is an annotation by default in
+// JSON Schema, so a value is valid whatever its format says.
 #pragma once
 
 #include <cstdint>
