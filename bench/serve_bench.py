@@ -3,7 +3,8 @@
 
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt,
 and aggregate generated tokens/s with 1, 4 and 16 requests in flight. Kiln is measured through
-its HTTP server (`kiln serve`, streaming completions); onnxruntime-genai through its
+its HTTP server (`kiln serve`, completions, streamed and not; the client runs on the same
+cores); onnxruntime-genai through its
 continuous-batching `og.Engine` in-process (no HTTP), with its batch limit raised to the highest
 concurrency tested. Prints both, the ratios, and the load average before and after: a run whose
 load exceeded the core count is not a result.
@@ -107,6 +108,18 @@ def stream_completion(port, prompt, max_tokens):
     return start, first, last, tokens
 
 
+def plain_completion(port, prompt, max_tokens):
+    """A non-streamed request; returns its completion token count."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"model": "smollm2", "prompt": prompt, "max_tokens": max_tokens,
+                       "temperature": 0, "ignore_eos": True})
+    conn.request("POST", "/v1/completions", body=body,
+                 headers={"content-type": "application/json"})
+    tokens = json.loads(conn.getresponse().read())["usage"]["completion_tokens"]
+    conn.close()
+    return tokens
+
+
 def bench_kiln(kiln_bin, model, spec):
     server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
                         max(spec["concurrency"]))
@@ -130,6 +143,13 @@ def bench_kiln(kiln_bin, model, spec):
                     lambda p: stream_completion(server.port, p, spec["tokens"]), spec["short"][:c]))
             wall = time.perf_counter() - start
             out["aggregate"][str(c)] = sum(r[3] for r in results) / wall
+        out["aggregate_plain"] = {}
+        for c in spec["concurrency"]:
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(c) as pool:
+                counts = list(pool.map(
+                    lambda p: plain_completion(server.port, p, spec["tokens"]), spec["short"][:c]))
+            out["aggregate_plain"][str(c)] = sum(counts) / (time.perf_counter() - start)
         return out
     finally:
         server.stop()
@@ -193,13 +213,16 @@ def main():
     rows = [("single-stream decode (tokens/s)", kiln["decode_tps"], peer["decode_tps"], True),
             ("time to first token, 512-token prompt (s)", kiln["ttft_512"], peer["ttft_512"], False)]
     for c in concurrency:
-        rows.append((f"aggregate at {c} concurrent (tokens/s)", kiln["aggregate"][str(c)],
+        rows.append((f"aggregate at {c} concurrent, streamed (tokens/s)", kiln["aggregate"][str(c)],
+                     peer["aggregate"][str(c)], True))
+    for c in concurrency:
+        rows.append((f"aggregate at {c} concurrent, not streamed", kiln["aggregate_plain"][str(c)],
                      peer["aggregate"][str(c)], True))
     print(f"peer: onnxruntime-genai og.Engine, configured max batch {peer['capabilities']}")
-    print(f"{'measure':45s} {'kiln':>10s} {'ort-genai':>10s} {'kiln/peer':>10s}")
+    print(f"{'measure':50s} {'kiln':>10s} {'ort-genai':>10s} {'kiln/peer':>10s}")
     for name, k, p, higher_better in rows:
         ratio = k / p if higher_better else p / k
-        print(f"{name:45s} {k:10.3f} {p:10.3f} {ratio:9.2f}x")
+        print(f"{name:50s} {k:10.3f} {p:10.3f} {ratio:9.2f}x")
     print("(ratios > 1 mean Kiln is better; for time to first token the ratio is peer/kiln)")
     print(f"load average after: {after:.2f} ({cores} cores)")
     if max(before, after) > cores:

@@ -3,6 +3,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -256,7 +257,15 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
     }
     std::sort(wanted.begin(), wanted.end());
     std::vector<float> batch_logits;
+    auto started = std::chrono::steady_clock::now();
     KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, &batch_logits));
+    if (GetLogLevel() <= LogLevel::kDebug) {
+      Log(LogLevel::kDebug,
+          "decode pass: " + std::to_string(rows.size()) + " rows (" +
+              std::to_string(decodes.size()) + " decoding), " +
+              std::to_string(std::chrono::duration<double, std::milli>(
+                                 std::chrono::steady_clock::now() - started).count()) + " ms");
+    }
     size_t k = 0;
     std::vector<std::pair<int32_t, size_t>> by_slot;  // (slot, chunk index) in slot order
     for (size_t i : decodes) by_slot.emplace_back(slot_of_.at(step.chunks[i].seq->id), i);
