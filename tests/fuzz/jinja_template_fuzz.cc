@@ -3,9 +3,8 @@
 // memory: the engine's limits must turn those into errors.
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "kiln/text/jinja/template.h"
 

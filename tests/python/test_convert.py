@@ -284,9 +284,10 @@ def test_protobuf_parses_round_trips_and_passes_the_checker(converted, precision
               ("", "Gather"), ("", "SimplifiedLayerNormalization"), ("", "Sigmoid"), ("", "Mul"),
               ("com.microsoft", "SkipSimplifiedLayerNormalization"),
               ("com.microsoft", "GroupQueryAttention")}
+    # Per layer: one q/k/v projection, o_proj, gate_proj, up_proj, down_proj; then lm_head.
     if precision == "f32":
         assert set(ops) == common | {("", "MatMul"), ("", "Transpose")}
-        assert len(ops[("", "MatMul")]) == 2 * 7 + 1
+        assert len(ops[("", "MatMul")]) == 2 * 5 + 1
     else:
         assert set(ops) == common | {("", "Reshape"), ("com.microsoft", "MatMulNBits"),
                                      ("com.microsoft", "GatherBlockQuantized")}
@@ -294,10 +295,21 @@ def test_protobuf_parses_round_trips_and_passes_the_checker(converted, precision
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             assert attrs["bits"] == 4 and attrs["block_size"] == 32
             assert attrs["accuracy_level"] == 4
-        assert len(ops[("com.microsoft", "MatMulNBits")]) == 2 * 7 + 1
+        assert len(ops[("com.microsoft", "MatMulNBits")]) == 2 * 5 + 1
+        qkv = [n for n in ops[("com.microsoft", "MatMulNBits")] if "/attn/qkv_proj/" in n.name]
+        assert len(qkv) == 2
+        for node in qkv:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert (attrs["K"], attrs["N"]) == (64, 4 * 16 + 2 * 2 * 16)
     assert len(ops[("com.microsoft", "SkipSimplifiedLayerNormalization")]) == 2 * 2
-    for node in ops[("com.microsoft", "GroupQueryAttention")]:
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for layer, node in enumerate(ops[("com.microsoft", "GroupQueryAttention")]):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        # Packed QKV: the query input is the one q/k/v projection's output, key and value empty.
+        assert list(node.input[:3]) == [f"/model/layers.{layer}/attn/qkv_proj/MatMul/output_0",
+                                        "", ""]
+        assert producers[node.input[0]].name == (f"/model/layers.{layer}/attn/qkv_proj/MatMul"
+                                                 + ("" if precision == "f32" else "_Q4"))
         assert attrs["num_heads"] == 4 and attrs["kv_num_heads"] == 2
         assert attrs["do_rotary"] == 1
         assert attrs["scale"] == pytest.approx(0.25)
@@ -385,11 +397,16 @@ def ort_quantize(weight, symmetric):
     return packed, scales, zero_points
 
 
-def source_of(initializer_base):
-    """model.layers.0.attn.q_proj.MatMul.weight -> model.layers.0.self_attn.q_proj.weight."""
+def sources_of(initializer_base):
+    """The source weights stacked (along the output axis) into an initializer:
+    model.layers.0.attn.qkv_proj.MatMul.weight -> [q_proj, k_proj, v_proj] of
+    model.layers.0.self_attn, model.layers.0.mlp.up_proj.MatMul.weight -> [its up_proj]."""
     if initializer_base == "lm_head.MatMul.weight":
-        return "lm_head.weight"
-    return initializer_base.replace(".attn.", ".self_attn.").replace(".MatMul.weight", ".weight")
+        return ["lm_head.weight"]
+    name = initializer_base.replace(".attn.", ".self_attn.").replace(".MatMul.weight", ".weight")
+    if ".qkv_proj." in name:
+        return [name.replace(".qkv_proj.", f".{p}_proj.") for p in "qkv"]
+    return [name]
 
 
 @pytest.mark.parametrize("name,flags", [("llama-tied", ()), ("llama-tied", ("--int4-asymmetric",)),
@@ -400,10 +417,12 @@ def test_int4_weights_equal_onnxruntime_quantizer(tiny, converted, name, flags):
     init = initializers(converted(name, "int4", *flags) / "model.onnx")
     symmetric = not flags
     quantized = [n[:-3] for n in init if n.endswith("_Q4")]
-    assert len(quantized) == 2 * 7 + 1
+    assert len(quantized) == 2 * 5 + 1
     for base in quantized:
-        src = ref.w.get(source_of(base), ref.w["model.embed_tokens.weight"]).astype(np.float32)
-        packed, scales, zero_points = ort_quantize(src, symmetric)
+        # A stacked weight holds each source weight as ONNX Runtime quantizes it alone.
+        parts = [ort_quantize(ref.w.get(src, ref.w["model.embed_tokens.weight"]).astype(
+            np.float32), symmetric) for src in sources_of(base)]
+        packed, scales, zero_points = (np.concatenate(a) for a in zip(*parts))
         np.testing.assert_array_equal(init[base + "_Q4"], packed, err_msg=base)
         np.testing.assert_array_equal(init[base + "_scales"], scales, err_msg=base)
         if symmetric:
@@ -432,11 +451,14 @@ def test_int4_graph_equals_reference_on_dequantized_weights(tiny, converted, tmp
     init = initializers(folder / "model.onnx")
     weights = dict(ref.w)
     for base in [n[:-3] for n in init if n.endswith("_Q4")]:
-        src = source_of(base)
-        src = src if src in weights else "model.embed_tokens.weight"
         # Tied: one quantized table serves both the embedding and lm_head.
-        weights[src] = dequantize(init[base + "_Q4"], init[base + "_scales"],
-                                  init.get(base + "_zero_points"), weights[src].shape[1])
+        srcs = [s if s in weights else "model.embed_tokens.weight" for s in sources_of(base)]
+        stacked = dequantize(init[base + "_Q4"], init[base + "_scales"],
+                             init.get(base + "_zero_points"), weights[srcs[0]].shape[1])
+        rows = np.cumsum([weights[s].shape[0] for s in srcs])
+        assert rows[-1] == stacked.shape[0], base
+        for src, part in zip(srcs, np.split(stacked, rows[:-1])):
+            weights[src] = part
     dq_ref = Reference(ref.config, {k: v.astype(np.float32) for k, v in weights.items()})
     dq_ref.w = weights
     model = onnx.load(str(folder / "model.onnx"), load_external_data=False)

@@ -2,6 +2,7 @@
 import concurrent.futures
 import json
 import re
+import time
 import urllib.request
 
 import openai
@@ -182,6 +183,9 @@ def test_32_concurrent_streams_complete_and_greedy_ones_match_solo(client, serve
     for i in range(0, 32, 2):
         solo = client.completions.create(model=MODEL, prompt=prompts[i], **params[i])
         assert solo.choices[0].text == text_by_index[i], f"request {i}"
+    deadline = time.time() + 5  # the gauges refresh at the end of the engine step
+    while metric_value(metrics(server), "vllm:num_requests_running") != 0 and time.time() < deadline:
+        time.sleep(0.01)
     m = metrics(server)
     assert metric_value(m, "vllm:num_requests_running") == 0
     assert metric_value(m, "vllm:generation_tokens_total") > 0

@@ -11,10 +11,9 @@
 //       Opens the file; prints "ok" or the error and exits 1.
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/formats/gguf.h"
 

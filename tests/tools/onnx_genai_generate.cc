@@ -16,8 +16,9 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: onnx_genai_generate FOLDER [--slots N] [--max-model-len N] "
-                         "[--sequential]\n");
+    std::fprintf(stderr,
+                 "usage: onnx_genai_generate FOLDER [--slots N] [--max-model-len N] "
+                 "[--sequential]\n");
     return 2;
   }
   kiln::onnx::GenaiExecutorOptions options;

@@ -31,14 +31,22 @@ Result<ElementType> TypeFromDescr(const std::string& descr) {
 
 const char* DescrFromType(ElementType type) {
   switch (type) {
-    case ElementType::kFloat32: return "<f4";
-    case ElementType::kFloat16: return "<f2";
-    case ElementType::kInt32: return "<i4";
-    case ElementType::kInt64: return "<i8";
-    case ElementType::kUint8: return "|u1";
-    case ElementType::kInt8: return "|i1";
-    case ElementType::kBool: return "|b1";
-    case ElementType::kBFloat16: return "<V2";
+    case ElementType::kFloat32:
+      return "<f4";
+    case ElementType::kFloat16:
+      return "<f2";
+    case ElementType::kInt32:
+      return "<i4";
+    case ElementType::kInt64:
+      return "<i8";
+    case ElementType::kUint8:
+      return "|u1";
+    case ElementType::kInt8:
+      return "|i1";
+    case ElementType::kBool:
+      return "|b1";
+    case ElementType::kBFloat16:
+      return "<V2";
   }
   return "?";
 }
@@ -94,7 +102,8 @@ Status WriteNpy(const std::string& path, const HostTensor& t) {
   char len[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
   out.write(len, 2);
   out << header;
-  out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
+  out.write(reinterpret_cast<const char*>(t.data.data()),
+            static_cast<std::streamsize>(t.data.size()));
   return out ? Status::Ok() : Status::IoError(path + ": write failed");
 }
 

@@ -39,8 +39,7 @@ Status RunImport(const ImportOptions& opts) {
   KILN_ASSIGN_OR_RETURN(formats::ImportStats stats,
                         formats::WriteHfModelFromGguf(gguf, opts.out_dir, dtype->second));
   KILN_RETURN_IF_ERROR(text::ExportTokenizerFromGguf(gguf, opts.out_dir));
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("imported %s -> %s\n", opts.gguf_path.c_str(), opts.out_dir.c_str());
   std::printf("  %zu tensors, %.1fM parameters, %s, model.safetensors %.1f MB, %.1f s\n",
               stats.tensors, static_cast<double>(stats.parameters) / 1e6, opts.dtype.c_str(),
@@ -52,12 +51,11 @@ Status RunImport(const ImportOptions& opts) {
 
 void RegisterImportCommand(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<ImportOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "import", "Convert a llama GGUF model into a Hugging Face model folder");
+  CLI::App* cmd =
+      app.add_subcommand("import", "Convert a llama GGUF model into a Hugging Face model folder");
   cmd->add_option("gguf", opts->gguf_path, "GGUF model file")->required();
   cmd->add_option("out_dir", opts->out_dir, "Folder to write (created if missing)")->required();
-  cmd->add_option("--dtype", opts->dtype, "Weight dtype: f32, f16 or bf16")
-      ->capture_default_str();
+  cmd->add_option("--dtype", opts->dtype, "Weight dtype: f32, f16 or bf16")->capture_default_str();
   cmd->callback([opts, exit_code] {
     Status s = RunImport(*opts);
     if (!s.ok()) {

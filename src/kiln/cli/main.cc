@@ -1,6 +1,5 @@
 // The `kiln` command. Each subcommand lives in its own file and registers itself here.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 
 #include "kiln/cli/commands.h"

@@ -1,9 +1,10 @@
 #include "kiln/cli/serve_command.h"
 
+#include <pthread.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <memory>
-#include <pthread.h>
 #include <string>
 
 #include "kiln/base/log.h"

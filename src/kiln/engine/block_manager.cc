@@ -106,8 +106,8 @@ bool BlockManager::EnsureCapacity(BlockTable* table, int64_t num_tokens) {
 void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
                                     BlockTable* table) {
   if (!prefix_caching_) return;
-  int64_t full = std::min<int64_t>(num_computed / block_size_,
-                                   static_cast<int64_t>(table->blocks.size()));
+  int64_t full =
+      std::min<int64_t>(num_computed / block_size_, static_cast<int64_t>(table->blocks.size()));
   uint64_t parent = table->block_hashes.empty() ? 0 : table->block_hashes.back();
   for (int64_t i = static_cast<int64_t>(table->block_hashes.size()); i < full; ++i) {
     auto chunk = tokens.subspan(i * block_size_, block_size_);

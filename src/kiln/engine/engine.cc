@@ -7,11 +7,16 @@ namespace kiln::engine {
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kNone: return "";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
   }
   return "";
 }
@@ -42,10 +47,10 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
   if (prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int64_t len = static_cast<int64_t>(prompt.size());
   if (len >= config_.max_model_len) {
-    return Status::InvalidArgument(
-        "this model's maximum context length is " + std::to_string(config_.max_model_len) +
-        " tokens, but the prompt has " + std::to_string(len) +
-        " tokens (at least one token must be left for the completion)");
+    return Status::InvalidArgument("this model's maximum context length is " +
+                                   std::to_string(config_.max_model_len) +
+                                   " tokens, but the prompt has " + std::to_string(len) +
+                                   " tokens (at least one token must be left for the completion)");
   }
   for (int32_t t : prompt) {
     if (t < 0 || t >= vocab_size_) {
@@ -56,18 +61,19 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
   }
   KILN_RETURN_IF_ERROR(params.Validate(vocab_size_));
   if (params.max_tokens && len + *params.max_tokens > config_.max_model_len) {
-    return Status::InvalidArgument(
-        "max_tokens is too large: the prompt has " + std::to_string(len) + " tokens and " +
-        std::to_string(*params.max_tokens) + " more would exceed this model's maximum context "
-        "length of " + std::to_string(config_.max_model_len) + " tokens");
+    return Status::InvalidArgument("max_tokens is too large: the prompt has " +
+                                   std::to_string(len) + " tokens and " +
+                                   std::to_string(*params.max_tokens) +
+                                   " more would exceed this model's maximum context "
+                                   "length of " +
+                                   std::to_string(config_.max_model_len) + " tokens");
   }
   const int64_t max_total = params.max_tokens ? len + *params.max_tokens : config_.max_model_len;
   if (blocks_.BlocksFor(max_total) > blocks_.num_blocks()) {
     // Never admissible: even alone it would exhaust the cache. (The planner avoids this.)
-    return Status::OutOfRange("the request needs " + std::to_string(max_total) +
-                              " tokens of KV cache; the cache holds " +
-                              std::to_string(static_cast<int64_t>(blocks_.num_blocks()) *
-                                             blocks_.block_size()));
+    return Status::OutOfRange(
+        "the request needs " + std::to_string(max_total) + " tokens of KV cache; the cache holds " +
+        std::to_string(static_cast<int64_t>(blocks_.num_blocks()) * blocks_.block_size()));
   }
 
   auto request = std::make_unique<Request>();

@@ -34,7 +34,7 @@ const char* FinishReasonName(FinishReason reason);
 
 struct TokenEvent {
   uint64_t request_id = 0;
-  int32_t index = 0;  // which of the request's n completions
+  int32_t index = 0;   // which of the request's n completions
   int32_t token = -1;  // -1 when the event only reports the end (abort, error)
   float logprob = 0.0f;
   std::vector<TokenLogprob> top_logprobs;
@@ -76,8 +76,8 @@ class Engine {
   // an empty prompt, a prompt longer than max_model_len (naming both numbers), parameters out
   // of range.
   // `constraint`, when set, makes one TokenConstraint per sequence that limits its tokens.
-  Result<uint64_t> Submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                          EventSink sink, ConstraintFactory constraint = nullptr);
+  Result<uint64_t> Submit(std::vector<int32_t> prompt, const SamplingParams& params, EventSink sink,
+                          ConstraintFactory constraint = nullptr);
   // Stops a request (or only its completion `index`); its sequences leave the batch and free
   // their cache at the next step.
   void Abort(uint64_t request_id, int32_t index = -1);

@@ -13,9 +13,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 SequenceSampler::SequenceSampler(const SamplingParams& params, std::vector<int32_t> stop_ids,
                                  uint64_t fallback_seed)
-    : params_(params),
-      stop_ids_(std::move(stop_ids)),
-      rng_(params.seed.value_or(fallback_seed)) {
+    : params_(params), stop_ids_(std::move(stop_ids)), rng_(params.seed.value_or(fallback_seed)) {
   for (int32_t id : params_.stop_token_ids) stop_ids_.push_back(id);
 }
 

@@ -24,8 +24,8 @@ struct TokenLogprob {
 
 struct SampledToken {
   int32_t token = 0;
-  float logprob = 0.0f;             // set when params.logprobs is present
-  std::vector<TokenLogprob> top;    // params.logprobs entries, most likely first
+  float logprob = 0.0f;           // set when params.logprobs is present
+  std::vector<TokenLogprob> top;  // params.logprobs entries, most likely first
 };
 
 class SequenceSampler {

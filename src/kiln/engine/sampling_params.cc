@@ -18,7 +18,8 @@ Status SamplingParams::Validate(int64_t vocab_size) const {
   if (!std::isfinite(temperature) || temperature < 0.0f || temperature > 2.0f) {
     return Status::InvalidArgument("temperature must be between 0 and 2, got " + Num(temperature));
   }
-  if (top_k < -1) return Status::InvalidArgument("top_k must be -1, 0 or positive, got " + Num(top_k));
+  if (top_k < -1)
+    return Status::InvalidArgument("top_k must be -1, 0 or positive, got " + Num(top_k));
   if (!(top_p > 0.0f && top_p <= 1.0f)) {
     return Status::InvalidArgument("top_p must be in (0, 1], got " + Num(top_p));
   }
@@ -50,7 +51,8 @@ Status SamplingParams::Validate(int64_t vocab_size) const {
   if (logprobs && (*logprobs < 0 || *logprobs > 20)) {
     return Status::InvalidArgument("top_logprobs must be between 0 and 20, got " + Num(*logprobs));
   }
-  if (n < 1 || n > 128) return Status::InvalidArgument("n must be between 1 and 128, got " + Num(n));
+  if (n < 1 || n > 128)
+    return Status::InvalidArgument("n must be between 1 and 128, got " + Num(n));
   if (max_tokens && *max_tokens < 1) {
     return Status::InvalidArgument("max_tokens must be at least 1, got " + Num(*max_tokens));
   }

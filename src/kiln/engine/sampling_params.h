@@ -14,13 +14,13 @@ namespace kiln::engine {
 struct SamplingParams {
   // 0 means greedy (argmax). Otherwise logits are divided by it before softmax.
   float temperature = 1.0f;
-  int top_k = 0;        // 0 or -1: no limit
-  float top_p = 1.0f;   // nucleus mass, (0, 1]
-  float min_p = 0.0f;   // drop tokens below min_p * p(max), [0, 1]
-  std::optional<uint64_t> seed;  // reproducible sampling for this request alone
-  float repetition_penalty = 1.0f;  // > 0; applied to tokens in prompt and output (HF/vLLM)
-  float presence_penalty = 0.0f;    // [-2, 2]; applied to tokens in the output (OpenAI)
-  float frequency_penalty = 0.0f;   // [-2, 2]; applied per occurrence in the output (OpenAI)
+  int top_k = 0;                        // 0 or -1: no limit
+  float top_p = 1.0f;                   // nucleus mass, (0, 1]
+  float min_p = 0.0f;                   // drop tokens below min_p * p(max), [0, 1]
+  std::optional<uint64_t> seed;         // reproducible sampling for this request alone
+  float repetition_penalty = 1.0f;      // > 0; applied to tokens in prompt and output (HF/vLLM)
+  float presence_penalty = 0.0f;        // [-2, 2]; applied to tokens in the output (OpenAI)
+  float frequency_penalty = 0.0f;       // [-2, 2]; applied per occurrence in the output (OpenAI)
   std::map<int32_t, float> logit_bias;  // added to logits, [-100, 100]
   std::optional<int> logprobs;          // return the chosen token's logprob and this many top ones
   int n = 1;                            // completions per prompt

@@ -71,8 +71,8 @@ SchedulerStep Scheduler::Schedule() {
       }
     }
     if (!scheduled) continue;
-    step.chunks.push_back({seq, seq->num_computed_tokens, n,
-                           seq->num_computed_tokens + n == seq->num_tokens()});
+    step.chunks.push_back(
+        {seq, seq->num_computed_tokens, n, seq->num_computed_tokens + n == seq->num_tokens()});
     step.num_tokens += n;
     budget -= n;
   }
@@ -96,8 +96,8 @@ SchedulerStep Scheduler::Schedule() {
     waiting_.pop_front();
     running_.push_back(seq);
     seq->state = SequenceState::kRunning;
-    step.chunks.push_back({seq, seq->num_computed_tokens, n,
-                           seq->num_computed_tokens + n == seq->num_tokens()});
+    step.chunks.push_back(
+        {seq, seq->num_computed_tokens, n, seq->num_computed_tokens + n == seq->num_tokens()});
     step.num_tokens += n;
     budget -= n;
   }

@@ -25,8 +25,8 @@ struct SchedulerConfig {
 
 struct ScheduledChunk {
   Sequence* seq = nullptr;
-  int64_t start = 0;   // index of the first token to compute (== its position)
-  int64_t count = 0;   // tokens to compute
+  int64_t start = 0;     // index of the first token to compute (== its position)
+  int64_t count = 0;     // tokens to compute
   bool samples = false;  // the chunk reaches the last known token: sample the next one
 };
 

@@ -305,6 +305,20 @@ class GraphBuilder {
                        [&] { return data_.Write(values.data(), values.size_bytes()); });
   }
 
+  // 1-D source tensors written one after another as one f32 vector.
+  Status ConcatF32(const std::string& name, const std::vector<const TensorView*>& parts) {
+    int64_t total = 0;
+    for (const TensorView* t : parts) total += t->shape[0];
+    return Initializer(name, DataType::kFloat, {total}, [&]() -> Status {
+      for (const TensorView* t : parts) {
+        std::vector<float> buf(static_cast<size_t>(t->shape[0]));
+        KILN_RETURN_IF_ERROR(RowsToF32(*t, 0, 1, buf.data()));
+        KILN_RETURN_IF_ERROR(data_.Write(buf.data(), buf.size() * 4));
+      }
+      return Status::Ok();
+    });
+  }
+
   // A source tensor written unchanged (converted to f32).
   Status CopyF32(const std::string& name, const TensorView& t) {
     int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
@@ -321,13 +335,18 @@ class GraphBuilder {
     });
   }
 
-  // A [out, in] source weight written as MatMul's B: [in, out] f32.
-  Status TransposedF32(const std::string& name, const TensorView& t) {
-    int64_t out = t.shape[0];
-    int64_t in = t.shape[1];
-    // One f32 copy of this tensor (not of the model) is the price of the transpose.
+  // [out_i, in] source weights stacked along out and written as MatMul's B: [in, sum out_i] f32.
+  Status TransposedF32(const std::string& name, const std::vector<const TensorView*>& parts) {
+    int64_t in = parts.front()->shape[1];
+    int64_t out = 0;
+    for (const TensorView* t : parts) out += t->shape[0];
+    // One f32 copy of this weight (not of the model) is the price of the transpose.
     std::vector<float> src(static_cast<size_t>(out * in));
-    KILN_RETURN_IF_ERROR(RowsToF32(t, 0, out, src.data()));
+    int64_t row = 0;
+    for (const TensorView* t : parts) {
+      KILN_RETURN_IF_ERROR(RowsToF32(*t, 0, t->shape[0], &src[row * in]));
+      row += t->shape[0];
+    }
     return Initializer(name, DataType::kFloat, {in, out}, [&]() -> Status {
       int64_t chunk = std::max<int64_t>(1, kChunkElements / out);
       std::vector<float> buf(static_cast<size_t>(std::min(chunk, in) * out));
@@ -342,11 +361,13 @@ class GraphBuilder {
     });
   }
 
-  // MatMulNBits' B, scales (and zero points) from a [N, K] source weight, named
-  // "<base>_Q4", "<base>_scales", "<base>_zero_points" as ONNX Runtime's quantizer names them.
-  Status QuantizedInt4(const std::string& base, const TensorView& t) {
-    int64_t n_rows = t.shape[0];
-    int64_t k = t.shape[1];
+  // MatMulNBits' B, scales (and zero points) from [N_i, K] source weights stacked along N,
+  // named "<base>_Q4", "<base>_scales", "<base>_zero_points" as ONNX Runtime's quantizer names
+  // them. Blocks run along K within a row, so the stack quantizes each weight as it would alone.
+  Status QuantizedInt4(const std::string& base, const std::vector<const TensorView*>& parts) {
+    int64_t k = parts.front()->shape[1];
+    int64_t n_rows = 0;
+    for (const TensorView* t : parts) n_rows += t->shape[0];
     int64_t block = opt_.int4_block_size;
     int64_t blocks = (k + block - 1) / block;
     int64_t blob = block / 2;
@@ -359,23 +380,28 @@ class GraphBuilder {
       std::vector<float> rows(static_cast<size_t>(std::min(chunk, n_rows) * k));
       std::vector<uint8_t> packed(static_cast<size_t>(std::min(chunk, n_rows) * blocks * blob));
       std::vector<uint8_t> zp(static_cast<size_t>(blocks));
-      for (int64_t r = 0; r < n_rows; r += chunk) {
-        int64_t n = std::min(chunk, n_rows - r);
-        KILN_RETURN_IF_ERROR(RowsToF32(t, r, n, rows.data()));
-        for (int64_t i = 0; i < n; ++i) {
-          QuantizeInt4Row(&rows[i * k], k, block, opt_.int4_symmetric, &packed[i * blocks * blob],
-                          &scales[(r + i) * blocks], zp.data());
-          for (int64_t b = 0; b < blocks; ++b) {
-            uint8_t& byte = zero_points[(r + i) * zp_cols + b / 2];
-            // An odd block count leaves the last high nibble at 8, as ONNX Runtime writes it.
-            if (b % 2 == 0) {
-              byte = static_cast<uint8_t>(zp[b] | (b + 1 < blocks ? 0 : 0x80));
-            } else {
-              byte = static_cast<uint8_t>(byte | (zp[b] << 4));
+      int64_t r = 0;  // the stacked row of the chunk's first row
+      for (const TensorView* t : parts) {
+        for (int64_t t_row = 0; t_row < t->shape[0]; t_row += chunk) {
+          int64_t n = std::min(chunk, t->shape[0] - t_row);
+          KILN_RETURN_IF_ERROR(RowsToF32(*t, t_row, n, rows.data()));
+          for (int64_t i = 0; i < n; ++i) {
+            QuantizeInt4Row(&rows[i * k], k, block, opt_.int4_symmetric,
+                            &packed[i * blocks * blob], &scales[(r + i) * blocks], zp.data());
+            for (int64_t b = 0; b < blocks; ++b) {
+              uint8_t& byte = zero_points[(r + i) * zp_cols + b / 2];
+              // An odd block count leaves the last high nibble at 8, as ONNX Runtime writes it.
+              if (b % 2 == 0) {
+                byte = static_cast<uint8_t>(zp[b] | (b + 1 < blocks ? 0 : 0x80));
+              } else {
+                byte = static_cast<uint8_t>(byte | (zp[b] << 4));
+              }
             }
           }
+          KILN_RETURN_IF_ERROR(
+              data_.Write(packed.data(), static_cast<size_t>(n * blocks * blob)));
+          r += n;
         }
-        KILN_RETURN_IF_ERROR(data_.Write(packed.data(), static_cast<size_t>(n * blocks * blob)));
       }
       return Status::Ok();
     }));
@@ -413,24 +439,47 @@ class GraphBuilder {
   // y = x W^T (+ b) for the Hugging Face linear layer `hf` ([out, in] weight); returns y.
   Result<std::string> Linear(const std::string& basename, const std::string& hf,
                              const std::string& input, int64_t in, int64_t out, bool bias) {
-    KILN_ASSIGN_OR_RETURN(const TensorView* w, w_.Get(hf + ".weight", {out, in}));
+    return StackedLinear(basename, {{hf, out}}, input, in, bias);
+  }
+
+  // One projection for Hugging Face linear layers that share their input: their weights (and
+  // biases) stacked along the output axis, so y holds each layer's output in turn along its last
+  // axis; returns y.
+  struct LinearPart {
+    std::string hf;  // "model.layers.0.self_attn.q_proj"
+    int64_t out;
+  };
+  Result<std::string> StackedLinear(const std::string& basename,
+                                    const std::vector<LinearPart>& parts,
+                                    const std::string& input, int64_t in, bool bias) {
+    std::vector<const TensorView*> weights;
+    int64_t out = 0;
+    for (const LinearPart& part : parts) {
+      KILN_ASSIGN_OR_RETURN(const TensorView* w, w_.Get(part.hf + ".weight", {part.out, in}));
+      weights.push_back(w);
+      out += part.out;
+    }
     std::string name = basename + "/MatMul";
     std::string weight = name.substr(1) + ".weight";
     std::replace(weight.begin(), weight.end(), '/', '.');
     std::string y;
     if (int4()) {
-      KILN_RETURN_IF_ERROR(QuantizedInt4(weight, *w));
+      KILN_RETURN_IF_ERROR(QuantizedInt4(weight, weights));
       y = MatMulNBits(name, input, weight, in, out, name + "/output_0");
     } else {
-      KILN_RETURN_IF_ERROR(TransposedF32(weight, *w));
+      KILN_RETURN_IF_ERROR(TransposedF32(weight, weights));
       y = Node("MatMul", name, {input, weight});
     }
     if (!bias) return y;
-    KILN_ASSIGN_OR_RETURN(const TensorView* b, w_.Get(hf + ".bias", {out}));
+    std::vector<const TensorView*> biases;
+    for (const LinearPart& part : parts) {
+      KILN_ASSIGN_OR_RETURN(const TensorView* b, w_.Get(part.hf + ".bias", {part.out}));
+      biases.push_back(b);
+    }
     std::string add = basename + "/Add";
     std::string bias_name = add.substr(1) + ".bias";
     std::replace(bias_name.begin(), bias_name.end(), '/', '.');
-    KILN_RETURN_IF_ERROR(CopyF32(bias_name, *b));
+    KILN_RETURN_IF_ERROR(ConcatF32(bias_name, biases));
     return Node("Add", add, {y, bias_name});
   }
 
@@ -466,7 +515,7 @@ Status GraphBuilder::Embedding() {
                         w_.Get("model.embed_tokens.weight", {c_.vocab_size, c_.hidden_size}));
   if (c_.tie_word_embeddings && int4()) {
     // The quantized lm_head weight doubles as the embedding table, as the builder shares it.
-    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", *embed));
+    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", {embed}));
     int64_t block = opt_.int4_block_size;
     int64_t padded = (c_.hidden_size + block - 1) / block * block;
     std::string reshaped = Node("Reshape", base + "/Reshape",
@@ -485,7 +534,7 @@ Status GraphBuilder::Embedding() {
                          Int64Constant({c_.hidden_size}, false), Int64Constant({-1}, false)});
     }
   } else if (c_.tie_word_embeddings) {
-    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", *embed));
+    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", {embed}));
     std::string table = Node("Transpose", base + "/Transpose", {"lm_head.MatMul.weight"},
                              {AttributeProto::Ints("perm", {1, 0})});
     embedding_ = Node("Gather", base + "/Gather", {table, "input_ids"});
@@ -536,16 +585,19 @@ Result<std::string> GraphBuilder::Attention(int64_t layer, const std::string& in
   int64_t q_size = c_.num_attention_heads * c_.head_dim;
   int64_t kv_size = c_.num_key_value_heads * c_.head_dim;
   bool qkv_bias = c_.attention_bias || c_.model_type == "qwen2";
-  KILN_ASSIGN_OR_RETURN(std::string q, Linear(base + "/q_proj", hf + ".q_proj", input,
-                                              c_.hidden_size, q_size, qkv_bias));
-  KILN_ASSIGN_OR_RETURN(std::string k, Linear(base + "/k_proj", hf + ".k_proj", input,
-                                              c_.hidden_size, kv_size, qkv_bias));
-  KILN_ASSIGN_OR_RETURN(std::string v, Linear(base + "/v_proj", hf + ".v_proj", input,
-                                              c_.hidden_size, kv_size, qkv_bias));
+  // One projection for q, k and v (one MatMulNBits instead of three per layer and step), passed
+  // to GroupQueryAttention as packed QKV: the query input holds [q | k | v] along its last axis
+  // and the key and value inputs are left empty.
+  KILN_ASSIGN_OR_RETURN(std::string qkv,
+                        StackedLinear(base + "/qkv_proj",
+                                      {{hf + ".q_proj", q_size},
+                                       {hf + ".k_proj", kv_size},
+                                       {hf + ".v_proj", kv_size}},
+                                      input, c_.hidden_size, qkv_bias));
   std::string i = std::to_string(layer);
   std::string gqa = Node(
       "GroupQueryAttention", base + "/GroupQueryAttention",
-      {q, k, v, "past_key_values." + i + ".key", "past_key_values." + i + ".value", seqlens_k_,
+      {qkv, "", "", "past_key_values." + i + ".key", "past_key_values." + i + ".value", seqlens_k_,
        total_seq_len_, "cos_cache", "sin_cache"},
       {AttributeProto::Int("num_heads", c_.num_attention_heads),
        AttributeProto::Int("kv_num_heads", c_.num_key_value_heads),
@@ -592,10 +644,10 @@ Status GraphBuilder::LmHead(const std::string& input) {
   KILN_ASSIGN_OR_RETURN(const TensorView* w,
                         w_.Get("lm_head.weight", {c_.vocab_size, c_.hidden_size}));
   if (int4()) {
-    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", *w));
+    KILN_RETURN_IF_ERROR(QuantizedInt4("lm_head.MatMul.weight", {w}));
     MatMulNBits(name, input, "lm_head.MatMul.weight", c_.hidden_size, c_.vocab_size, "logits");
   } else {
-    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", *w));
+    KILN_RETURN_IF_ERROR(TransposedF32("lm_head.MatMul.weight", {w}));
     Node("MatMul", name, {input, "lm_head.MatMul.weight"}, {}, "", {"logits"});
   }
   return Status::Ok();

@@ -4,9 +4,10 @@
 //
 // The graph uses the operators and names that onnxruntime-genai's own model builder emits for
 // the CPU execution provider: SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization,
-// GroupQueryAttention with rotary embedding inside (cos/sin caches as initializers), MatMul
-// (f32) or MatMulNBits (int4), Gather or GatherBlockQuantized for the embedding, and the
-// attention-mask subgraph that feeds GroupQueryAttention's seqlens_k / total_sequence_length.
+// GroupQueryAttention with rotary embedding inside (cos/sin caches as initializers) fed packed
+// QKV from one q/k/v projection per layer, MatMul (f32) or MatMulNBits (int4), Gather or
+// GatherBlockQuantized for the embedding, and the attention-mask subgraph that feeds
+// GroupQueryAttention's seqlens_k / total_sequence_length.
 // Weights are streamed tensor by tensor, so converting never holds the model twice in memory.
 // Errors name the input file and what was expected.
 #pragma once

@@ -100,8 +100,8 @@ Status ReadArray(Reader& r, int depth, Value* out) {
   uint64_t min_size = MinEncodedSize(out->array_type);
   if (count > r.remaining() / min_size) {
     return r.Error(count_at, "array of " + std::to_string(count) +
-                                 " elements does not fit in the " +
-                                 std::to_string(r.remaining()) + " bytes that remain");
+                                 " elements does not fit in the " + std::to_string(r.remaining()) +
+                                 " bytes that remain");
   }
   out->array.resize(count);
   for (uint64_t i = 0; i < count; ++i) {
@@ -178,26 +178,46 @@ bool MulOverflows(uint64_t a, uint64_t b, uint64_t* out) {
 
 const char* TensorTypeName(TensorType type) {
   switch (type) {
-    case TensorType::kF32: return "F32";
-    case TensorType::kF16: return "F16";
-    case TensorType::kQ4_0: return "Q4_0";
-    case TensorType::kQ4_1: return "Q4_1";
-    case TensorType::kQ5_0: return "Q5_0";
-    case TensorType::kQ5_1: return "Q5_1";
-    case TensorType::kQ8_0: return "Q8_0";
-    case TensorType::kQ8_1: return "Q8_1";
-    case TensorType::kQ2_K: return "Q2_K";
-    case TensorType::kQ3_K: return "Q3_K";
-    case TensorType::kQ4_K: return "Q4_K";
-    case TensorType::kQ5_K: return "Q5_K";
-    case TensorType::kQ6_K: return "Q6_K";
-    case TensorType::kQ8_K: return "Q8_K";
-    case TensorType::kI8: return "I8";
-    case TensorType::kI16: return "I16";
-    case TensorType::kI32: return "I32";
-    case TensorType::kI64: return "I64";
-    case TensorType::kF64: return "F64";
-    case TensorType::kBF16: return "BF16";
+    case TensorType::kF32:
+      return "F32";
+    case TensorType::kF16:
+      return "F16";
+    case TensorType::kQ4_0:
+      return "Q4_0";
+    case TensorType::kQ4_1:
+      return "Q4_1";
+    case TensorType::kQ5_0:
+      return "Q5_0";
+    case TensorType::kQ5_1:
+      return "Q5_1";
+    case TensorType::kQ8_0:
+      return "Q8_0";
+    case TensorType::kQ8_1:
+      return "Q8_1";
+    case TensorType::kQ2_K:
+      return "Q2_K";
+    case TensorType::kQ3_K:
+      return "Q3_K";
+    case TensorType::kQ4_K:
+      return "Q4_K";
+    case TensorType::kQ5_K:
+      return "Q5_K";
+    case TensorType::kQ6_K:
+      return "Q6_K";
+    case TensorType::kQ8_K:
+      return "Q8_K";
+    case TensorType::kI8:
+      return "I8";
+    case TensorType::kI16:
+      return "I16";
+    case TensorType::kI32:
+      return "I32";
+    case TensorType::kI64:
+      return "I64";
+    case TensorType::kF64:
+      return "F64";
+    case TensorType::kBF16:
+      return "BF16";
   }
   return "unknown";
 }
@@ -207,40 +227,74 @@ BlockLayout BlockLayoutOf(TensorType type) {
   // Every ggml type, including those Kiln cannot dequantize, so a file that holds them still
   // opens (its metadata and tokenizer stay readable).
   switch (static_cast<uint32_t>(type)) {
-    case 0: return {1, 4};                                      // F32
-    case 1: return {1, 2};                                      // F16
-    case 2: return {32, 2 + 16};                                // Q4_0
-    case 3: return {32, 2 + 2 + 16};                            // Q4_1
-    case 6: return {32, 2 + 4 + 16};                            // Q5_0
-    case 7: return {32, 2 + 2 + 4 + 16};                        // Q5_1
-    case 8: return {32, 2 + 32};                                // Q8_0
-    case 9: return {32, 4 + 4 + 32};                            // Q8_1
-    case 10: return {kQK_K, 2 + 2 + kQK_K / 16 + kQK_K / 4};    // Q2_K
-    case 11: return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8 + 12};    // Q3_K
-    case 12: return {kQK_K, 2 + 2 + kQK_K / 2 + 12};            // Q4_K
-    case 13: return {kQK_K, 2 + 2 + kQK_K / 2 + kQK_K / 8 + 12};  // Q5_K
-    case 14: return {kQK_K, 2 + kQK_K / 2 + kQK_K / 4 + kQK_K / 16};  // Q6_K
-    case 15: return {kQK_K, 4 + kQK_K + kQK_K / 8};             // Q8_K
-    case 16: return {kQK_K, 2 + kQK_K / 4};                     // IQ2_XXS
-    case 17: return {kQK_K, 2 + kQK_K / 4 + kQK_K / 32};        // IQ2_XS
-    case 18: return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8};         // IQ3_XXS
-    case 19: return {kQK_K, 2 + kQK_K / 8 + kQK_K / 16};        // IQ1_S
-    case 20: return {32, 2 + 16};                               // IQ4_NL
-    case 21: return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8 + kQK_K / 32 + 4};  // IQ3_S
-    case 22: return {kQK_K, 2 + kQK_K / 4 + kQK_K / 16};        // IQ2_S
-    case 23: return {kQK_K, 2 + 2 + kQK_K / 2 + kQK_K / 64};    // IQ4_XS
-    case 24: return {1, 1};                                     // I8
-    case 25: return {1, 2};                                     // I16
-    case 26: return {1, 4};                                     // I32
-    case 27: return {1, 8};                                     // I64
-    case 28: return {1, 8};                                     // F64
-    case 29: return {kQK_K, kQK_K / 8 + kQK_K / 16 + kQK_K / 32};  // IQ1_M
-    case 30: return {1, 2};                                     // BF16
-    case 34: return {kQK_K, 2 + 4 * 13};                        // TQ1_0
-    case 35: return {kQK_K, 2 + 64};                            // TQ2_0
-    case 39: return {32, 1 + 16};                               // MXFP4
-    case 40: return {64, 4 + 32};                               // NVFP4
-    case 41: return {128, 2 + 16};                              // Q1_0
+    case 0:
+      return {1, 4};  // F32
+    case 1:
+      return {1, 2};  // F16
+    case 2:
+      return {32, 2 + 16};  // Q4_0
+    case 3:
+      return {32, 2 + 2 + 16};  // Q4_1
+    case 6:
+      return {32, 2 + 4 + 16};  // Q5_0
+    case 7:
+      return {32, 2 + 2 + 4 + 16};  // Q5_1
+    case 8:
+      return {32, 2 + 32};  // Q8_0
+    case 9:
+      return {32, 4 + 4 + 32};  // Q8_1
+    case 10:
+      return {kQK_K, 2 + 2 + kQK_K / 16 + kQK_K / 4};  // Q2_K
+    case 11:
+      return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8 + 12};  // Q3_K
+    case 12:
+      return {kQK_K, 2 + 2 + kQK_K / 2 + 12};  // Q4_K
+    case 13:
+      return {kQK_K, 2 + 2 + kQK_K / 2 + kQK_K / 8 + 12};  // Q5_K
+    case 14:
+      return {kQK_K, 2 + kQK_K / 2 + kQK_K / 4 + kQK_K / 16};  // Q6_K
+    case 15:
+      return {kQK_K, 4 + kQK_K + kQK_K / 8};  // Q8_K
+    case 16:
+      return {kQK_K, 2 + kQK_K / 4};  // IQ2_XXS
+    case 17:
+      return {kQK_K, 2 + kQK_K / 4 + kQK_K / 32};  // IQ2_XS
+    case 18:
+      return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8};  // IQ3_XXS
+    case 19:
+      return {kQK_K, 2 + kQK_K / 8 + kQK_K / 16};  // IQ1_S
+    case 20:
+      return {32, 2 + 16};  // IQ4_NL
+    case 21:
+      return {kQK_K, 2 + kQK_K / 4 + kQK_K / 8 + kQK_K / 32 + 4};  // IQ3_S
+    case 22:
+      return {kQK_K, 2 + kQK_K / 4 + kQK_K / 16};  // IQ2_S
+    case 23:
+      return {kQK_K, 2 + 2 + kQK_K / 2 + kQK_K / 64};  // IQ4_XS
+    case 24:
+      return {1, 1};  // I8
+    case 25:
+      return {1, 2};  // I16
+    case 26:
+      return {1, 4};  // I32
+    case 27:
+      return {1, 8};  // I64
+    case 28:
+      return {1, 8};  // F64
+    case 29:
+      return {kQK_K, kQK_K / 8 + kQK_K / 16 + kQK_K / 32};  // IQ1_M
+    case 30:
+      return {1, 2};  // BF16
+    case 34:
+      return {kQK_K, 2 + 4 * 13};  // TQ1_0
+    case 35:
+      return {kQK_K, 2 + 64};  // TQ2_0
+    case 39:
+      return {32, 1 + 16};  // MXFP4
+    case 40:
+      return {64, 4 + 32};  // NVFP4
+    case 41:
+      return {128, 2 + 16};  // Q1_0
   }
   return {0, 0};
 }
@@ -261,9 +315,7 @@ bool Value::is_integer() const {
   }
 }
 
-bool Value::is_float() const {
-  return type == ValueType::kFloat32 || type == ValueType::kFloat64;
-}
+bool Value::is_float() const { return type == ValueType::kFloat32 || type == ValueType::kFloat64; }
 
 Result<GgufFile> GgufFile::Open(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(MappedFile mapped, MappedFile::Open(path));
@@ -292,13 +344,13 @@ Result<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, std::string nam
   KILN_ASSIGN_OR_RETURN(uint64_t kv_count, r.Read<uint64_t>("the metadata count"));
   // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
   if (kv_count > r.remaining() / 13) {
-    return r.Error(kv_count_at, "metadata count " + std::to_string(kv_count) +
-                                    " does not fit in the file");
+    return r.Error(kv_count_at,
+                   "metadata count " + std::to_string(kv_count) + " does not fit in the file");
   }
   // A tensor info takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
   if (tensor_count > r.remaining() / 24) {
-    return r.Error(tensor_count_at, "tensor count " + std::to_string(tensor_count) +
-                                        " does not fit in the file");
+    return r.Error(tensor_count_at,
+                   "tensor count " + std::to_string(tensor_count) + " does not fit in the file");
   }
 
   std::set<std::string, std::less<>> seen_keys;

@@ -73,10 +73,10 @@ BlockLayout BlockLayoutOf(TensorType type);
 // element type and hold their elements in `array` (nested arrays are allowed by the format).
 struct Value {
   ValueType type = ValueType::kUint8;
-  uint64_t u = 0;        // kUint8/16/32/64 and kBool (0 or 1)
-  int64_t i = 0;         // kInt8/16/32/64
-  double f = 0;          // kFloat32/64
-  std::string s;         // kString
+  uint64_t u = 0;                            // kUint8/16/32/64 and kBool (0 or 1)
+  int64_t i = 0;                             // kInt8/16/32/64
+  double f = 0;                              // kFloat32/64
+  std::string s;                             // kString
   ValueType array_type = ValueType::kUint8;  // kArray: element type
   std::vector<Value> array;                  // kArray: elements
 
@@ -93,7 +93,7 @@ struct TensorInfo {
   std::string name;
   std::vector<uint64_t> dims;  // GGUF order: dims[0] is the fastest-varying (row length)
   TensorType type = TensorType::kF32;
-  uint64_t offset = 0;       // relative to the start of the data section
+  uint64_t offset = 0;  // relative to the start of the data section
   uint64_t n_elements = 0;
   uint64_t n_bytes = 0;
 };

@@ -234,19 +234,32 @@ using BlockFn = void (*)(const uint8_t*, float*);
 
 BlockFn BlockFunction(TensorType type) {
   switch (type) {
-    case TensorType::kQ4_0: return BlockQ4_0;
-    case TensorType::kQ4_1: return BlockQ4_1;
-    case TensorType::kQ5_0: return BlockQ5_0;
-    case TensorType::kQ5_1: return BlockQ5_1;
-    case TensorType::kQ8_0: return BlockQ8_0;
-    case TensorType::kQ8_1: return BlockQ8_1;
-    case TensorType::kQ2_K: return BlockQ2_K;
-    case TensorType::kQ3_K: return BlockQ3_K;
-    case TensorType::kQ4_K: return BlockQ4_K;
-    case TensorType::kQ5_K: return BlockQ5_K;
-    case TensorType::kQ6_K: return BlockQ6_K;
-    case TensorType::kQ8_K: return BlockQ8_K;
-    default: return nullptr;
+    case TensorType::kQ4_0:
+      return BlockQ4_0;
+    case TensorType::kQ4_1:
+      return BlockQ4_1;
+    case TensorType::kQ5_0:
+      return BlockQ5_0;
+    case TensorType::kQ5_1:
+      return BlockQ5_1;
+    case TensorType::kQ8_0:
+      return BlockQ8_0;
+    case TensorType::kQ8_1:
+      return BlockQ8_1;
+    case TensorType::kQ2_K:
+      return BlockQ2_K;
+    case TensorType::kQ3_K:
+      return BlockQ3_K;
+    case TensorType::kQ4_K:
+      return BlockQ4_K;
+    case TensorType::kQ5_K:
+      return BlockQ5_K;
+    case TensorType::kQ6_K:
+      return BlockQ6_K;
+    case TensorType::kQ8_K:
+      return BlockQ8_K;
+    default:
+      return nullptr;
   }
 }
 
@@ -267,18 +280,26 @@ Status DequantizeToF32(TensorType type, std::span<const uint8_t> data, uint64_t 
   if (n_elements == 0) return Status::Ok();  // `out` and `data` may then be null
   uint64_t n_blocks = n_elements / layout.elements;
   if (data.size() / layout.bytes < n_blocks) {
-    return Status::InvalidArgument(std::to_string(n_elements) + " elements of " +
-                                   TensorTypeName(type) + " need " +
-                                   std::to_string(n_blocks * layout.bytes) + " bytes, got " +
-                                   std::to_string(data.size()));
+    return Status::InvalidArgument(
+        std::to_string(n_elements) + " elements of " + TensorTypeName(type) + " need " +
+        std::to_string(n_blocks * layout.bytes) + " bytes, got " + std::to_string(data.size()));
   }
   const uint8_t* src = data.data();
   switch (type) {
-    case TensorType::kF32: DequantF32(src, n_elements, out); return Status::Ok();
-    case TensorType::kF16: DequantF16(src, n_elements, out); return Status::Ok();
-    case TensorType::kBF16: DequantBF16(src, n_elements, out); return Status::Ok();
-    case TensorType::kF64: DequantF64(src, n_elements, out); return Status::Ok();
-    default: break;
+    case TensorType::kF32:
+      DequantF32(src, n_elements, out);
+      return Status::Ok();
+    case TensorType::kF16:
+      DequantF16(src, n_elements, out);
+      return Status::Ok();
+    case TensorType::kBF16:
+      DequantBF16(src, n_elements, out);
+      return Status::Ok();
+    case TensorType::kF64:
+      DequantF64(src, n_elements, out);
+      return Status::Ok();
+    default:
+      break;
   }
   BlockFn fn = BlockFunction(type);
   if (fn == nullptr) {

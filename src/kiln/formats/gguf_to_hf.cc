@@ -24,10 +24,14 @@ double ShortestDecimal(double value) {
 
 const char* TorchDtypeName(safetensors::Dtype dtype) {
   switch (dtype) {
-    case safetensors::Dtype::kF32: return "float32";
-    case safetensors::Dtype::kF16: return "float16";
-    case safetensors::Dtype::kBF16: return "bfloat16";
-    default: return "";
+    case safetensors::Dtype::kF32:
+      return "float32";
+    case safetensors::Dtype::kF16:
+      return "float16";
+    case safetensors::Dtype::kBF16:
+      return "bfloat16";
+    default:
+      return "";
   }
 }
 
@@ -59,11 +63,12 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& g, safetensors::Dt
   KILN_ASSIGN_OR_RETURN(c.num_attention_heads, required("llama.attention.head_count"));
   c.num_key_value_heads = g.GetInt("llama.attention.head_count_kv").value_or(c.num_attention_heads);
   if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
-    return Status::InvalidArgument(g.name() + ": llama.attention.head_count_kv must divide "
-                                              "llama.attention.head_count");
+    return Status::InvalidArgument(g.name() +
+                                   ": llama.attention.head_count_kv must divide "
+                                   "llama.attention.head_count");
   }
-  c.head_dim = g.GetInt("llama.attention.key_length")
-                   .value_or(c.hidden_size / c.num_attention_heads);
+  c.head_dim =
+      g.GetInt("llama.attention.key_length").value_or(c.hidden_size / c.num_attention_heads);
   int64_t rope_dims = g.GetInt("llama.rope.dimension_count").value_or(c.head_dim);
   if (rope_dims != c.head_dim) {
     return Status::Unsupported(g.name() + ": partial rotary embeddings (rope.dimension_count " +
@@ -76,8 +81,9 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& g, safetensors::Dt
   c.rope_theta = ShortestDecimal(g.GetFloat("llama.rope.freq_base").value_or(10000.0));
   std::string scaling = g.GetString("llama.rope.scaling.type").value_or("none");
   if (g.FindTensor("rope_freqs.weight") != nullptr) {
-    return Status::Unsupported(g.name() + ": rope_freqs (Llama 3.1 rope scaling) is not "
-                                          "supported by import");
+    return Status::Unsupported(g.name() +
+                               ": rope_freqs (Llama 3.1 rope scaling) is not "
+                               "supported by import");
   }
   if (scaling == "linear") {
     RopeScaling rs;
@@ -134,8 +140,7 @@ Result<std::string> HfTensorNameForGguf(std::string_view name) {
                                  "\" has no Hugging Face llama counterpart");
 }
 
-void UnpermuteRotaryRows(const float* in, float* out, int64_t rows, int64_t cols,
-                         int64_t n_head) {
+void UnpermuteRotaryRows(const float* in, float* out, int64_t rows, int64_t cols, int64_t n_head) {
   // GGUF row (h, i, j) = HF row (h, j, i), for i < head_dim/2 and j in {0, 1}.
   const int64_t head_dim = rows / n_head;
   const int64_t half = head_dim / 2;
@@ -201,9 +206,9 @@ Result<ImportStats> WriteHfModelFromGguf(const gguf::GgufFile& g, const std::str
                                          HfGenerationConfigToJson(config)));
 
   std::string st_path = (fs::path(out_dir) / "model.safetensors").string();
-  KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsWriter writer,
-                        safetensors::SafetensorsWriter::Create(st_path, std::move(specs),
-                                                               {{"format", "pt"}}));
+  KILN_ASSIGN_OR_RETURN(
+      safetensors::SafetensorsWriter writer,
+      safetensors::SafetensorsWriter::Create(st_path, std::move(specs), {{"format", "pt"}}));
   ImportStats stats;
   std::vector<float> f32, unpermuted;
   std::vector<uint16_t> half;

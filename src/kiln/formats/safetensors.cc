@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/half.h"
 
@@ -23,14 +22,11 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {Dtype::kBool, "BOOL", 1},    {Dtype::kU8, "U8", 1},
-    {Dtype::kI8, "I8", 1},        {Dtype::kF8_E5M2, "F8_E5M2", 1},
-    {Dtype::kF8_E4M3, "F8_E4M3", 1}, {Dtype::kI16, "I16", 2},
-    {Dtype::kU16, "U16", 2},      {Dtype::kF16, "F16", 2},
-    {Dtype::kBF16, "BF16", 2},    {Dtype::kI32, "I32", 4},
-    {Dtype::kU32, "U32", 4},      {Dtype::kF32, "F32", 4},
-    {Dtype::kF64, "F64", 8},      {Dtype::kI64, "I64", 8},
-    {Dtype::kU64, "U64", 8},
+    {Dtype::kBool, "BOOL", 1},       {Dtype::kU8, "U8", 1},           {Dtype::kI8, "I8", 1},
+    {Dtype::kF8_E5M2, "F8_E5M2", 1}, {Dtype::kF8_E4M3, "F8_E4M3", 1}, {Dtype::kI16, "I16", 2},
+    {Dtype::kU16, "U16", 2},         {Dtype::kF16, "F16", 2},         {Dtype::kBF16, "BF16", 2},
+    {Dtype::kI32, "I32", 4},         {Dtype::kU32, "U32", 4},         {Dtype::kF32, "F32", 4},
+    {Dtype::kF64, "F64", 8},         {Dtype::kI64, "I64", 8},         {Dtype::kU64, "U64", 8},
 };
 
 Status HeaderError(const std::string& name, uint64_t offset, const std::string& what) {
@@ -83,15 +79,16 @@ Result<SafetensorsFile> SafetensorsFile::Parse(std::span<const uint8_t> bytes, s
   st.name_ = std::move(name);
   const std::string& n = st.name_;
   if (bytes.size() < 8) {
-    return HeaderError(n, 0, "expected an 8-byte header length, but the file has " +
-                                 std::to_string(bytes.size()) + " bytes");
+    return HeaderError(n, 0,
+                       "expected an 8-byte header length, but the file has " +
+                           std::to_string(bytes.size()) + " bytes");
   }
   uint64_t header_size;
   std::memcpy(&header_size, bytes.data(), 8);
   if (header_size > kMaxHeaderSize || header_size > bytes.size() - 8) {
-    return HeaderError(n, 0, "header length " + std::to_string(header_size) +
-                                 " exceeds the file (" + std::to_string(bytes.size()) +
-                                 " bytes) or the 100 MB limit");
+    return HeaderError(n, 0,
+                       "header length " + std::to_string(header_size) + " exceeds the file (" +
+                           std::to_string(bytes.size()) + " bytes) or the 100 MB limit");
   }
   std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_size);
   if (text.empty() || text[0] != '{') {
@@ -194,8 +191,9 @@ Result<SafetensorsFile> SafetensorsFile::Parse(std::span<const uint8_t> bytes, s
       return HeaderError(n, data_start + std::min(r.begin, expected_begin),
                          "tensor \"" + st.tensors_[r.index].name + "\" begins at data offset " +
                              std::to_string(r.begin) + ", expected " +
-                             std::to_string(expected_begin) + " (tensors must not overlap or "
-                                                              "leave gaps)");
+                             std::to_string(expected_begin) +
+                             " (tensors must not overlap or "
+                             "leave gaps)");
     }
     expected_begin = r.end;
   }
@@ -245,8 +243,8 @@ Result<SafetensorsModel> SafetensorsModel::OpenFolder(const std::string& dir) {
       std::string shard = it.value().get<std::string>();
       if (shard.empty() || shard.find('/') != std::string::npos || shard == "..") {
         return Status::InvalidArgument(index_path.string() + ": weight_map[\"" + it.key() +
-                                       "\"]: expected a file name in the folder, got \"" +
-                                       shard + "\"");
+                                       "\"]: expected a file name in the folder, got \"" + shard +
+                                       "\"");
       }
       weight_map[it.key()] = shard;
       shards.insert(shard);
@@ -264,8 +262,8 @@ Result<SafetensorsModel> SafetensorsModel::OpenFolder(const std::string& dir) {
       const SafetensorsFile& f = model.files_[shard_index[shard]];
       const TensorView* view = f.Find(tensor);
       if (view == nullptr) {
-        return Status::InvalidArgument(index_path.string() + ": \"" + tensor +
-                                       "\" is mapped to " + shard + ", which lacks it");
+        return Status::InvalidArgument(index_path.string() + ": \"" + tensor + "\" is mapped to " +
+                                       shard + ", which lacks it");
       }
       model.index_.emplace(tensor, view);
     }

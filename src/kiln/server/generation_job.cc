@@ -5,9 +5,7 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::string Dump(const ojson& j) {
-  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
-}
+std::string Dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
 ojson Bytes(const std::string& s) {
   ojson out = ojson::array();
@@ -32,8 +30,8 @@ GenerationJob::GenerationJob(JobSettings settings, ServedModel* model, Metrics* 
   for (Choice& c : choices_) {
     c.detokenizer =
         std::make_unique<text::Detokenizer>(model_->tokenizer(), settings_.skip_special_tokens);
-    c.stop = std::make_unique<engine::StopMatcher>(settings_.stop,
-                                                   settings_.include_stop_str_in_output);
+    c.stop =
+        std::make_unique<engine::StopMatcher>(settings_.stop, settings_.include_stop_str_in_output);
     if (!settings_.tool_call_trigger.empty()) {
       c.tool_gate = std::make_unique<engine::StopMatcher>(
           std::vector<std::string>{settings_.tool_call_trigger}, false);
@@ -93,11 +91,11 @@ void GenerationJob::BeginStream() {
 }
 
 ojson GenerationJob::ChunkBase() const {
-  ojson chunk = {{"id", settings_.id},
-                 {"object", settings_.kind == JobKind::kChat ? "chat.completion.chunk"
-                                                             : "text_completion"},
-                 {"created", settings_.created},
-                 {"model", settings_.model}};
+  ojson chunk = {
+      {"id", settings_.id},
+      {"object", settings_.kind == JobKind::kChat ? "chat.completion.chunk" : "text_completion"},
+      {"created", settings_.created},
+      {"model", settings_.model}};
   return chunk;
 }
 
@@ -226,7 +224,9 @@ void GenerationJob::OnEvent(int32_t prompt_index, const engine::TokenEvent& e) {
   if (e.finish == engine::FinishReason::kError) {
     FinishChoice(index, "error", e.error);
   } else {
-    FinishChoice(index, c.stop->stopped() || e.finish == engine::FinishReason::kStop ? "stop" : "length", "");
+    FinishChoice(index,
+                 c.stop->stopped() || e.finish == engine::FinishReason::kStop ? "stop" : "length",
+                 "");
   }
 }
 
@@ -284,8 +284,10 @@ void GenerationJob::FinishChoice(int32_t index, const std::string& reason,
           delta["content"] = c.text;
         }
         ojson body = chunk;
-        body["choices"] = ojson::array(
-            {{{"index", index}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+        body["choices"] = ojson::array({{{"index", index},
+                                         {"delta", delta},
+                                         {"logprobs", nullptr},
+                                         {"finish_reason", nullptr}}});
         SendChunk(body);
       }
       chunk["choices"] = ojson::array({{{"index", index},
@@ -329,10 +331,11 @@ void GenerationJob::Complete() {
     exchange_->Respond({500, "application/json", ErrorBody(error_, "server_error", 500), {}});
     return;
   }
-  ojson body = {{"id", settings_.id},
-                {"object", settings_.kind == JobKind::kChat ? "chat.completion" : "text_completion"},
-                {"created", settings_.created},
-                {"model", settings_.model}};
+  ojson body = {
+      {"id", settings_.id},
+      {"object", settings_.kind == JobKind::kChat ? "chat.completion" : "text_completion"},
+      {"created", settings_.created},
+      {"model", settings_.model}};
   ojson choices = ojson::array();
   for (size_t i = 0; i < choices_.size(); ++i) {
     Choice& c = choices_[i];

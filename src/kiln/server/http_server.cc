@@ -1,15 +1,14 @@
 #include "kiln/server/http_server.h"
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
 #include <cctype>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <variant>
 
 namespace kiln::server {
@@ -52,7 +51,8 @@ using Action = std::variant<RespondAction, StartStreamAction, WriteAction, EndAc
 
 // The Exchange of one request on one connection. Producers push actions under a mutex and
 // wake the connection's coroutine by cancelling its timer on the connection's strand.
-class ConnectionExchange : public Exchange, public std::enable_shared_from_this<ConnectionExchange> {
+class ConnectionExchange : public Exchange,
+                           public std::enable_shared_from_this<ConnectionExchange> {
  public:
   // `strand` is the connection's strand: every wake-up runs serialized with its coroutine.
   explicit ConnectionExchange(asio::any_io_executor strand) : strand_(strand), signal_(strand) {
@@ -155,7 +155,8 @@ struct SessionContext {
   std::atomic<int64_t>* in_flight;
 };
 
-awaitable<void> WriteError(beast::tcp_stream& stream, http::status status, std::string_view message) {
+awaitable<void> WriteError(beast::tcp_stream& stream, http::status status,
+                           std::string_view message) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::connection, "close");
@@ -237,8 +238,8 @@ awaitable<bool> Pump(beast::tcp_stream& stream, std::shared_ptr<ConnectionExchan
         streaming = true;
       } else if (auto* write = std::get_if<WriteAction>(&action)) {
         if (!streaming || write->chunk.empty()) continue;
-        auto [ec, n] =
-            co_await asio::async_write(stream, http::make_chunk(asio::buffer(write->chunk)), kTuple);
+        auto [ec, n] = co_await asio::async_write(
+            stream, http::make_chunk(asio::buffer(write->chunk)), kTuple);
         ok = !ec;
       } else if (std::holds_alternative<EndAction>(action)) {
         if (streaming) {
@@ -271,7 +272,7 @@ awaitable<bool> Pump(beast::tcp_stream& stream, std::shared_ptr<ConnectionExchan
     asio::buffer_copy(dest, asio::buffer(early_bytes));
     buffer.commit(early_bytes.size());
   }
-  co_return ok && keep_alive;
+  co_return ok&& keep_alive;
 }
 
 awaitable<void> Session(tcp::socket socket, SessionContext ctx) {
@@ -321,7 +322,8 @@ awaitable<void> Session(tcp::socket socket, SessionContext ctx) {
     try {
       (*ctx.handler)(request, exchange);
     } catch (const std::exception& e) {
-      exchange->Respond({500, "application/json",
+      exchange->Respond({500,
+                         "application/json",
                          ErrorBody(std::string("internal error: ") + e.what(), "server_error", 500),
                          {}});
     }

@@ -43,8 +43,7 @@ void Histogram::Observe(double value) {
   sum_ += value;
 }
 
-void Histogram::Render(const std::string& name, const std::string& labels,
-                       std::string* out) const {
+void Histogram::Render(const std::string& name, const std::string& labels, std::string* out) const {
   std::lock_guard lock(mu_);
   uint64_t cumulative = 0;
   for (size_t i = 0; i < buckets_.size(); ++i) {
@@ -82,8 +81,7 @@ std::string Metrics::Render(const GaugeSnapshot& gauges) const {
   };
   gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
         gauges.running);
-  gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
-        gauges.waiting);
+  gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", gauges.waiting);
   gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
         gauges.kv_cache_usage);
   counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", prompt_tokens_);
@@ -95,7 +93,8 @@ std::string Metrics::Render(const GaugeSnapshot& gauges) const {
           "Prefix cache queries, in terms of number of queried tokens.", prefix_queries_);
   counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",
           prefix_hits_);
-  Header(&out, "vllm:request_success_total", "counter", "Count of successfully processed requests.");
+  Header(&out, "vllm:request_success_total", "counter",
+         "Count of successfully processed requests.");
   out += "vllm:request_success_total{" + labels + ",finished_reason=\"stop\"} " +
          std::to_string(success_stop_) + "\n";
   out += "vllm:request_success_total{" + labels + ",finished_reason=\"length\"} " +

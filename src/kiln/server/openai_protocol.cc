@@ -11,15 +11,23 @@ using json = nlohmann::ordered_json;
 
 const char* TypeName(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "integer";
-    case json::value_t::number_float: return "number";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "array";
-    case json::value_t::object: return "object";
-    default: return "unknown";
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "number";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    default:
+      return "unknown";
   }
 }
 
@@ -83,8 +91,8 @@ class Fields {
       return WrongType(key, "an integer", *v);
     }
     if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) {
-      return Fail(key, "'" + Param(key) + "' must be at most " + std::to_string(hi) + ", got " +
-                           v->dump());
+      return Fail(
+          key, "'" + Param(key) + "' must be at most " + std::to_string(hi) + ", got " + v->dump());
     }
     double d = v->get<double>();
     if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
@@ -120,7 +128,8 @@ bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, b
   if (const json* so = f.Get("stream_options")) {
     if (!so->is_object()) return f.WrongType("stream_options", "an object", *so);
     Fields sf(*so, "stream_options.");
-    if (!sf.Bool("include_usage", &o->include_usage)) return f.Fail("stream_options", sf.error()->message);
+    if (!sf.Bool("include_usage", &o->include_usage))
+      return f.Fail("stream_options", sf.error()->message);
   }
   if (!f.Number("temperature", &s.temperature, 0.0, 2.0)) return false;
   if (!f.Number("top_p", &s.top_p, 0.0, 1.0)) return false;
@@ -139,7 +148,8 @@ bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, b
   if (!f.Integer("n", &i, 1, 128)) return false;
   if (i) s.n = static_cast<int>(*i);
   i.reset();
-  if (!f.Integer("seed", &i, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())) {
+  if (!f.Integer("seed", &i, std::numeric_limits<int64_t>::min(),
+                 std::numeric_limits<int64_t>::max())) {
     return false;
   }
   if (i) s.seed = static_cast<uint64_t>(*i);
@@ -198,7 +208,8 @@ bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, b
     if (!f.Bool("logprobs", &o->logprobs)) return false;
     i.reset();
     if (!f.Integer("top_logprobs", &i, 0, 20)) return false;
-    if (i && !o->logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+    if (i && !o->logprobs)
+      return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
     if (o->logprobs) s.logprobs = static_cast<int>(i.value_or(0));
   } else {
     i.reset();
@@ -223,9 +234,9 @@ std::optional<RequestError> ParseContent(const json& content, const std::string&
     return std::nullopt;
   }
   if (!content.is_array()) {
-    return RequestError{"'" + param + "' must be a string or an array of content parts, got " +
-                            TypeName(content),
-                        param};
+    return RequestError{
+        "'" + param + "' must be a string or an array of content parts, got " + TypeName(content),
+        param};
   }
   std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
@@ -236,9 +247,9 @@ std::optional<RequestError> ParseContent(const json& content, const std::string&
     }
     std::string type = part["type"].get<std::string>();
     if (type != "text") {
-      return RequestError{"content part type '" + type + "' is not supported by this model; " +
-                              "only 'text' is",
-                          p + ".type"};
+      return RequestError{
+          "content part type '" + type + "' is not supported by this model; " + "only 'text' is",
+          p + ".type"};
     }
     if (!part.contains("text") || !part["text"].is_string()) {
       return RequestError{"'" + p + ".text' must be a string", p + ".text"};
@@ -253,7 +264,7 @@ std::optional<RequestError> ParseContent(const json& content, const std::string&
 
 std::optional<std::string> ValidateJsonSchemaShape(const json& schema) {
   if (!schema.is_object()) return "a JSON schema must be an object";
-  static const std::set<std::string> kTypes = {"object", "array",   "string", "number",
+  static const std::set<std::string> kTypes = {"object",  "array",   "string", "number",
                                                "integer", "boolean", "null"};
   if (auto t = schema.find("type"); t != schema.end()) {
     auto check = [&](const json& x) -> std::optional<std::string> {
@@ -290,7 +301,8 @@ std::optional<std::string> ValidateJsonSchemaShape(const json& schema) {
   }
   for (const char* key : {"anyOf", "oneOf", "allOf"}) {
     if (auto a = schema.find(key); a != schema.end()) {
-      if (!a->is_array() || a->empty()) return std::string("'") + key + "' must be a non-empty array";
+      if (!a->is_array() || a->empty())
+        return std::string("'") + key + "' must be a non-empty array";
       for (const json& sub : *a) {
         if (auto e = ValidateJsonSchemaShape(sub)) return std::string(key) + ": " + *e;
       }
@@ -311,7 +323,8 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
     return RequestError{std::string("'messages' must be an array, got ") + TypeName(*messages),
                         "messages"};
   }
-  if (messages->empty()) return RequestError{"'messages' must contain at least one message", "messages"};
+  if (messages->empty())
+    return RequestError{"'messages' must contain at least one message", "messages"};
   static const std::set<std::string> kRoles = {"system", "developer", "user", "assistant", "tool"};
   for (size_t i = 0; i < messages->size(); ++i) {
     const json& m = (*messages)[i];
@@ -321,8 +334,10 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
     Fields mf(m, p + ".");
     if (!mf.String("role", &msg.role, true)) return *mf.error();
     if (kRoles.count(msg.role) == 0) {
-      return RequestError{"'" + p + ".role' must be one of system, developer, user, assistant, "
-                              "tool; got '" + msg.role + "'",
+      return RequestError{"'" + p +
+                              ".role' must be one of system, developer, user, assistant, "
+                              "tool; got '" +
+                              msg.role + "'",
                           p + ".role"};
     }
     if (auto it = m.find("content"); it != m.end()) {
@@ -334,7 +349,8 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       if (msg.role != "assistant") {
         return RequestError{"only assistant messages may carry 'tool_calls'", p + ".tool_calls"};
       }
-      if (!calls->is_array()) return RequestError{"'" + p + ".tool_calls' must be an array", p + ".tool_calls"};
+      if (!calls->is_array())
+        return RequestError{"'" + p + ".tool_calls' must be an array", p + ".tool_calls"};
       for (size_t k = 0; k < calls->size(); ++k) {
         const json& c = (*calls)[k];
         std::string cp = p + ".tool_calls[" + std::to_string(k) + "]";
@@ -377,7 +393,8 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       Fields tf(t["function"], p + ".function.");
       if (!tf.String("name", &def.name, true)) return *tf.error();
       if (def.name.empty() || def.name.size() > 64 ||
-          def.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          def.name.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
               std::string::npos) {
         return RequestError{"'" + p + ".function.name' must be 1 to 64 letters, digits, '_' or '-'",
                             p + ".function.name"};
@@ -409,9 +426,9 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       } else if (c == "required") {
         req.tool_choice = ToolChoiceMode::kRequired;
       } else {
-        return RequestError{"'tool_choice' must be none, auto, required or a named function; got '" +
-                                c + "'",
-                            "tool_choice"};
+        return RequestError{
+            "'tool_choice' must be none, auto, required or a named function; got '" + c + "'",
+            "tool_choice"};
       }
     } else if (choice->is_object() && choice->contains("function") &&
                (*choice)["function"].is_object() && (*choice)["function"].contains("name") &&
@@ -419,11 +436,13 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       req.tool_choice = ToolChoiceMode::kNamed;
       req.tool_choice_name = (*choice)["function"]["name"].get<std::string>();
     } else {
-      return RequestError{"'tool_choice' must be a string or {\"type\": \"function\", \"function\": "
-                          "{\"name\": ...}}",
-                          "tool_choice"};
+      return RequestError{
+          "'tool_choice' must be a string or {\"type\": \"function\", \"function\": "
+          "{\"name\": ...}}",
+          "tool_choice"};
     }
-    if ((req.tool_choice == ToolChoiceMode::kRequired || req.tool_choice == ToolChoiceMode::kNamed) &&
+    if ((req.tool_choice == ToolChoiceMode::kRequired ||
+         req.tool_choice == ToolChoiceMode::kNamed) &&
         req.tools.empty()) {
       return RequestError{"'tool_choice' requires 'tools'", "tool_choice"};
     }
@@ -431,9 +450,9 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       bool found = false;
       for (const auto& t : req.tools) found = found || t.name == req.tool_choice_name;
       if (!found) {
-        return RequestError{"'tool_choice' names '" + req.tool_choice_name +
-                                "', which is not in 'tools'",
-                            "tool_choice"};
+        return RequestError{
+            "'tool_choice' names '" + req.tool_choice_name + "', which is not in 'tools'",
+            "tool_choice"};
       }
     }
   }
@@ -457,13 +476,14 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
       req.response_format.schema_name = js->value("name", "");
       req.response_format.schema = (*js)["schema"];
       if (auto e = ValidateJsonSchemaShape(req.response_format.schema)) {
-        return RequestError{"'response_format.json_schema.schema' is not a valid JSON schema: " + *e,
-                            "response_format.json_schema.schema"};
+        return RequestError{
+            "'response_format.json_schema.schema' is not a valid JSON schema: " + *e,
+            "response_format.json_schema.schema"};
       }
     } else {
-      return RequestError{"'response_format.type' must be text, json_object or json_schema; got '" +
-                              type + "'",
-                          "response_format.type"};
+      return RequestError{
+          "'response_format.type' must be text, json_object or json_schema; got '" + type + "'",
+          "response_format.type"};
     }
   }
   if (!f.Bool("add_generation_prompt", &req.add_generation_prompt)) return *f.error();
@@ -487,8 +507,9 @@ Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
     }
     return true;
   };
-  const char* kShape = "'prompt' must be a string, an array of strings, an array of token ids or "
-                       "an array of arrays of token ids";
+  const char* kShape =
+      "'prompt' must be a string, an array of strings, an array of token ids or "
+      "an array of arrays of token ids";
   if (prompt->is_string()) {
     req.prompts.emplace_back(prompt->get<std::string>());
   } else if (prompt->is_array() && !prompt->empty()) {

@@ -4,12 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/status.h"
 #include "kiln/engine/sampling_params.h"
@@ -32,7 +31,7 @@ struct ToolCall {
 };
 
 struct ChatMessage {
-  std::string role;  // system, developer, user, assistant, tool
+  std::string role;                    // system, developer, user, assistant, tool
   std::optional<std::string> content;  // text parts joined; absent for tool-call-only messages
   std::optional<std::string> name;
   std::vector<ToolCall> tool_calls;

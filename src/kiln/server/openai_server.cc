@@ -15,7 +15,8 @@ using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 
 HttpResponse JsonResponse(int status, const ojson& body) {
-  return {status, "application/json", body.dump(-1, ' ', false, ojson::error_handler_t::replace), {}};
+  return {
+      status, "application/json", body.dump(-1, ' ', false, ojson::error_handler_t::replace), {}};
 }
 
 HttpResponse Error(int status, std::string_view message, std::string_view param = {}) {
@@ -38,9 +39,9 @@ std::optional<json> ParseBody(const HttpRequest& request, std::shared_ptr<Exchan
   } catch (const json::parse_error& e) {
     std::string what = e.what();
     size_t colon = what.rfind(": ");
-    exchange->Respond(Error(400, "the request body is not valid JSON (byte " +
-                                     std::to_string(e.byte) + "): " +
-                                     (colon == std::string::npos ? what : what.substr(colon + 2))));
+    exchange->Respond(
+        Error(400, "the request body is not valid JSON (byte " + std::to_string(e.byte) +
+                       "): " + (colon == std::string::npos ? what : what.substr(colon + 2))));
     return std::nullopt;
   }
 }
@@ -144,8 +145,9 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> 
     std::string key = request.Header("api-key");
     if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
     if (key != options_.api_key) {
-      exchange->Respond(Error(401, "invalid or missing API key: send it as 'Authorization: Bearer "
-                                   "<key>' or in an 'api-key' header"));
+      exchange->Respond(Error(401,
+                              "invalid or missing API key: send it as 'Authorization: Bearer "
+                              "<key>' or in an 'api-key' header"));
       return;
     }
   }
@@ -208,8 +210,12 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   }
   ChatCompletionRequest& req = std::get<ChatCompletionRequest>(parsed);
   if (req.options.model != model->id()) {
-    exchange->Respond(Error(404, "the model '" + req.options.model + "' does not exist; this "
-                                 "server serves '" + model->id() + "'", "model"));
+    exchange->Respond(Error(404,
+                            "the model '" + req.options.model +
+                                "' does not exist; this "
+                                "server serves '" +
+                                model->id() + "'",
+                            "model"));
     return;
   }
   ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
@@ -217,10 +223,11 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   ojson messages = TemplateMessages(req, !model->template_renders_tools());
   // Models whose templates ignore `tools` are told about them in a system message.
   if (use_tools && !model->template_renders_tools()) AddToolInstructions(messages, tools);
-  auto prompt = model->RenderChat(messages, use_tools ? &tools : nullptr,
-                                  req.add_generation_prompt, req.continue_final_message);
+  auto prompt = model->RenderChat(messages, use_tools ? &tools : nullptr, req.add_generation_prompt,
+                                  req.continue_final_message);
   if (!prompt.ok()) {
-    exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message(), "messages"));
+    exchange->Respond(
+        Error(400, "the chat template failed: " + prompt.status().message(), "messages"));
     return;
   }
   std::vector<int32_t> ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = false});
@@ -229,7 +236,8 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   s.kind = JobKind::kChat;
   s.id = "chatcmpl-" + RandomSuffix();
   s.created = std::chrono::duration_cast<std::chrono::seconds>(
-                  std::chrono::system_clock::now().time_since_epoch()).count();
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
   s.model = model->id();
   s.stream = req.options.stream;
   s.include_usage = req.options.include_usage;
@@ -250,8 +258,9 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
                                             : std::nullopt);
     auto compiled = text::JsonGrammar::FromSchema(schema);
     if (!compiled.ok()) {
-      exchange->Respond(Error(400, "cannot enforce the tools' parameter schemas: " +
-                                       compiled.status().message(), "tools"));
+      exchange->Respond(
+          Error(400, "cannot enforce the tools' parameter schemas: " + compiled.status().message(),
+                "tools"));
       return;
     }
     grammar = *compiled;
@@ -268,9 +277,9 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   } else if (req.response_format.type == ResponseFormat::Type::kJsonSchema) {
     auto compiled = text::JsonGrammar::FromSchema(req.response_format.schema);
     if (!compiled.ok()) {
-      exchange->Respond(Error(400, "cannot enforce response_format.json_schema: " +
-                                       compiled.status().message(),
-                              "response_format.json_schema.schema"));
+      exchange->Respond(
+          Error(400, "cannot enforce response_format.json_schema: " + compiled.status().message(),
+                "response_format.json_schema.schema"));
       return;
     }
     grammar = *compiled;
@@ -291,8 +300,8 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
 
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   auto submitted = model->engine().Submit(
-      ids, req.options.sampling,
-      [job](const engine::TokenEvent& e) { job->OnEvent(0, e); }, constraint);
+      ids, req.options.sampling, [job](const engine::TokenEvent& e) { job->OnEvent(0, e); },
+      constraint);
   if (!submitted.ok()) {
     exchange->Respond(Error(400, submitted.status().message()));
     return;
@@ -314,8 +323,12 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   }
   CompletionRequest& req = std::get<CompletionRequest>(parsed);
   if (req.options.model != model->id()) {
-    exchange->Respond(Error(404, "the model '" + req.options.model + "' does not exist; this "
-                                 "server serves '" + model->id() + "'", "model"));
+    exchange->Respond(Error(404,
+                            "the model '" + req.options.model +
+                                "' does not exist; this "
+                                "server serves '" +
+                                model->id() + "'",
+                            "model"));
     return;
   }
   std::vector<std::vector<int32_t>> prompts;
@@ -328,8 +341,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
       const auto& ids = std::get<std::vector<int32_t>>(p);
       for (int32_t id : ids) {
         if (id < 0 || static_cast<size_t>(id) >= model->tokenizer().vocab_size()) {
-          exchange->Respond(Error(400, "prompt token " + std::to_string(id) +
-                                       " is outside the vocabulary", "prompt"));
+          exchange->Respond(Error(
+              400, "prompt token " + std::to_string(id) + " is outside the vocabulary", "prompt"));
           return;
         }
       }
@@ -341,7 +354,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   s.kind = JobKind::kCompletion;
   s.id = "cmpl-" + RandomSuffix();
   s.created = std::chrono::duration_cast<std::chrono::seconds>(
-                  std::chrono::system_clock::now().time_since_epoch()).count();
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
   s.model = model->id();
   s.stream = req.options.stream;
   s.include_usage = req.options.include_usage;
@@ -390,9 +404,10 @@ void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Ex
     auto& req = std::get<ChatCompletionRequest>(parsed);
     ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
     ojson messages = TemplateMessages(req, !model->template_renders_tools());
-    if (!req.tools.empty() && !model->template_renders_tools()) AddToolInstructions(messages, tools);
-    auto prompt = model->RenderChat(messages, &tools, req.add_generation_prompt,
-                                    req.continue_final_message);
+    if (!req.tools.empty() && !model->template_renders_tools())
+      AddToolInstructions(messages, tools);
+    auto prompt =
+        model->RenderChat(messages, &tools, req.add_generation_prompt, req.continue_final_message);
     if (!prompt.ok()) {
       exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message()));
       return;
@@ -432,7 +447,8 @@ void OpenAiServer::HandleDetokenize(const HttpRequest& request,
   for (const json& t : (*body)["tokens"]) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
         static_cast<size_t>(t.get<int64_t>()) >= model->tokenizer().vocab_size()) {
-      exchange->Respond(Error(400, "'tokens' must hold token ids of this model's vocabulary", "tokens"));
+      exchange->Respond(
+          Error(400, "'tokens' must hold token ids of this model's vocabulary", "tokens"));
       return;
     }
     ids.push_back(t.get<int32_t>());

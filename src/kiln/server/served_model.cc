@@ -27,16 +27,19 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   const fs::path dir(options.path);
   std::error_code ec;
   if (fs::is_regular_file(dir, ec)) {
-    return Status::InvalidArgument(options.path + ": a file; --model takes a model folder (run `kiln import` "
+    return Status::InvalidArgument(options.path +
+                                   ": a file; --model takes a model folder (run `kiln import` "
                                    "for a GGUF file, then `kiln convert`)");
   }
   if (!fs::exists(dir / "genai_config.json", ec)) {
     if (fs::exists(dir / "config.json", ec)) {
-      return Status::InvalidArgument(options.path + " is a Hugging Face folder; the onnx-genai runtime "
+      return Status::InvalidArgument(options.path +
+                                     " is a Hugging Face folder; the onnx-genai runtime "
                                      "serves ONNX Runtime GenAI folders: run `kiln convert " +
                                      options.path + " <out>` first");
     }
-    return Status::NotFound(options.path + ": no genai_config.json (not an ONNX Runtime GenAI folder)");
+    return Status::NotFound(options.path +
+                            ": no genai_config.json (not an ONNX Runtime GenAI folder)");
   }
   std::unique_ptr<ServedModel> m(new ServedModel());
   m->runtime_ = "onnx-genai";
@@ -47,8 +50,10 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
 
-  KILN_ASSIGN_OR_RETURN(m->tokenizer_, text::Tokenizer::FromJsonFile((dir / "tokenizer.json").string()));
-  m->token_bytes_ = std::make_shared<text::TokenBytes>(text::TokenBytes::FromTokenizer(m->tokenizer_));
+  KILN_ASSIGN_OR_RETURN(m->tokenizer_,
+                        text::Tokenizer::FromJsonFile((dir / "tokenizer.json").string()));
+  m->token_bytes_ =
+      std::make_shared<text::TokenBytes>(text::TokenBytes::FromTokenizer(m->tokenizer_));
   m->token_masker_ = text::TokenMasker::Create(*m->token_bytes_);
 
   // tokenizer_config.json: chat template and the bos/eos strings templates refer to.
@@ -73,18 +78,22 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
     }
   }
   if (template_source.empty() && fs::exists(dir / "chat_template.jinja", ec)) {
-    KILN_ASSIGN_OR_RETURN(template_source, ReadFileToString((dir / "chat_template.jinja").string()));
+    KILN_ASSIGN_OR_RETURN(template_source,
+                          ReadFileToString((dir / "chat_template.jinja").string()));
   }
   if (!template_source.empty()) {
-    auto parsed = jinja::Template::Parse(template_source, {.trim_blocks = true, .lstrip_blocks = true});
+    auto parsed =
+        jinja::Template::Parse(template_source, {.trim_blocks = true, .lstrip_blocks = true});
     if (!parsed.ok()) return parsed.status().WithContext(options.path + ": chat template");
     m->chat_template_ = std::move(parsed).value();
     // A template renders tools if a probe tool's name shows up in its output.
     ojson probe_messages = ojson::array({{{"role", "user"}, {"content", "x"}}});
-    ojson probe_tools = ojson::array(
-        {{{"type", "function"},
-          {"function", {{"name", "kiln_probe_tool_7f3a"}, {"description", "probe"},
-                        {"parameters", {{"type", "object"}, {"properties", ojson::object()}}}}}}});
+    ojson probe_tools =
+        ojson::array({{{"type", "function"},
+                       {"function",
+                        {{"name", "kiln_probe_tool_7f3a"},
+                         {"description", "probe"},
+                         {"parameters", {{"type", "object"}, {"properties", ojson::object()}}}}}}});
     auto rendered = m->RenderChat(probe_messages, &probe_tools, true, false);
     m->template_renders_tools_ =
         rendered.ok() && rendered->find("kiln_probe_tool_7f3a") != std::string::npos;
@@ -103,7 +112,8 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   if (m->eos_ids_.empty() && m->tokenizer_.eos_id()) m->eos_ids_.push_back(*m->tokenizer_.eos_id());
   LogInfo("loaded " + options.path + " (onnx-genai on " + executor->device() + "): context " +
           std::to_string(m->max_model_len_) + " tokens, " + std::to_string(options.max_num_seqs) +
-          " sequences, KV cache " + std::to_string(executor->kv_cache_bytes() >> 20) + " MiB reserved");
+          " sequences, KV cache " + std::to_string(executor->kv_cache_bytes() >> 20) +
+          " MiB reserved");
   engine::EngineConfig ec_config;
   ec_config.max_model_len = m->max_model_len_;
   ec_config.eos_token_ids = m->eos_ids_;

@@ -4,11 +4,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/status.h"
 #include "kiln/engine/engine.h"
@@ -20,9 +19,9 @@
 namespace kiln::server {
 
 struct ModelOptions {
-  std::string path;                // an ONNX Runtime GenAI folder
-  std::string served_model_name;   // default: the folder's name
-  int64_t max_model_len = 0;       // 0: the model's context length, at most 4096
+  std::string path;               // an ONNX Runtime GenAI folder
+  std::string served_model_name;  // default: the folder's name
+  int64_t max_model_len = 0;      // 0: the model's context length, at most 4096
   int32_t max_num_seqs = 16;
   int64_t max_num_batched_tokens = 2048;
   std::string device = "cpu";

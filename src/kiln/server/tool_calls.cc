@@ -59,9 +59,8 @@ json CallSchema(const std::vector<ToolDefinition>& tools, const std::optional<st
   json choices = json::array();
   for (const ToolDefinition& t : tools) {
     if (only && t.name != *only) continue;
-    json params = t.parameters.is_object() && !t.parameters.empty()
-                      ? t.parameters
-                      : json{{"type", "object"}};
+    json params =
+        t.parameters.is_object() && !t.parameters.empty() ? t.parameters : json{{"type", "object"}};
     choices.push_back({{"type", "object"},
                        {"properties", {{"name", {{"const", t.name}}}, {"arguments", params}}},
                        {"required", {"name", "arguments"}},
@@ -90,11 +89,12 @@ std::optional<ParsedToolCalls> ParseToolCalls(const std::string& text, bool bare
     out.content += text.substr(pos, start - pos);
     size_t body = start + open.size();
     size_t end = text.find(close, body);
-    std::string inner = text.substr(body, end == std::string::npos ? std::string::npos : end - body);
+    std::string inner =
+        text.substr(body, end == std::string::npos ? std::string::npos : end - body);
     auto call = CallFromJson(inner);
     if (!call) {  // not a call after all: keep it as text
-      out.content += text.substr(start, end == std::string::npos ? std::string::npos
-                                                                  : end + close.size() - start);
+      out.content += text.substr(
+          start, end == std::string::npos ? std::string::npos : end + close.size() - start);
     } else {
       out.calls.push_back(*call);
     }

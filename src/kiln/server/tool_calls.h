@@ -10,11 +10,10 @@
 // arguments validate against the tool's parameters.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/server/generation_job.h"
 #include "kiln/server/openai_protocol.h"
@@ -28,12 +27,13 @@ inline constexpr const char* kToolCallClose = "</tool_call>";
 std::string ToolInstructions(const nlohmann::ordered_json& tools_json);
 
 // Adds ToolInstructions to the messages: appended to a leading system message, or as a new one.
-void AddToolInstructions(nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools_json);
+void AddToolInstructions(nlohmann::ordered_json& messages,
+                         const nlohmann::ordered_json& tools_json);
 
 // JSON schema of one call: {"name": <const>, "arguments": <parameters>}, for the tool named
 // `only` or any of `tools` (anyOf).
 nlohmann::ordered_json CallSchema(const std::vector<ToolDefinition>& tools,
-                          const std::optional<std::string>& only);
+                                  const std::optional<std::string>& only);
 
 // Reads tool calls from generated text. With `bare` the whole text is one call's JSON (forced
 // tool_choice); otherwise calls are the <tool_call> blocks and the rest is content.

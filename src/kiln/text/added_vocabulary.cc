@@ -76,8 +76,8 @@ int32_t AddedVocabulary::Matcher::Child(int32_t node, uint8_t byte) const {
   return -1;
 }
 
-bool AddedVocabulary::Matcher::Find(std::string_view text, size_t from, size_t* begin,
-                                    size_t* end, int32_t* token_index) const {
+bool AddedVocabulary::Matcher::Find(std::string_view text, size_t from, size_t* begin, size_t* end,
+                                    int32_t* token_index) const {
   for (size_t start = from; start < text.size(); ++start) {
     if (!first_byte_[static_cast<uint8_t>(text[start])]) continue;
     int32_t node = 0, best = -1;

@@ -69,8 +69,8 @@ Result<BpeModel> BpeModel::Create(std::vector<std::string> vocab,
   if (options.use_scores && model.scores_.size() < model.vocab_.size()) {
     model.scores_.resize(model.vocab_.size(), 0.0f);
   }
-  if (options.unk_id && (*options.unk_id < 0 ||
-                         static_cast<size_t>(*options.unk_id) >= model.vocab_.size())) {
+  if (options.unk_id &&
+      (*options.unk_id < 0 || static_cast<size_t>(*options.unk_id) >= model.vocab_.size())) {
     return Status::InvalidArgument("unknown token id " + std::to_string(*options.unk_id) +
                                    " is outside the vocabulary");
   }
@@ -163,8 +163,8 @@ void BpeModel::EncodeByRanks(std::string_view word, std::vector<int32_t>* out) c
   symbols.reserve(word.size());
   auto add = [&](int32_t id, size_t begin, size_t len) {
     int32_t index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({id, index - 1, index + 1, static_cast<uint32_t>(begin),
-                       static_cast<uint32_t>(len)});
+    symbols.push_back(
+        {id, index - 1, index + 1, static_cast<uint32_t>(begin), static_cast<uint32_t>(len)});
   };
   // Hugging Face's word building: known characters, byte fallback, then (fused) unknowns.
   int32_t pending_unk = -1;  // an unknown token waiting to be emitted (fused), and its start

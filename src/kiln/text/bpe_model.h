@@ -37,7 +37,7 @@ class BpeModel {
     bool ignore_merges = false;  // a word that is itself a token is emitted whole
     bool fuse_unk = false;       // consecutive unknown characters become one unknown token
     std::optional<int32_t> unk_id;
-    bool use_scores = false;     // SentencePiece merge order (scores) instead of merge ranks
+    bool use_scores = false;          // SentencePiece merge order (scores) instead of merge ranks
     bool whole_newline_runs = false;  // a word of only '\n' that is a token is emitted whole
   };
 
@@ -78,7 +78,7 @@ class BpeModel {
   TokenIdMap token_to_id_;
   std::vector<float> scores_;
   std::unordered_map<uint64_t, Merge> merges_;
-  int32_t byte_ids_[256];   // byte_level: id of each byte's alphabet character, -1 if none
+  int32_t byte_ids_[256];      // byte_level: id of each byte's alphabet character, -1 if none
   int32_t fallback_ids_[256];  // id of "<0xXX>", -1 if none
   std::unique_ptr<Cache> cache_;
 };

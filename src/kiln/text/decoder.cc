@@ -138,15 +138,15 @@ std::string Decoder::Decode(std::vector<std::string> tokens) const {
       case Kind::kStrip:
         for (auto& t : tokens) {
           size_t begin = 0, end = t.size();
-          for (size_t n = 0; n < step.start && t.compare(begin, step.content.size(),
-                                                         step.content) == 0 &&
-                             begin < end;
+          for (size_t n = 0;
+               n < step.start && t.compare(begin, step.content.size(), step.content) == 0 &&
+               begin < end;
                ++n) {
             begin += step.content.size();
           }
-          for (size_t n = 0; n < step.stop && end >= begin + step.content.size() &&
-                             t.compare(end - step.content.size(), step.content.size(),
-                                       step.content) == 0;
+          for (size_t n = 0;
+               n < step.stop && end >= begin + step.content.size() &&
+               t.compare(end - step.content.size(), step.content.size(), step.content) == 0;
                ++n) {
             end -= step.content.size();
           }

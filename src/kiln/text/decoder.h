@@ -29,8 +29,8 @@ class Decoder {
   enum class Kind { kByteLevel, kMetaspace, kReplace, kByteFallback, kFuse, kStrip };
   struct Step {
     Kind kind = Kind::kFuse;
-    Regex pattern;          // kReplace
-    std::string content;    // kMetaspace replacement, kReplace content, kStrip character
+    Regex pattern;        // kReplace
+    std::string content;  // kMetaspace replacement, kReplace content, kStrip character
     bool strip_first = false;
     size_t start = 0, stop = 0;  // kStrip
   };

@@ -13,10 +13,10 @@ bool EndsWithReplacementChar(const std::string& s) {
 std::string Suffix(const std::string& s, const std::string& prefix) {
   if (s.compare(0, prefix.size(), prefix) == 0) return s.substr(prefix.size());
   // A decoder rewrote earlier text; emit from where the two differ, on a character boundary.
-  size_t common = std::mismatch(s.begin(), s.begin() + std::min(s.size(), prefix.size()),
-                                prefix.begin())
-                      .first -
-                  s.begin();
+  size_t common =
+      std::mismatch(s.begin(), s.begin() + std::min(s.size(), prefix.size()), prefix.begin())
+          .first -
+      s.begin();
   while (common > 0 && (static_cast<uint8_t>(s[common]) & 0xC0) == 0x80) --common;
   return s.substr(common);
 }

@@ -9,14 +9,12 @@ namespace {
 // The split regexes of llama.cpp's llm_tokenizer_bpe (src/llama-vocab.cpp), by family.
 const char* const kGpt2 =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
-const char* const kLlama3 =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
-    R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|)"
-    R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* const kQwen2 =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
-    R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|)"
-    R"(\s+(?!\S)|\s+)";
+const char* const kLlama3 = R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
+                            R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|)"
+                            R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* const kQwen2 = R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
+                           R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|)"
+                           R"(\s+(?!\S)|\s+)";
 const char* const kQwen35 =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
     R"([^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|)"
@@ -53,9 +51,7 @@ struct PreFamily {
 
 const std::vector<PreFamily>& Families() {
   static const std::vector<PreFamily> families = {
-      {{"default", ""},
-       {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2, R"(\p{N}+)", "[0-9][0-9][0-9]"},
-       false},
+      {{"default", ""}, {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2, R"(\p{N}+)", "[0-9][0-9][0-9]"}, false},
       {{"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
         "jina-v5-nano"},
        {kLlama3},
@@ -74,9 +70,9 @@ const std::vector<PreFamily>& Families() {
        false},
       {{"deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"},
        {R"(\p{N}{1,3})", "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-            R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|)"
-            R"([^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|)"
-            R"(\s*[\r\n]+|\s+(?!\S)|\s+)"},
+        R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|)"
+        R"([^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|)"
+        R"(\s*[\r\n]+|\s+(?!\S)|\s+)"},
        false},
       {{"falcon"}, {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2, "[0-9][0-9][0-9]"}, false},
       {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b",
@@ -84,8 +80,8 @@ const std::vector<PreFamily>& Families() {
        {R"(\p{N})", kGpt2},
        false},
       {{"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-        "mellum", "modern-bert", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo",
-        "jais", "trillion", "granite-docling", "exaone4"},
+        "mellum", "modern-bert", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais",
+        "trillion", "granite-docling", "exaone4"},
        {kGpt2},
        false},
       {{"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "megrez",
@@ -98,25 +94,22 @@ const std::vector<PreFamily>& Families() {
       {{"tekken"}, {kTekken}, true},
       {{"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"}, {kGpt4o}, false},
       {{"seed-coder"},
-       {
-           R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
-           R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|)"
-           R"(\s+(?!\S)|\s+)"},
+       {R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
+        R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|)"
+        R"(\s+(?!\S)|\s+)"},
        false},
       {{"bailingmoe", "bailingmoe2", "llada-moe"},
-       {
-           R"('(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|)"
-           R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+)"},
+       {R"('(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|)"
+        R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+)"},
        false},
       {{"grok-2"}, {kQwen2}, false},
       {{"ufakzeka"},
        {R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
        false},
       {{"minicpm5"},
-       {R"(\p{N}{1,3})",
-            R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
-            R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|)"
-            R"(\s+(?!\S)|\s+)"},
+       {R"(\p{N}{1,3})", R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|)"
+                         R"([^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|)"
+                         R"(\s+(?!\S)|\s+)"},
        true},
   };
   return families;
@@ -200,15 +193,14 @@ Result<GgufTokenizerSpec> ReadGgufTokenizerSpec(const gguf::GgufFile& gguf) {
       spec.split_regexes = {"[^\\n]+|[\\n]+"};
       spec.whole_newline_runs = true;
     } else {
-      KILN_RETURN_IF_ERROR(
-          LlamaCppPreTokenizer(spec.pre, &spec.split_regexes, &spec.ignore_merges)
-              .WithContext(file));
+      KILN_RETURN_IF_ERROR(LlamaCppPreTokenizer(spec.pre, &spec.split_regexes, &spec.ignore_merges)
+                               .WithContext(file));
     }
-    spec.add_bos = spec.ignore_merges && (spec.pre == "llama3" || spec.pre == "llama-v3" ||
-                                          spec.pre == "llama-bpe" || spec.pre == "tekken" ||
-                                          spec.pre == "falcon3" || spec.pre == "falcon-h1" ||
-                                          spec.pre == "pixtral" || spec.pre == "midm-2.0" ||
-                                          spec.pre == "lfm2" || spec.pre == "jina-v5-nano");
+    spec.add_bos = spec.ignore_merges &&
+                   (spec.pre == "llama3" || spec.pre == "llama-v3" || spec.pre == "llama-bpe" ||
+                    spec.pre == "tekken" || spec.pre == "falcon3" || spec.pre == "falcon-h1" ||
+                    spec.pre == "pixtral" || spec.pre == "midm-2.0" || spec.pre == "lfm2" ||
+                    spec.pre == "jina-v5-nano");
     if (spec.kind == GgufTokenizerSpec::Kind::kBytePairGpt2) {
       spec.bos_id = 11 < n ? std::optional<int32_t>(11) : std::nullopt;
       spec.eos_id = spec.bos_id;

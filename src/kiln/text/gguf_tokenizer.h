@@ -30,9 +30,9 @@ struct GgufTokenizerSpec {
   // kBytePairRaw: BPE over raw UTF-8 with spaces as U+2581 and byte fallback ("gemma4").
   enum class Kind { kBytePairGpt2, kSentencePiece, kBytePairRaw };
   Kind kind = Kind::kBytePairGpt2;
-  std::string pre;                  // tokenizer.ggml.pre ("" when absent)
+  std::string pre;  // tokenizer.ggml.pre ("" when absent)
   std::vector<std::string> tokens;
-  std::vector<float> scores;        // SentencePiece merge priorities (may be empty for BPE)
+  std::vector<float> scores;  // SentencePiece merge priorities (may be empty for BPE)
   std::vector<GgufTokenType> types;
   std::vector<std::pair<std::string, std::string>> merges;  // BPE only, rank order
   std::vector<std::string> split_regexes;  // BPE: applied in order, each isolating its matches
@@ -44,7 +44,7 @@ struct GgufTokenizerSpec {
   std::optional<int32_t> bos_id, eos_id, unk_id, pad_id;
   std::vector<int32_t> rstrip_ids;  // added tokens that swallow following whitespace
   std::optional<std::string> chat_template;
-  uint64_t context_length = 0;      // <arch>.context_length, 0 if unknown
+  uint64_t context_length = 0;  // <arch>.context_length, 0 if unknown
 
   // Added tokens: what llama.cpp splits out of the text before tokenizing.
   bool IsAddedToken(size_t id) const {

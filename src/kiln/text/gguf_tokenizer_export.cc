@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/mapped_file.h"
 #include "kiln/text/gguf_tokenizer.h"
@@ -37,9 +36,8 @@ std::vector<std::pair<std::string, std::string>> MergesFromScores(const GgufToke
   }
   std::vector<int32_t> order(spec.tokens.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-    return spec.scores[a] > spec.scores[b];
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return spec.scores[a] > spec.scores[b]; });
   std::vector<std::pair<std::string, std::string>> merges;
   for (int32_t id : order) {
     if (spec.IsAddedToken(id)) continue;
@@ -189,12 +187,9 @@ Json TokenizerConfigJson(const GgufTokenizerSpec& spec) {
     if (!spec.IsAddedToken(id)) continue;
     bool rstrip = std::find(spec.rstrip_ids.begin(), spec.rstrip_ids.end(),
                             static_cast<int32_t>(id)) != spec.rstrip_ids.end();
-    decoder[std::to_string(id)] = {{"content", spec.tokens[id]},
-                                   {"lstrip", false},
-                                   {"normalized", false},
-                                   {"rstrip", rstrip},
-                                   {"single_word", false},
-                                   {"special", spec.IsSpecialToken(id)}};
+    decoder[std::to_string(id)] = {
+        {"content", spec.tokens[id]}, {"lstrip", false},      {"normalized", false},
+        {"rstrip", rstrip},           {"single_word", false}, {"special", spec.IsSpecialToken(id)}};
   }
   Json config = {{"add_bos_token", spec.add_bos},
                  {"add_eos_token", spec.add_eos},
@@ -204,8 +199,8 @@ Json TokenizerConfigJson(const GgufTokenizerSpec& spec) {
                  {"unk_token", token(spec.unk_id)},
                  {"pad_token", token(spec.pad_id)},
                  {"clean_up_tokenization_spaces", false},
-                 {"model_max_length", spec.context_length > 0 ? Json(spec.context_length)
-                                                              : Json(kNoMaxLength)},
+                 {"model_max_length",
+                  spec.context_length > 0 ? Json(spec.context_length) : Json(kNoMaxLength)},
                  {"tokenizer_class", "PreTrainedTokenizerFast"}};
   if (spec.chat_template) config["chat_template"] = *spec.chat_template;
   return config;

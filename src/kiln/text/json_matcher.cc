@@ -240,9 +240,8 @@ int JsonMatcher::LiteralStep(const JsonNode& g, Frame* f, int c) {
   auto lo = std::partition_point(first, last, [&](const std::string& s) {
     return s.size() <= pos || static_cast<uint8_t>(s[pos]) < byte;
   });
-  auto hi = std::partition_point(lo, last, [&](const std::string& s) {
-    return static_cast<uint8_t>(s[pos]) == byte;
-  });
+  auto hi = std::partition_point(
+      lo, last, [&](const std::string& s) { return static_cast<uint8_t>(s[pos]) == byte; });
   if (lo == hi) return -1;
   f->a = static_cast<uint32_t>(lo - lits.begin());
   f->u = static_cast<uint64_t>(hi - lits.begin());
@@ -437,8 +436,8 @@ void JsonMatcher::Feed(int32_t top, int c, std::vector<int32_t>* out) {
               f.u = 0;
               return stay();
             }
-            if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f' && c != 'n' &&
-                c != 'r' && c != 't') {
+            if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f' && c != 'n' && c != 'r' &&
+                c != 't') {
               return;
             }
             f.state = kStrBody;

@@ -46,13 +46,13 @@ class JsonMatcher {
   struct Frame {
     int32_t node = 0;
     uint8_t state = 0;
-    uint8_t ws = 0;    // whitespace bytes in the current run
-    uint8_t x = 0;     // per-kind small field (UTF-8 bytes pending, surrogate mode, sign)
-    uint8_t y = 0;     // per-kind small field
-    uint32_t a = 0;    // per-kind counter (property index, item count, length, literal range)
-    uint32_t b = 0;    // per-kind counter (key position, digit counts, literal position)
-    uint64_t u = 0;    // per-kind value (integer digits, literal range end, escape value)
-    uint64_t w = 0;    // per-kind value (fraction digits)
+    uint8_t ws = 0;  // whitespace bytes in the current run
+    uint8_t x = 0;   // per-kind small field (UTF-8 bytes pending, surrogate mode, sign)
+    uint8_t y = 0;   // per-kind small field
+    uint32_t a = 0;  // per-kind counter (property index, item count, length, literal range)
+    uint32_t b = 0;  // per-kind counter (key position, digit counts, literal position)
+    uint64_t u = 0;  // per-kind value (integer digits, literal range end, escape value)
+    uint64_t w = 0;  // per-kind value (fraction digits)
     bool operator==(const Frame&) const = default;
   };
   struct Entry {

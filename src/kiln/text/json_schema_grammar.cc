@@ -16,21 +16,38 @@ constexpr int32_t kNoFiniteValue = 1 << 28;
 
 bool IsAnnotation(std::string_view key) {
   static const std::set<std::string_view> kAnnotations = {
-      "title",    "description", "default",         "examples",        "example",
-      "$schema",  "$id",         "$comment",        "format",          "deprecated",
-      "readOnly", "writeOnly",   "contentMediaType", "contentEncoding", "$anchor",
+      "title",        "description", "default",          "examples",        "example",
+      "$schema",      "$id",         "$comment",         "format",          "deprecated",
+      "readOnly",     "writeOnly",   "contentMediaType", "contentEncoding", "$anchor",
       "discriminator"};
   return kAnnotations.count(key) > 0 || key.starts_with("x-");
 }
 
 // Keywords this compiler understands (everything else, bar annotations, is refused).
 bool IsKnownKeyword(std::string_view key) {
-  static const std::set<std::string_view> kKnown = {
-      "$ref",       "$defs",     "definitions",      "anyOf",           "oneOf",
-      "allOf",      "enum",      "const",            "type",            "nullable",
-      "properties", "required",  "additionalProperties", "items",       "minItems",
-      "maxItems",   "uniqueItems", "minLength",      "maxLength",       "minimum",
-      "maximum",    "exclusiveMinimum", "exclusiveMaximum"};
+  static const std::set<std::string_view> kKnown = {"$ref",
+                                                    "$defs",
+                                                    "definitions",
+                                                    "anyOf",
+                                                    "oneOf",
+                                                    "allOf",
+                                                    "enum",
+                                                    "const",
+                                                    "type",
+                                                    "nullable",
+                                                    "properties",
+                                                    "required",
+                                                    "additionalProperties",
+                                                    "items",
+                                                    "minItems",
+                                                    "maxItems",
+                                                    "uniqueItems",
+                                                    "minLength",
+                                                    "maxLength",
+                                                    "minimum",
+                                                    "maximum",
+                                                    "exclusiveMinimum",
+                                                    "exclusiveMaximum"};
   return kKnown.count(key) > 0;
 }
 
@@ -325,7 +342,7 @@ class JsonSchemaCompiler {
                                        " must be a string or a non-empty array");
       }
       for (const std::string& t : types) {
-        static const std::set<std::string_view> kTypes = {"object", "array",   "string", "number",
+        static const std::set<std::string_view> kTypes = {"object",  "array",   "string", "number",
                                                           "integer", "boolean", "null"};
         if (!kTypes.count(t)) {
           return Status::InvalidArgument("unknown type '" + t + "' at " + Join(path, "type"));
@@ -486,8 +503,8 @@ class JsonSchemaCompiler {
     }
     if (auto it = s.find("items"); it != s.end()) {
       if (it->is_array()) {
-        return Status::Unsupported("tuple 'items' (an array of schemas) at " +
-                                   Join(path, "items") + " is not supported");
+        return Status::Unsupported("tuple 'items' (an array of schemas) at " + Join(path, "items") +
+                                   " is not supported");
       }
       if (it->is_boolean() && !it->get<bool>()) {
         if (node.min_items > 0) {
@@ -567,8 +584,9 @@ class JsonSchemaCompiler {
         continue;
       }
       if ((*state)[alt] == 1) {
-        return Status::InvalidArgument("circular $ref: a schema refers to itself with no "
-                                       "object or array in between");
+        return Status::InvalidArgument(
+            "circular $ref: a schema refers to itself with no "
+            "object or array in between");
       }
       if ((*state)[alt] == 0) KILN_RETURN_IF_ERROR(Flatten(alt, state));
       for (int32_t inner : nodes_[alt].alternatives) flat.push_back(inner);

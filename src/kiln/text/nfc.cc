@@ -42,9 +42,9 @@ void Decompose(uint32_t cp, std::vector<uint32_t>* out) {
     return;
   }
   const Decomposition* end = kDecompositions + kDecompositionsCount;
-  const Decomposition* it = std::lower_bound(
-      kDecompositions, end, cp,
-      [](const Decomposition& d, uint32_t v) { return d.code_point < v; });
+  const Decomposition* it =
+      std::lower_bound(kDecompositions, end, cp,
+                       [](const Decomposition& d, uint32_t v) { return d.code_point < v; });
   if (it != end && it->code_point == cp) {
     out->insert(out->end(), kDecompositionPool + it->offset,
                 kDecompositionPool + it->offset + it->length);
@@ -59,8 +59,8 @@ uint32_t Compose(uint32_t first, uint32_t second) {
       second < kJamoV + kCountV) {
     return kHangulBase + ((first - kJamoL) * kCountV + (second - kJamoV)) * kCountT;
   }
-  bool lv_syllable = first >= kHangulBase && first < kHangulBase + kCountS &&
-                     (first - kHangulBase) % kCountT == 0;
+  bool lv_syllable =
+      first >= kHangulBase && first < kHangulBase + kCountS && (first - kHangulBase) % kCountT == 0;
   if (lv_syllable && second > kJamoT && second < kJamoT + kCountT) {
     return first + (second - kJamoT);
   }
@@ -101,9 +101,8 @@ std::string ToNfc(std::string_view text) {
     }
     size_t j = i;
     while (j < cps.size() && CombiningClass(cps[j]) != 0) ++j;
-    std::stable_sort(cps.begin() + i, cps.begin() + j, [](uint32_t a, uint32_t b) {
-      return CombiningClass(a) < CombiningClass(b);
-    });
+    std::stable_sort(cps.begin() + i, cps.begin() + j,
+                     [](uint32_t a, uint32_t b) { return CombiningClass(a) < CombiningClass(b); });
     i = j;
   }
 

@@ -123,9 +123,8 @@ Status PreTokenizer::AddByteLevel(bool add_prefix_space, bool use_regex) {
 
 Status PreTokenizer::AddDigits(bool individual_digits) {
   // Rust's char::is_numeric (categories Nd, Nl, No), one match per character.
-  return AddPatternSplit("\\p{N}",
-                         individual_digits ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
-                         false);
+  return AddPatternSplit(
+      "\\p{N}", individual_digits ? SplitBehavior::kIsolated : SplitBehavior::kContiguous, false);
 }
 
 void PreTokenizer::AddMetaspace(std::string replacement, PrependScheme scheme, bool split) {
@@ -197,8 +196,8 @@ void PreTokenizer::Apply(std::vector<Piece>* pieces) const {
           ApplyBehavior(SplitBehavior::kMergedWithNext, segments, &ranges);
           for (const auto& r : ranges) {
             if (r.end > r.begin) {
-              next.push_back({replaced.substr(r.begin, r.end - r.begin),
-                              piece.at_origin && r.begin == 0});
+              next.push_back(
+                  {replaced.substr(r.begin, r.end - r.begin), piece.at_origin && r.begin == 0});
             }
           }
           continue;
@@ -214,8 +213,8 @@ void PreTokenizer::Apply(std::vector<Piece>* pieces) const {
       }
       for (const auto& r : ranges) {
         if (r.end > r.begin) {
-          next.push_back({piece.text.substr(r.begin, r.end - r.begin),
-                          piece.at_origin && r.begin == 0});
+          next.push_back(
+              {piece.text.substr(r.begin, r.end - r.begin), piece.at_origin && r.begin == 0});
         }
       }
     }

@@ -80,14 +80,14 @@ Result<Regex> Regex::Compile(std::string pcre_pattern, std::string source) {
   PCRE2_SIZE error_offset = 0;
   // DOLLAR_ENDONLY: `$` means the end of the piece, as in std::regex (llama.cpp's patterns).
   const uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre_pattern.data()),
-                                   pcre_pattern.size(), options, &error_code, &error_offset,
-                                   nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre_pattern.data()), pcre_pattern.size(), options,
+                    &error_code, &error_offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR buffer[256];
     pcre2_get_error_message(error_code, buffer, sizeof(buffer));
-    return Status::InvalidArgument("regex '" + source + "': " +
-                                   reinterpret_cast<const char*>(buffer) + " at offset " +
+    return Status::InvalidArgument("regex '" + source +
+                                   "': " + reinterpret_cast<const char*>(buffer) + " at offset " +
                                    std::to_string(error_offset));
   }
   auto compiled = std::make_shared<Compiled>();

@@ -49,7 +49,7 @@ class TokenMasker {
 
   TokenBytes tokens_;
   Trie all_;
-  Trie unsafe_;                    // the tokens a string body cannot take blindly
+  Trie unsafe_;                     // the tokens a string body cannot take blindly
   std::vector<uint8_t> in_string_;  // 1: allowed anywhere inside a string body with room
   // The in_string_ tokens with their code point counts, longest first, to take out those
   // that would overflow a maxLength.

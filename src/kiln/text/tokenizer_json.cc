@@ -283,8 +283,8 @@ BpeModel ParseModel(const json& j, bool byte_level) {
   for (const auto& [token, id_json] : vocab_json->items()) {
     int32_t id = ParseId(id_json, path + ".vocab[\"" + token + "\"]");
     if (static_cast<size_t>(id) >= max_id) {
-      Fail(path + ".vocab[\"" + token + "\"]", "id " + std::to_string(id) +
-                                                  " leaves too many ids unused");
+      Fail(path + ".vocab[\"" + token + "\"]",
+           "id " + std::to_string(id) + " leaves too many ids unused");
     }
     if (token.empty()) Fail(path + ".vocab", "empty token text for id " + std::to_string(id));
     if (static_cast<size_t>(id) >= vocab.size()) vocab.resize(id + 1);

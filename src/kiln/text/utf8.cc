@@ -51,9 +51,15 @@ uint32_t DecodeUtf8At(std::string_view s, size_t* pos) {
   if (*pos + len > s.size()) len = 1;
   uint32_t cp;
   switch (len) {
-    case 1: cp = b0; break;
-    case 2: cp = ((b0 & 0x1Fu) << 6) | (p[1] & 0x3Fu); break;
-    case 3: cp = ((b0 & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu); break;
+    case 1:
+      cp = b0;
+      break;
+    case 2:
+      cp = ((b0 & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+      break;
+    case 3:
+      cp = ((b0 & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+      break;
     default:
       cp = ((b0 & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
   }

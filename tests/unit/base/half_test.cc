@@ -22,7 +22,7 @@ TEST(HalfTest, Fp16RoundsToNearestEven) {
   EXPECT_EQ(FloatToFp16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);
   // 1 + 3*2^-11 lies halfway between 1+2^-10 (odd) and 1+2^-9 (even).
   EXPECT_EQ(FloatToFp16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
-  EXPECT_EQ(FloatToFp16(70000.0f), 0x7c00);   // overflow to +inf
+  EXPECT_EQ(FloatToFp16(70000.0f), 0x7c00);  // overflow to +inf
   EXPECT_EQ(FloatToFp16(-0.0f), 0x8000);
   EXPECT_EQ(FloatToFp16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
 }

@@ -49,7 +49,8 @@ class FakeExecutor : public Executor {
  private:
   size_t Slot(const Sequence& s, int64_t p) const {
     return static_cast<size_t>(s.blocks.blocks.at(p / geometry_.block_size)) *
-               geometry_.block_size + p % geometry_.block_size;
+               geometry_.block_size +
+           p % geometry_.block_size;
   }
   KvCacheGeometry geometry_;
   std::vector<int32_t> kv_;
@@ -266,9 +267,12 @@ TEST(EngineTest, ConstraintsLimitEverySampledToken) {
   p.n = 2;
   std::vector<int32_t> seen;
   std::vector<int32_t> tokens;
-  auto id = engine.Submit(Prompt(6, 9), p, [&](const TokenEvent& e) {
-    if (e.token >= 0) tokens.push_back(e.token);
-  }, [&seen] { return std::make_unique<EvenOnly>(&seen); });
+  auto id = engine.Submit(
+      Prompt(6, 9), p,
+      [&](const TokenEvent& e) {
+        if (e.token >= 0) tokens.push_back(e.token);
+      },
+      [&seen] { return std::make_unique<EvenOnly>(&seen); });
   ASSERT_TRUE(id.ok());
   while (engine.Step()) {
   }

@@ -63,10 +63,16 @@ std::vector<uint8_t> BuildFile(const std::vector<TestTensor>& tensors, uint32_t 
   b.Key("f64", ValueType::kFloat64).Raw<double>(-0.125);
   b.Key("general.alignment", ValueType::kUint32).Raw<uint32_t>(alignment);
   b.Key("strs", ValueType::kArray).Raw<uint32_t>(8).Raw<uint64_t>(3).Str("a").Str("").Str("ccc");
-  b.Key("floats", ValueType::kArray).Raw<uint32_t>(6).Raw<uint64_t>(2).Raw<float>(0.5f).Raw<float>(
-      -2.f);
-  b.Key("ints", ValueType::kArray).Raw<uint32_t>(5).Raw<uint64_t>(2).Raw<int32_t>(-1).Raw<int32_t>(
-      7);
+  b.Key("floats", ValueType::kArray)
+      .Raw<uint32_t>(6)
+      .Raw<uint64_t>(2)
+      .Raw<float>(0.5f)
+      .Raw<float>(-2.f);
+  b.Key("ints", ValueType::kArray)
+      .Raw<uint32_t>(5)
+      .Raw<uint64_t>(2)
+      .Raw<int32_t>(-1)
+      .Raw<int32_t>(7);
   // [[1, 2], []] of uint16
   b.Key("nested", ValueType::kArray).Raw<uint32_t>(9).Raw<uint64_t>(2);
   b.Raw<uint32_t>(2).Raw<uint64_t>(2).Raw<uint16_t>(1).Raw<uint16_t>(2);

@@ -102,7 +102,7 @@ TEST(HfConfigTest, ParsesQwen2) {
   auto c = ParseHfConfig(kQwen2, "config.json");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->model_type, "qwen2");
-  EXPECT_TRUE(c->attention_bias);  // Qwen2 q/k/v projections always carry a bias
+  EXPECT_TRUE(c->attention_bias);               // Qwen2 q/k/v projections always carry a bias
   EXPECT_FALSE(c->sliding_window.has_value());  // use_sliding_window is false
   EXPECT_EQ(c->num_key_value_heads, 2);
   EXPECT_EQ(c->head_dim, 64);
@@ -113,7 +113,8 @@ TEST(HfConfigTest, ParsesQwen2) {
 TEST(HfConfigTest, AppliesTransformersDefaults) {
   auto c = ParseHfConfig(R"({"model_type": "llama", "hidden_size": 64,
       "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 128,
-      "vocab_size": 100})", "c.json");
+      "vocab_size": 100})",
+                         "c.json");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->num_key_value_heads, 4);
   EXPECT_EQ(c->head_dim, 16);

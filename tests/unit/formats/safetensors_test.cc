@@ -20,8 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path TempDir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() /
-                 ("kiln_safetensors_" + name + "_" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("kiln_safetensors_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -44,11 +44,10 @@ TEST(SafetensorsTest, RoundTripsF32F16Bf16) {
   std::vector<float> a = {1.f, -2.5f, 3.25f, 0.f, 1e-3f, 65504.f};
   std::vector<uint16_t> b = {FloatToFp16(0.5f), FloatToFp16(-1.f)};
   std::vector<uint16_t> c = {FloatToBf16(3.f), FloatToBf16(-0.25f), FloatToBf16(7.f)};
-  auto w = SafetensorsWriter::Create(path,
-                                     {{"zeta", Dtype::kF32, {2, 3}},
-                                      {"alpha", Dtype::kF16, {2}},
-                                      {"beta", Dtype::kBF16, {3, 1}}},
-                                     {{"format", "pt"}});
+  auto w = SafetensorsWriter::Create(
+      path,
+      {{"zeta", Dtype::kF32, {2, 3}}, {"alpha", Dtype::kF16, {2}}, {"beta", Dtype::kBF16, {3, 1}}},
+      {{"format", "pt"}});
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   // The reference layout: widest dtype first, then by name (BF16 sorts after F16 as in Rust).
   ASSERT_EQ(w->order().size(), 3u);

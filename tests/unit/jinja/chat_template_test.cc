@@ -18,11 +18,13 @@ TEST(ChatTemplate, RendersChatML) {
   auto t = ChatTemplate::Parse(kChatML);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   ChatTemplateInputs in;
-  in.messages = json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])");
+  in.messages =
+      json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])");
   auto out = t->Render(in);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
-  EXPECT_EQ(*out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                  "<|im_start|>assistant\n");
+  EXPECT_EQ(*out,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
   in.add_generation_prompt = false;
   EXPECT_EQ(*t->Render(in), "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
 }
@@ -67,7 +69,8 @@ TEST(ChatTemplate, RejectsMalformedInputs) {
 
 TEST(ChatTemplate, TemplateErrorsSurfaceAsStatus) {
   auto t = ChatTemplate::Parse(
-      "{% if messages[0].role != 'user' %}{{ raise_exception('must start with user') }}{% endif %}");
+      "{% if messages[0].role != 'user' %}{{ raise_exception('must start with user') }}{% endif "
+      "%}");
   ASSERT_TRUE(t.ok());
   ChatTemplateInputs in;
   in.messages = json::parse(R"([{"role": "assistant", "content": "x"}])");

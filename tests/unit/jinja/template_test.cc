@@ -41,8 +41,7 @@ TEST(JinjaTemplate, TextAndExpressions) {
             "True False True True");
   EXPECT_EQ(Render("{{ 'b' in 'abc' }} {{ 2 not in [1, 2] }} {{ 'k' in {'k': 1} }}"),
             "True False True");
-  EXPECT_EQ(Render("{{ 0 or 'x' }} {{ 1 and 'y' }} {{ not [] }} {{ '' or [] }}"),
-            "x y True []");
+  EXPECT_EQ(Render("{{ 0 or 'x' }} {{ 1 and 'y' }} {{ not [] }} {{ '' or [] }}"), "x y True []");
   EXPECT_EQ(Render("{{ 'yes' if x else 'no' }}|{{ 'yes' if x }}|", {{"x", false}}), "no||");
 }
 
@@ -57,8 +56,7 @@ TEST(JinjaTemplate, PythonValuePrinting) {
 }
 
 TEST(JinjaTemplate, Undefined) {
-  EXPECT_EQ(Render("[{{ missing }}]{{ missing is defined }}{{ missing | length }}"),
-            "[]False0");
+  EXPECT_EQ(Render("[{{ missing }}]{{ missing is defined }}{{ missing | length }}"), "[]False0");
   EXPECT_EQ(Render("{% for x in missing %}x{% endfor %}ok"), "ok");
   EXPECT_EQ(Render("{{ d.nothing }}|{{ d['nothing'] }}|{{ n.attr }}",
                    {{"d", json::object()}, {"n", nullptr}}),
@@ -73,8 +71,7 @@ TEST(JinjaTemplate, WhitespaceControl) {
   EXPECT_EQ(Render("a  {{- 'b' -}}  c"), "abc");
   EXPECT_EQ(Render("a\n  {%- if true %}\nb{% endif %}"), "a\nb");
   // trim_blocks + lstrip_blocks, as transformers configures.
-  EXPECT_EQ(Render("<\n  {% if true %}\n  x\n  {% endif %}\n>", json::object(), true),
-            "<\n  x\n>");
+  EXPECT_EQ(Render("<\n  {% if true %}\n  x\n  {% endif %}\n>", json::object(), true), "<\n  x\n>");
   EXPECT_EQ(Render("a {# comment #}\nb", json::object(), true), "a b");
   EXPECT_EQ(Render("  {%+ if true %}x{% endif %}", json::object(), true), "  x");
   EXPECT_EQ(Render("{{ 'x' }}\n", json::object(), true), "x");
@@ -95,9 +92,9 @@ TEST(JinjaTemplate, ForLoops) {
             "1a2c");
   EXPECT_EQ(Render("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }} {% endfor %}"),
             "a=1 b=2 ");
-  EXPECT_EQ(Render("{% for x in xs %}{% if x == 'b' %}{% break %}{% endif %}{{ x }}{% endfor %}",
-                   ctx),
-            "a");
+  EXPECT_EQ(
+      Render("{% for x in xs %}{% if x == 'b' %}{% break %}{% endif %}{{ x }}{% endfor %}", ctx),
+      "a");
   EXPECT_EQ(Render("{% for x in xs %}{% if x == 'b' %}{% continue %}{% endif %}{{ x }}"
                    "{% endfor %}",
                    ctx),
@@ -140,12 +137,13 @@ TEST(JinjaTemplate, Filters) {
                    "{{ 2.5 | round }} {{ 3.14159 | round(2) }}"),
             "4 4.5 0 2 2.0 3.14");
   json ctx = {{"users", {{{"name", "a"}, {"ok", true}}, {{"name", "b"}, {"ok", false}}}}};
-  EXPECT_EQ(Render("{{ users | selectattr('ok') | map(attribute='name') | join(',') }}|"
-                   "{{ users | rejectattr('ok') | map(attribute='name') | list }}|"
-                   "{{ users | selectattr('name', 'equalto', 'b') | list | length }}|"
-                   "{{ [1, 2, 3, 4] | select('odd') | list }}|{{ [1, 2, 3] | reject('even') | list }}",
-                   ctx),
-            "a|['b']|1|[1, 3]|[1, 3]");
+  EXPECT_EQ(
+      Render("{{ users | selectattr('ok') | map(attribute='name') | join(',') }}|"
+             "{{ users | rejectattr('ok') | map(attribute='name') | list }}|"
+             "{{ users | selectattr('name', 'equalto', 'b') | list | length }}|"
+             "{{ [1, 2, 3, 4] | select('odd') | list }}|{{ [1, 2, 3] | reject('even') | list }}",
+             ctx),
+      "a|['b']|1|[1, 3]|[1, 3]");
   EXPECT_EQ(Render("{{ {'b': 1, 'a': 2} | dictsort }} {{ {'a': 1} | items | list }}"),
             "[('a', 2), ('b', 1)] [('a', 1)]");
   EXPECT_EQ(Render("{{ 'a\\nb' | indent(2) }}|{{ 'a\\nb' | indent(2, true) }}"), "a\n  b|  a\n  b");
@@ -181,17 +179,21 @@ TEST(JinjaTemplate, Tests) {
 }
 
 TEST(JinjaTemplate, StringAndDictMethods) {
-  EXPECT_EQ(Render("{{ '  a b  '.strip() }}|{{ 'xxa'.lstrip('x') }}|{{ 'a,b,,c'.split(',') }}|"
-                   "{{ ' a  b '.split() }}|{{ 'abc'.startswith('ab') }}{{ 'abc'.endswith(('x', 'c')) }}"),
-            "a b|a|['a', 'b', '', 'c']|['a', 'b']|TrueTrue");
-  EXPECT_EQ(Render("{{ 'aaa'.replace('a', 'b', 2) }} {{ 'hello'.find('l') }} {{ 'hello'.count('l') }}"
-                   " {{ 'ab cd'.title() }} {{ '{}-{x}'.format(1, x=2) }} {{ '%s:%03d' % ('a', 7) }}"),
-            "bba 2 2 Ab Cd 1-2 a:007");
-  EXPECT_EQ(Render("{{ d.get('a') }} {{ d.get('z', 0) }} {{ d.keys() | list }} {{ d.values() | list }}",
-                   {{"d", {{"a", 1}, {"b", 2}}}}),
-            "1 0 ['a', 'b'] [1, 2]");
-  EXPECT_EQ(Render("{{ 'hello'[1:3] }} {{ 'hello'[::-1] }} {{ [1, 2, 3][-1] }} {{ [1, 2, 3][1:] }}"),
-            "el olleh 3 [2, 3]");
+  EXPECT_EQ(
+      Render("{{ '  a b  '.strip() }}|{{ 'xxa'.lstrip('x') }}|{{ 'a,b,,c'.split(',') }}|"
+             "{{ ' a  b '.split() }}|{{ 'abc'.startswith('ab') }}{{ 'abc'.endswith(('x', 'c')) }}"),
+      "a b|a|['a', 'b', '', 'c']|['a', 'b']|TrueTrue");
+  EXPECT_EQ(
+      Render("{{ 'aaa'.replace('a', 'b', 2) }} {{ 'hello'.find('l') }} {{ 'hello'.count('l') }}"
+             " {{ 'ab cd'.title() }} {{ '{}-{x}'.format(1, x=2) }} {{ '%s:%03d' % ('a', 7) }}"),
+      "bba 2 2 Ab Cd 1-2 a:007");
+  EXPECT_EQ(
+      Render("{{ d.get('a') }} {{ d.get('z', 0) }} {{ d.keys() | list }} {{ d.values() | list }}",
+             {{"d", {{"a", 1}, {"b", 2}}}}),
+      "1 0 ['a', 'b'] [1, 2]");
+  EXPECT_EQ(
+      Render("{{ 'hello'[1:3] }} {{ 'hello'[::-1] }} {{ [1, 2, 3][-1] }} {{ [1, 2, 3][1:] }}"),
+      "el olleh 3 [2, 3]");
   // The immutable sandbox refuses mutating methods.
   EXPECT_FALSE(RenderStatus("{% set l = [] %}{{ l.append(1) }}").ok());
   EXPECT_FALSE(RenderStatus("{{ {'a': 1}.pop('a') }}").ok());
@@ -244,12 +246,14 @@ TEST(JinjaTemplate, LimitsTurnIntoErrors) {
   Status s = RenderStatus("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  s = RenderStatus("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+  s = RenderStatus(
+      "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
   s = RenderStatus("{{ 'x' * 100000000 }}");
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
   EXPECT_FALSE(RenderStatus("{{ range(1000000) }}").ok());
-  EXPECT_FALSE(RenderStatus("{{ " + std::string(500, '(') + "1" + std::string(500, ')') + " }}").ok());
+  EXPECT_FALSE(
+      RenderStatus("{{ " + std::string(500, '(') + "1" + std::string(500, ')') + " }}").ok());
   EXPECT_FALSE(RenderStatus("{{ 9223372036854775807 + 1 }}").ok());
   EXPECT_EQ(Render("{% set ns = namespace() %}{% set ns.self = ns %}ok"), "ok");
 }

@@ -2,9 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio.hpp>
-
 #include <atomic>
+#include <boost/asio.hpp>
 #include <future>
 #include <thread>
 

@@ -41,7 +41,7 @@ TEST(BpeModelTest, ScoresPickTheBestTokenAnyPairForms) {
   // bc scores higher than ab, so b joins c first even though no merge list says so.
   auto m = BpeModel::Create(Vocab(), {}, {0, 0, 0, -2.0f, -1.0f, -3.0f}, options, false);
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(Encode(*m, "abc"), (Ids{5}));   // bc first, then a+bc = abc is a token
+  EXPECT_EQ(Encode(*m, "abc"), (Ids{5}));     // bc first, then a+bc = abc is a token
   EXPECT_EQ(Encode(*m, "abb"), (Ids{3, 1}));  // only ab can form
 }
 
@@ -61,10 +61,16 @@ TEST(BpeModelTest, UnknownCharactersFuseIntoOneUnknown) {
   options.fuse_unk = true;
   auto fused = BpeModel::Create(vocab, {}, {}, options, true);
   ASSERT_TRUE(fused.ok());
-  EXPECT_EQ(Encode(*fused, "a\xC3\xA9\xC3\xA9" "a"), (Ids{1, 0, 1}));
+  EXPECT_EQ(Encode(*fused,
+                   "a\xC3\xA9\xC3\xA9"
+                   "a"),
+            (Ids{1, 0, 1}));
   options.fuse_unk = false;
   auto separate = BpeModel::Create(vocab, {}, {}, options, true);
-  EXPECT_EQ(Encode(*separate, "a\xC3\xA9\xC3\xA9" "a"), (Ids{1, 0, 0, 1}));
+  EXPECT_EQ(Encode(*separate,
+                   "a\xC3\xA9\xC3\xA9"
+                   "a"),
+            (Ids{1, 0, 0, 1}));
 }
 
 TEST(BpeModelTest, StrictMergesMustNameTokens) {

@@ -97,9 +97,9 @@ std::vector<uint8_t> SentencePieceGguf() {
     tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
     types.push_back(6);
   }
-  for (const std::string& t : {kMarker, std::string("a"), std::string("b"), std::string("c"),
-                               kMarker + "a", std::string("bc"), std::string("ab"),
-                               kMarker + "ab", std::string("abc")}) {
+  for (const std::string& t :
+       {kMarker, std::string("a"), std::string("b"), std::string("c"), kMarker + "a",
+        std::string("bc"), std::string("ab"), kMarker + "ab", std::string("abc")}) {
     tokens.push_back(t);
     types.push_back(1);
   }

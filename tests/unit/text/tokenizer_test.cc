@@ -37,36 +37,41 @@ json SentencePieceJson() {
   json merges = {kMarker + " h", "l l", kMarker + "h e", "ll o", kMarker + "he llo"};
   json added = json::array();
   for (auto [i, name] : {std::pair{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}}) {
-    added.push_back({{"id", i}, {"content", name}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", i},
+                     {"content", name},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
-  return {
-      {"added_tokens", added},
-      {"normalizer",
-       {{"type", "Sequence"},
-        {"normalizers",
-         {{{"type", "Prepend"}, {"prepend", kMarker}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kMarker}}}}}},
-      {"pre_tokenizer", nullptr},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", kMarker}}}, {"content", " "}},
-          {{"type", "ByteFallback"}},
-          {{"type", "Fuse"}},
-          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-      {"model",
-       {{"type", "BPE"},
-        {"unk_token", "<unk>"},
-        {"fuse_unk", true},
-        {"byte_fallback", true},
-        {"vocab", vocab},
-        {"merges", merges}}}};
+  return {{"added_tokens", added},
+          {"normalizer",
+           {{"type", "Sequence"},
+            {"normalizers",
+             {{{"type", "Prepend"}, {"prepend", kMarker}},
+              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kMarker}}}}}},
+          {"pre_tokenizer", nullptr},
+          {"post_processor",
+           {{"type", "TemplateProcessing"},
+            {"single",
+             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
+          {"decoder",
+           {{"type", "Sequence"},
+            {"decoders",
+             {{{"type", "Replace"}, {"pattern", {{"String", kMarker}}}, {"content", " "}},
+              {{"type", "ByteFallback"}},
+              {{"type", "Fuse"}},
+              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
+          {"model",
+           {{"type", "BPE"},
+            {"unk_token", "<unk>"},
+            {"fuse_unk", true},
+            {"byte_fallback", true},
+            {"vocab", vocab},
+            {"merges", merges}}}};
 }
 
 // GPT-2 style: ids 0-255 are the byte alphabet in byte order.
@@ -80,13 +85,13 @@ json ByteLevelJson() {
   vocab["ld"] = 259;
   vocab[g + "world"] = 260;
   json merges = json::array({json::array({g, "w"}), "o r", g + "w or", "l d", g + "wor ld"});
-  json added = json::array({{{"id", 261}, {"content", "<|end|>"}, {"special", true},
-                             {"normalized", false}}});
-  return {{"added_tokens", added},
-          {"pre_tokenizer",
-           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+  json added = json::array(
+      {{{"id", 261}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}}});
+  return {
+      {"added_tokens", added},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
 }
 
 Tokenizer Load(const json& j) {
@@ -155,8 +160,8 @@ TEST(TokenizerTest, AddedTokenStripFlags) {
 
 TEST(TokenizerTest, LeftmostLongestAddedTokens) {
   json j = ByteLevelJson();
-  j["added_tokens"].push_back({{"id", 262}, {"content", "<|end|>x"}, {"special", false},
-                               {"normalized", false}});
+  j["added_tokens"].push_back(
+      {{"id", 262}, {"content", "<|end|>x"}, {"special", false}, {"normalized", false}});
   Tokenizer t = Load(j);
   EXPECT_EQ(t.Encode("<|end|>x<|end|>"), (Ids{262, 261}));
 }
@@ -179,8 +184,8 @@ TEST(TokenizerJsonTest, ErrorsNameTheFileAndPlace) {
   EXPECT_EQ(Tokenizer::FromJson(j.dump(), "wp.json").status().code(), StatusCode::kUnsupported);
 
   j = ByteLevelJson();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
-                        {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   auto bad_regex = Tokenizer::FromJson(j.dump(), "re.json");
   ASSERT_FALSE(bad_regex.ok());
   EXPECT_NE(bad_regex.status().message().find("pre_tokenizer.pattern"), std::string::npos)

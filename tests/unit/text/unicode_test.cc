@@ -17,7 +17,9 @@ TEST(Utf8Test, SanitizeReplacesMaximalSubparts) {
   EXPECT_EQ(SanitizeUtf8("abc"), "abc");
   EXPECT_EQ(SanitizeUtf8("\xE4\xB8\xAD"), "\xE4\xB8\xAD");
   // A truncated 3-byte sequence is one maximal subpart: one U+FFFD.
-  EXPECT_EQ(SanitizeUtf8("\xE4\xB8" "a"), kFffd + "a");
+  EXPECT_EQ(SanitizeUtf8("\xE4\xB8"
+                         "a"),
+            kFffd + "a");
   // Bytes that can never start a sequence are replaced one by one.
   EXPECT_EQ(SanitizeUtf8("\xC0\xAF"), kFffd + kFffd);
   EXPECT_EQ(SanitizeUtf8("\xFF"), kFffd);
@@ -36,8 +38,8 @@ TEST(Utf8Test, IncompleteSuffixLength) {
 }
 
 TEST(Utf8Test, WhitespaceIsUnicodeWhiteSpace) {
-  for (uint32_t cp : {0x09u, 0x0Au, 0x0Du, 0x20u, 0x85u, 0xA0u, 0x1680u, 0x2000u, 0x2028u,
-                      0x3000u}) {
+  for (uint32_t cp :
+       {0x09u, 0x0Au, 0x0Du, 0x20u, 0x85u, 0xA0u, 0x1680u, 0x2000u, 0x2028u, 0x3000u}) {
     EXPECT_TRUE(IsUnicodeWhitespace(cp)) << cp;
   }
   for (uint32_t cp : {0x00u, 0x1Cu, 0x41u, 0x200Bu, 0xFEFFu}) {
@@ -60,8 +62,8 @@ TEST(ByteLevelTest, Gpt2Alphabet) {
 }
 
 TEST(NfcTest, ComposesAndReorders) {
-  EXPECT_EQ(ToNfc("cafe\xCC\x81"), "caf\xC3\xA9");        // e + U+0301 -> é
-  EXPECT_EQ(ToNfc("\xE2\x84\xAB"), "\xC3\x85");           // Angstrom sign -> Å
+  EXPECT_EQ(ToNfc("cafe\xCC\x81"), "caf\xC3\xA9");                           // e + U+0301 -> é
+  EXPECT_EQ(ToNfc("\xE2\x84\xAB"), "\xC3\x85");                              // Angstrom sign -> Å
   EXPECT_EQ(ToNfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // jamo -> 각
   EXPECT_EQ(ToNfc("\xEA\xB0\x80\xE1\x86\xA8"), "\xEA\xB0\x81");              // 가 + jamo T
   // q + U+0307 + U+0323: marks reorder by combining class, nothing composes.

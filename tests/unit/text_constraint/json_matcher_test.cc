@@ -1,12 +1,13 @@
 // JsonGrammar + JsonMatcher: schemas compile (or fail naming the keyword), documents are
 // accepted or rejected byte by byte, and the matcher agrees with an independent validator.
+#include "kiln/text/json_matcher.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "json_schema_check.h"
-#include "kiln/text/json_matcher.h"
 #include "kiln/text/json_schema_grammar.h"
 
 namespace kiln::text {
@@ -32,18 +33,37 @@ bool Matches(const std::shared_ptr<const JsonGrammar>& grammar, const std::strin
 
 TEST(JsonMatcherTest, AnyValueAcceptsJson) {
   auto g = JsonGrammar::AnyValue();
-  for (const char* doc : {"{}", "[]", "0", "-0", "12.5e-3", "1E+10", "\"\"", "true", "false",
-                          "null", "{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\\n\"}",
-                          " [1, 2]", "{\"k\": \"v\"}\n", "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"",
-                          "\"\\ud83d\\ude00\""}) {
+  for (const char* doc :
+       {"{}", "[]", "0", "-0", "12.5e-3", "1E+10", "\"\"", "true", "false", "null",
+        "{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\\n\"}", " [1, 2]", "{\"k\": \"v\"}\n",
+        "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"", "\"\\ud83d\\ude00\""}) {
     EXPECT_TRUE(Matches(g, doc)) << doc;
     nlohmann::json parsed;
     EXPECT_NO_THROW(parsed = nlohmann::json::parse(doc)) << doc;
   }
-  for (const char* doc : {"", "{", "[1,]", "{\"a\"}", "01", "1.", ".5", "-", "1e", "tru",
-                          "\"\\x\"", "\"\x01\"", "\"\xC0\xAF\"", "\"\xED\xA0\x80\"", "\"\xFF\"",
-                          "\"\\udc00\"", "\"\\ud800\"", "\"\\ud800\\u0041\"", "{,}", "[1 2]",
-                          "{\"a\":1,}", "1 2", "nul"}) {
+  for (const char* doc : {"",
+                          "{",
+                          "[1,]",
+                          "{\"a\"}",
+                          "01",
+                          "1.",
+                          ".5",
+                          "-",
+                          "1e",
+                          "tru",
+                          "\"\\x\"",
+                          "\"\x01\"",
+                          "\"\xC0\xAF\"",
+                          "\"\xED\xA0\x80\"",
+                          "\"\xFF\"",
+                          "\"\\udc00\"",
+                          "\"\\ud800\"",
+                          "\"\\ud800\\u0041\"",
+                          "{,}",
+                          "[1 2]",
+                          "{\"a\":1,}",
+                          "1 2",
+                          "nul"}) {
     EXPECT_FALSE(Matches(g, doc)) << doc;
   }
 }
@@ -107,14 +127,16 @@ TEST(JsonMatcherTest, StringsAndLengths) {
   EXPECT_FALSE(Matches(g, "\"a\""));
   EXPECT_TRUE(Matches(g, "\"ab\""));
   EXPECT_TRUE(Matches(g, "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\""));  // 3 code points
-  EXPECT_TRUE(Matches(g, "\"\\n\\ud83d\\ude00\""));                      // 2 code points
+  EXPECT_TRUE(Matches(g, "\"\\n\\ud83d\\ude00\""));                     // 2 code points
   EXPECT_FALSE(Matches(g, "\"abcd\""));
   // A multi-byte character may arrive split across Accept calls.
   JsonMatcher m(g);
   EXPECT_TRUE(m.Accept("\"\xE2"));
   EXPECT_FALSE(m.Accept("A"));
   EXPECT_TRUE(m.Accept("\x82"));
-  EXPECT_TRUE(m.Accept("\xAC" "b\""));
+  EXPECT_TRUE(
+      m.Accept("\xAC"
+               "b\""));
   EXPECT_TRUE(m.IsComplete());
 }
 
@@ -222,7 +244,8 @@ TEST(JsonMatcherTest, CompileErrorsNameTheKeywordAndPath) {
   }
   // Annotations are not errors.
   EXPECT_TRUE(JsonGrammar::FromSchemaText(R"({"title":"t","description":"d","type":"string",
-      "format":"date-time","default":"x","examples":["y"],"x-vendor":1})").ok());
+      "format":"date-time","default":"x","examples":["y"],"x-vendor":1})")
+                  .ok());
 }
 
 // The matcher agrees with the validator on documents written in generation form (compact,

@@ -1,6 +1,8 @@
 // TokenMasker and JsonConstraint: masks equal brute force (every token tried on a copy of the
 // matcher), and random walks over the SmolLM2 vocabulary always end in documents that parse and
 // validate. The SmolLM2 tests read the GGUF named by KILN_SMOLLM2_GGUF and skip without it.
+#include "kiln/text/token_masker.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -14,7 +16,6 @@
 #include "kiln/formats/gguf.h"
 #include "kiln/text/json_constraint.h"
 #include "kiln/text/token_bytes.h"
-#include "kiln/text/token_masker.h"
 #include "kiln/text/tokenizer.h"
 #include "kiln/text/utf8.h"
 
@@ -38,11 +39,13 @@ std::vector<uint8_t> BruteForce(const JsonMatcher& matcher, const TokenBytes& to
 TokenBytes SyntheticVocabulary() {
   std::vector<std::string> v;
   for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
-  for (const char* t : {"\":", "\": ", "\",\"", "\"}", "\"]", "},{", "{\"", "[{\"", "  ", "\n ",
-                        "   ", "true", "false", "null", "nu", "12", "-1", "0.", ".5", "e+", "1e",
-                        "\\u", "\\ud83d", "\\ude00", "\\n", "\xC3\xA9", "\xC3", "\xA9\"",
-                        "\xE2\x82", "\xAC", "abc", "red", "\"red\"", "gre", "en\"", "name",
-                        "\"name\":\"", "age", "\":1", "00", "99", "],", "ab\"c", ""}) {
+  for (const char* t :
+       {"\":",     "\": ",     "\",\"", "\"}",    "\"]",         "},{",  "{\"",     "[{\"",
+        "  ",      "\n ",      "   ",   "true",   "false",       "null", "nu",      "12",
+        "-1",      "0.",       ".5",    "e+",     "1e",          "\\u",  "\\ud83d", "\\ude00",
+        "\\n",     "\xC3\xA9", "\xC3",  "\xA9\"", "\xE2\x82",    "\xAC", "abc",     "red",
+        "\"red\"", "gre",      "en\"",  "name",   "\"name\":\"", "age",  "\":1",    "00",
+        "99",      "],",       "ab\"c", ""}) {
     v.push_back(t);
   }
   return TokenBytes::FromStrings(std::move(v));
@@ -94,8 +97,9 @@ TEST(TokenMaskerTest, MatchesBruteForceOnSyntheticVocabulary) {
 // SentencePiece-style vocabularies: U+2581 is a space, <0xXX> is a byte, added tokens and
 // unused ids are excluded.
 TEST(TokenBytesTest, SentencePieceVocabulary) {
-  std::vector<std::string> vocab = {"<unk>", "<s>", "<0x0A>", "<0xC3>", "\xE2\x96\x81{",
-                                    "\xE2\x96\x81\xE2\x96\x81", "\"a\":", "", "<0xZZ>"};
+  std::vector<std::string> vocab = {
+      "<unk>",  "<s>", "<0x0A>", "<0xC3>", "\xE2\x96\x81{", "\xE2\x96\x81\xE2\x96\x81",
+      "\"a\":", "",    "<0xZZ>"};
   BpeModel::Options options;
   options.use_scores = true;
   options.byte_fallback = true;
@@ -234,10 +238,9 @@ TEST_F(SmolLm2Test, MasksMatchBruteForce) {
 
 // Chooses tokens at random among the allowed ones, leaning towards tokens that close strings
 // and containers so walks finish; every result must parse and validate.
-std::string RandomWalk(const std::shared_ptr<const TokenMasker>& masker,
-                       const Tokenizer& tokenizer, const std::shared_ptr<const JsonGrammar>& g,
-                       std::mt19937* rng, bool* complete, double* mask_us, double* max_us,
-                       int* masks) {
+std::string RandomWalk(const std::shared_ptr<const TokenMasker>& masker, const Tokenizer& tokenizer,
+                       const std::shared_ptr<const JsonGrammar>& g, std::mt19937* rng,
+                       bool* complete, double* mask_us, double* max_us, int* masks) {
   const int32_t eos = *tokenizer.eos_id();
   JsonConstraint constraint(masker, g, {eos});
   const TokenBytes& tokens = masker->tokens();
@@ -248,8 +251,8 @@ std::string RandomWalk(const std::shared_ptr<const TokenMasker>& masker,
   for (int step = 0; step < 400; ++step) {
     auto begin = std::chrono::steady_clock::now();
     constraint.FillAllowed(mask);
-    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin)
-                    .count();
+    double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count();
     *mask_us += us;
     *max_us = std::max(*max_us, us);
     ++*masks;
@@ -307,8 +310,8 @@ TEST_F(SmolLm2Test, RandomWalksParseAndValidate) {
     ASSERT_TRUE(grammar.ok()) << grammar.status().ToString();
     for (int walk = 0; walk < 12; ++walk) {
       bool complete = false;
-      std::string text = RandomWalk(*masker_, *tokenizer_, *grammar, &rng, &complete, &mask_us,
-                                    &max_us, &masks);
+      std::string text =
+          RandomWalk(*masker_, *tokenizer_, *grammar, &rng, &complete, &mask_us, &max_us, &masks);
       if (!complete) continue;
       ++finished;
       nlohmann::json doc;
@@ -357,7 +360,8 @@ TEST_F(SmolLm2Test, MaskTiming) {
     auto begin = std::chrono::steady_clock::now();
     for (int i = 0; i < reps; ++i) (*masker_)->FillAllowed(matcher, mask);
     double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin)
-                    .count() / reps;
+                    .count() /
+                reps;
     size_t count = 0;
     for (uint8_t m : mask) count += m;
     std::printf("[ mask     ] %-24s %9.1f us  %6zu allowed\n", c.name, us, count);

@@ -65,7 +65,8 @@ Result<GenaiConfig> ReadGenaiConfig(const std::string& dir) {
   }
   if (c.context_length <= 0 || c.vocab_size <= 0 || c.head_size <= 0 ||
       c.num_key_value_heads <= 0 || c.num_hidden_layers <= 0) {
-    return Status::InvalidArgument(path + ": context_length, vocab_size, head_size, "
+    return Status::InvalidArgument(path +
+                                   ": context_length, vocab_size, head_size, "
                                    "num_key_value_heads and num_hidden_layers must be positive");
   }
   return c;

@@ -37,7 +37,8 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
                                                            const GenaiExecutorOptions& options) {
   KILN_ASSIGN_OR_RETURN(GenaiConfig config, ReadGenaiConfig(dir));
   if (!config.past_present_share_buffer) {
-    return Status::Unsupported(dir + "/genai_config.json: past_present_share_buffer is false; "
+    return Status::Unsupported(dir +
+                               "/genai_config.json: past_present_share_buffer is false; "
                                "Kiln runs GenAI models with a shared past/present buffer");
   }
   int64_t max_len = options.max_model_len > 0 ? options.max_model_len
@@ -70,8 +71,8 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
     }
     impl.session = Ort::Session(env, model_path.c_str(), so);
   } catch (const Ort::Exception& e) {
-    return Status::InvalidArgument(model_path + ": ONNX Runtime cannot load the model: " +
-                                   e.what());
+    return Status::InvalidArgument(model_path +
+                                   ": ONNX Runtime cannot load the model: " + e.what());
   }
   Ort::AllocatorWithDefaultOptions allocator;
   std::set<std::string> inputs, outputs;
@@ -84,8 +85,8 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
   auto require = [&](const std::set<std::string>& names, const std::string& name,
                      const char* what) -> Status {
     if (names.count(name) == 0) {
-      return Status::InvalidArgument(model_path + ": the graph has no " + what + " named '" +
-                                     name + "' (genai_config.json names it)");
+      return Status::InvalidArgument(model_path + ": the graph has no " + what + " named '" + name +
+                                     "' (genai_config.json names it)");
     }
     return Status::Ok();
   };
@@ -171,9 +172,9 @@ Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, 
     binding.BindInput(config_.input_ids_name.c_str(),
                       Ort::Value::CreateTensor<int64_t>(impl.cpu, input_ids.data(),
                                                         input_ids.size(), ids_shape, 2));
-    binding.BindInput(config_.attention_mask_name.c_str(),
-                      Ort::Value::CreateTensor<int64_t>(impl.cpu, mask.data(), mask.size(),
-                                                        mask_shape, 2));
+    binding.BindInput(
+        config_.attention_mask_name.c_str(),
+        Ort::Value::CreateTensor<int64_t>(impl.cpu, mask.data(), mask.size(), mask_shape, 2));
     if (impl.has_position_ids) {
       binding.BindInput(config_.position_ids_name.c_str(),
                         Ort::Value::CreateTensor<int64_t>(impl.cpu, positions.data(),
@@ -260,11 +261,12 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
     auto started = std::chrono::steady_clock::now();
     KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, &batch_logits));
     if (GetLogLevel() <= LogLevel::kDebug) {
-      Log(LogLevel::kDebug,
-          "decode pass: " + std::to_string(rows.size()) + " rows (" +
-              std::to_string(decodes.size()) + " decoding), " +
-              std::to_string(std::chrono::duration<double, std::milli>(
-                                 std::chrono::steady_clock::now() - started).count()) + " ms");
+      Log(LogLevel::kDebug, "decode pass: " + std::to_string(rows.size()) + " rows (" +
+                                std::to_string(decodes.size()) + " decoding), " +
+                                std::to_string(std::chrono::duration<double, std::milli>(
+                                                   std::chrono::steady_clock::now() - started)
+                                                   .count()) +
+                                " ms");
     }
     size_t k = 0;
     std::vector<std::pair<int32_t, size_t>> by_slot;  // (slot, chunk index) in slot order
@@ -273,12 +275,14 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
     for (auto [s, i] : by_slot) {
       slot_length_[s] += 1;
       if (!step.chunks[i].samples) continue;
-      chunk_logits[i].assign(batch_logits.begin() + k * vocab, batch_logits.begin() + (k + 1) * vocab);
+      chunk_logits[i].assign(batch_logits.begin() + k * vocab,
+                             batch_logits.begin() + (k + 1) * vocab);
       ++k;
     }
   }
   for (size_t i = 0; i < step.chunks.size(); ++i) {
-    if (step.chunks[i].samples) logits->insert(logits->end(), chunk_logits[i].begin(), chunk_logits[i].end());
+    if (step.chunks[i].samples)
+      logits->insert(logits->end(), chunk_logits[i].begin(), chunk_logits[i].end());
   }
   return Status::Ok();
 }

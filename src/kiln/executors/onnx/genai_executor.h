@@ -25,8 +25,8 @@ namespace kiln::onnx {
 struct GenaiExecutorOptions {
   // Longest sequence (prompt + output) served; 0: the model's context_length, at most 4096.
   int64_t max_model_len = 0;
-  int32_t max_num_seqs = 16;  // KV slots
-  int intra_op_threads = 0;   // 0: one per core
+  int32_t max_num_seqs = 16;   // KV slots
+  int intra_op_threads = 0;    // 0: one per core
   std::string device = "cpu";  // "cpu" or "cuda" (falls back to CPU with a warning)
 };
 

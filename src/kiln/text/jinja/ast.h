@@ -64,7 +64,7 @@ enum class StmtKind {
   kWith,         // with assignments: body
   kBreak,
   kContinue,
-  kScope,        // body rendered as is ({% generation %})
+  kScope,  // body rendered as is ({% generation %})
 };
 
 struct IfBranch {

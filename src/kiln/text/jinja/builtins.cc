@@ -52,7 +52,8 @@ void Update(Dict& target, const CallArgs& args, const char* function) {
     } else {
       for (const Value& pair : Iterate(init)) {
         std::vector<Value> kv = Iterate(pair);
-        if (kv.size() != 2) throw TemplateError("dictionary update sequence element has wrong length");
+        if (kv.size() != 2)
+          throw TemplateError("dictionary update sequence element has wrong length");
         target.Set(kv[0], kv[1]);
       }
     }
@@ -65,30 +66,32 @@ void Update(Dict& target, const CallArgs& args, const char* function) {
 void AddBuiltins(Scope& scope, RenderState& state) {
   scope.Set("range", Value::MakeFunction("range", Range));
   scope.Set("dict", Value::MakeFunction("dict", [](CallArgs& args) {
-    Value d = Value::MakeDict();
-    Update(*d.as_dict(), args, "dict");
-    return d;
-  }));
+              Value d = Value::MakeDict();
+              Update(*d.as_dict(), args, "dict");
+              return d;
+            }));
   RenderState* st = &state;
   scope.Set("namespace", Value::MakeFunction("namespace", [st](CallArgs& args) {
-    Value ns = Value::MakeNamespace();
-    Update(*ns.as_dict(), args, "namespace");
-    st->namespaces.push_back(ns.as_dict());
-    return ns;
-  }));
+              Value ns = Value::MakeNamespace();
+              Update(*ns.as_dict(), args, "namespace");
+              st->namespaces.push_back(ns.as_dict());
+              return ns;
+            }));
   scope.Set("raise_exception", Value::MakeFunction("raise_exception", [](CallArgs& args) -> Value {
-    throw TemplateError(args.Get(0, "message", Value("")).Str());
-  }));
+              throw TemplateError(args.Get(0, "message", Value("")).Str());
+            }));
   scope.Set("strftime_now", Value::MakeFunction("strftime_now", [](CallArgs& args) {
-    std::string format = args.Get(0, "format", Value("")).Str();
-    std::time_t now = std::time(nullptr);
-    std::tm local{};
-    localtime_r(&now, &local);
-    std::string out(256 + format.size() * 8, '\0');
-    size_t n = format.empty() ? 0 : std::strftime(out.data(), out.size(), format.c_str(), &local);
-    out.resize(n);
-    return Value(std::move(out));
-  }));
+              std::string format = args.Get(0, "format", Value("")).Str();
+              std::time_t now = std::time(nullptr);
+              std::tm local{};
+              localtime_r(&now, &local);
+              std::string out(256 + format.size() * 8, '\0');
+              size_t n = format.empty()
+                             ? 0
+                             : std::strftime(out.data(), out.size(), format.c_str(), &local);
+              out.resize(n);
+              return Value(std::move(out));
+            }));
 }
 
 }  // namespace kiln::jinja

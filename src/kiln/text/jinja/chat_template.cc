@@ -28,8 +28,8 @@ Result<std::string> ChatTemplate::Render(const ChatTemplateInputs& inputs) const
           continue;
         auto& fn = call["function"];
         if (!fn.contains("arguments") || !fn["arguments"].is_string()) continue;
-        auto parsed = nlohmann::ordered_json::parse(fn["arguments"].get<std::string>(), nullptr,
-                                                    false);
+        auto parsed =
+            nlohmann::ordered_json::parse(fn["arguments"].get<std::string>(), nullptr, false);
         if (!parsed.is_discarded() && parsed.is_object()) fn["arguments"] = std::move(parsed);
       }
     }

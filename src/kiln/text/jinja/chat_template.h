@@ -4,10 +4,9 @@
 // Parsed with trim_blocks and lstrip_blocks, as transformers does.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/status.h"
 #include "kiln/text/jinja/template.h"

@@ -97,12 +97,11 @@ class Evaluator {
     }
     std::vector<Value> items = Iterate(value);
     if (items.size() != targets.size()) {
-      throw TemplateError(items.size() < targets.size()
-                              ? "not enough values to unpack (expected " +
-                                    std::to_string(targets.size()) + ", got " +
-                                    std::to_string(items.size()) + ")"
-                              : "too many values to unpack (expected " +
-                                    std::to_string(targets.size()) + ")");
+      throw TemplateError(
+          items.size() < targets.size()
+              ? "not enough values to unpack (expected " + std::to_string(targets.size()) +
+                    ", got " + std::to_string(items.size()) + ")"
+              : "too many values to unpack (expected " + std::to_string(targets.size()) + ")");
     }
     for (size_t i = 0; i < targets.size(); ++i) scope.Set(targets[i], items[i]);
   }
@@ -154,12 +153,14 @@ class Evaluator {
       d.Set(Value("length"), Value(n));
       d.Set(Value("depth"), Value(1));
       d.Set(Value("depth0"), Value(0));
-      d.Set(Value("previtem"), i > 0 ? items[i - 1] : Value::MakeUndefined("there is no previous item"));
-      d.Set(Value("nextitem"), i + 1 < n ? items[i + 1] : Value::MakeUndefined("there is no next item"));
+      d.Set(Value("previtem"),
+            i > 0 ? items[i - 1] : Value::MakeUndefined("there is no previous item"));
+      d.Set(Value("nextitem"),
+            i + 1 < n ? items[i + 1] : Value::MakeUndefined("there is no next item"));
       d.Set(Value("cycle"), Value::MakeFunction("cycle", [i](CallArgs& args) {
-        if (args.positional.empty()) throw TemplateError("no items for cycling given");
-        return args.positional[static_cast<size_t>(i) % args.positional.size()];
-      }));
+              if (args.positional.empty()) throw TemplateError("no items for cycling given");
+              return args.positional[static_cast<size_t>(i) % args.positional.size()];
+            }));
       inner->Set("loop", loop);
       Assign(*inner, s.targets, items[i]);
       Flow flow = ExecBody(s.body, inner, out);
@@ -315,8 +316,9 @@ class Evaluator {
       case ExprKind::kConditional: {
         if (Eval(*e.children[0], scope).Truthy()) return Eval(*e.children[1], scope);
         if (e.children[2]) return Eval(*e.children[2], scope);
-        return Value::MakeUndefined("the inline if-expression evaluated to false and no else "
-                                    "section was defined.");
+        return Value::MakeUndefined(
+            "the inline if-expression evaluated to false and no else "
+            "section was defined.");
       }
     }
     return Value();

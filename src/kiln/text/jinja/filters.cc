@@ -175,9 +175,11 @@ Value Default(const Value& v, const CallArgs& a) {
 
 Value Items(const Value& v, const CallArgs&) {
   if (v.is_undefined()) return Value::MakeList();
-  if (!v.is_dict() || v.is_namespace()) throw TemplateError("Can only get item pairs from a mapping.");
+  if (!v.is_dict() || v.is_namespace())
+    throw TemplateError("Can only get item pairs from a mapping.");
   std::vector<Value> out;
-  for (const auto& e : v.as_dict()->entries) out.push_back(Value::MakeList({e.first, e.second}, true));
+  for (const auto& e : v.as_dict()->entries)
+    out.push_back(Value::MakeList({e.first, e.second}, true));
   return Value::MakeGenerator(std::move(out));
 }
 
@@ -185,7 +187,8 @@ Value DictSort(const Value& v, const CallArgs& a) {
   bool case_sensitive = a.Get(0, "case_sensitive", Value(false)).Truthy();
   std::string by = a.Get(1, "by", Value("key")).Str();
   bool reverse = a.Get(2, "reverse", Value(false)).Truthy();
-  if (by != "key" && by != "value") throw TemplateError("You can only sort by either \"key\" or \"value\"");
+  if (by != "key" && by != "value")
+    throw TemplateError("You can only sort by either \"key\" or \"value\"");
   std::vector<Value> items = Iterate(Items(v, a));
   size_t pos = by == "key" ? 0 : 1;
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
@@ -347,7 +350,8 @@ Value Truncate(const Value& v, const CallArgs& a) {
   int64_t n = static_cast<int64_t>(cps.size());
   if (n <= length + leeway) return Value(s);
   int64_t keep = std::max<int64_t>(0, length - static_cast<int64_t>(CodePointCount(end)));
-  std::string head = EncodeUtf8(std::vector<char32_t>(cps.begin(), cps.begin() + std::min(keep, n)));
+  std::string head =
+      EncodeUtf8(std::vector<char32_t>(cps.begin(), cps.begin() + std::min(keep, n)));
   if (killwords) return Value(head + end);
   size_t space = head.rfind(' ');
   if (space != std::string::npos) head.resize(space);
@@ -425,7 +429,8 @@ Value Abs(const Value& v, const CallArgs&) {
 const std::unordered_map<std::string_view, FilterFn>& Registry() {
   static const std::unordered_map<std::string_view, FilterFn> filters = {
       {"abs", Abs},
-      {"attr", [](const Value& v, const CallArgs& a) { return GetAttr(v, a.Get(0, "name").Str()); }},
+      {"attr",
+       [](const Value& v, const CallArgs& a) { return GetAttr(v, a.Get(0, "name").Str()); }},
       {"batch", Batch},
       {"capitalize", [](const Value& v, const CallArgs&) { return Value(PyCapitalize(v.Str())); }},
       {"center", Center},
@@ -459,7 +464,8 @@ const std::unordered_map<std::string_view, FilterFn>& Registry() {
       {"map", Map},
       {"max", [](const Value& v, const CallArgs& a) { return MinMax(v, a, true); }},
       {"min", [](const Value& v, const CallArgs& a) { return MinMax(v, a, false); }},
-      {"reject", [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, false, false); }},
+      {"reject",
+       [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, false, false); }},
       {"rejectattr",
        [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, true, false); }},
       {"replace",
@@ -473,10 +479,9 @@ const std::unordered_map<std::string_view, FilterFn>& Registry() {
       {"reverse", Reverse},
       {"round", Round},
       {"safe",
-       [](const Value& v, const CallArgs&) {
-         return v.is_markup() ? v : Value(Markup{v.Str()});
-       }},
-      {"select", [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, false, true); }},
+       [](const Value& v, const CallArgs&) { return v.is_markup() ? v : Value(Markup{v.Str()}); }},
+      {"select",
+       [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, false, true); }},
       {"selectattr",
        [](const Value& v, const CallArgs& a) { return SelectOrReject(v, a, true, true); }},
       {"sort", Sort},
@@ -487,9 +492,9 @@ const std::unordered_map<std::string_view, FilterFn>& Registry() {
       {"trim",
        [](const Value& v, const CallArgs& a) {
          Value chars = a.Get(0, "chars", Value(None{}));
-         return Value(PyStrip(v.Str(), chars.is_none() ? std::nullopt
-                                                       : std::optional<std::string>(chars.Str()),
-                              true, true));
+         return Value(PyStrip(
+             v.Str(), chars.is_none() ? std::nullopt : std::optional<std::string>(chars.Str()),
+             true, true));
        }},
       {"truncate", Truncate},
       {"unique", Unique},

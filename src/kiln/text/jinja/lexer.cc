@@ -135,8 +135,10 @@ class Lexer {
     const std::string_view s = src_;
     pos = SkipSpace(s, pos) + 3;
     pos = SkipSpace(s, pos);
-    if (s[pos] == '-') pos = SkipSpace(s, pos + 3);
-    else pos += 2;
+    if (s[pos] == '-')
+      pos = SkipSpace(s, pos + 3);
+    else
+      pos += 2;
     line_starting = s[pos - 1] == '\n';
     size_t search = pos;
     while (true) {
@@ -301,20 +303,47 @@ class Lexer {
         AppendUtf8(value, cp);
       };
       switch (e) {
-        case 'n': value.push_back('\n'); break;
-        case 't': value.push_back('\t'); break;
-        case 'r': value.push_back('\r'); break;
-        case '\\': value.push_back('\\'); break;
-        case '\'': value.push_back('\''); break;
-        case '"': value.push_back('"'); break;
-        case 'a': value.push_back('\a'); break;
-        case 'b': value.push_back('\b'); break;
-        case 'f': value.push_back('\f'); break;
-        case 'v': value.push_back('\v'); break;
-        case '\n': break;
-        case 'x': hex(2); break;
-        case 'u': hex(4); break;
-        case 'U': hex(8); break;
+        case 'n':
+          value.push_back('\n');
+          break;
+        case 't':
+          value.push_back('\t');
+          break;
+        case 'r':
+          value.push_back('\r');
+          break;
+        case '\\':
+          value.push_back('\\');
+          break;
+        case '\'':
+          value.push_back('\'');
+          break;
+        case '"':
+          value.push_back('"');
+          break;
+        case 'a':
+          value.push_back('\a');
+          break;
+        case 'b':
+          value.push_back('\b');
+          break;
+        case 'f':
+          value.push_back('\f');
+          break;
+        case 'v':
+          value.push_back('\v');
+          break;
+        case '\n':
+          break;
+        case 'x':
+          hex(2);
+          break;
+        case 'u':
+          hex(4);
+          break;
+        case 'U':
+          hex(8);
+          break;
         default:
           if (e >= '0' && e <= '7') {
             char32_t cp = e - '0';
@@ -335,8 +364,9 @@ class Lexer {
     auto it = std::lower_bound(newlines_.begin(), newlines_.end(), offset);
     line = static_cast<int>(it - newlines_.begin()) + 1;
     size_t line_start = it == newlines_.begin() ? 0 : *(it - 1) + 1;
-    column = static_cast<int>(CodePointCount(std::string_view(src_).substr(
-                 line_start, offset - line_start))) + 1;
+    column = static_cast<int>(
+                 CodePointCount(std::string_view(src_).substr(line_start, offset - line_start))) +
+             1;
   }
 
   void Emit(TokenKind kind, std::string text, size_t offset) {

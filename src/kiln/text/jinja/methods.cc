@@ -50,9 +50,8 @@ Value Unsafe(const Value& obj, std::string_view name) {
 
 Value Bind(const Value& obj, std::string_view name,
            std::function<Value(const Value&, CallArgs&)> fn) {
-  return Value::MakeFunction(std::string(name), [obj, fn = std::move(fn)](CallArgs& args) {
-    return fn(obj, args);
-  });
+  return Value::MakeFunction(std::string(name),
+                             [obj, fn = std::move(fn)](CallArgs& args) { return fn(obj, args); });
 }
 
 std::optional<Value> StringMethod(const Value& obj, std::string_view name) {
@@ -89,9 +88,9 @@ std::optional<Value> StringMethod(const Value& obj, std::string_view name) {
       const std::string& s = self.as_string();
       for (const Value& o : options) {
         std::string p = StringArg(o, n);
-        bool hit = n == "startswith" ? s.compare(0, p.size(), p) == 0
-                                     : s.size() >= p.size() &&
-                                           s.compare(s.size() - p.size(), p.size(), p) == 0;
+        bool hit = n == "startswith"
+                       ? s.compare(0, p.size(), p) == 0
+                       : s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
         if (hit) return Value(true);
       }
       return Value(false);
@@ -153,7 +152,8 @@ std::optional<Value> StringMethod(const Value& obj, std::string_view name) {
     });
   }
   if (n == "format") {
-    return Bind(obj, n, [](const Value& self, CallArgs& a) { return StrFormat(self.as_string(), a); });
+    return Bind(obj, n,
+                [](const Value& self, CallArgs& a) { return StrFormat(self.as_string(), a); });
   }
   if (n == "removeprefix" || n == "removesuffix") {
     return Bind(obj, n, [n](const Value& self, CallArgs& a) {
@@ -168,14 +168,14 @@ std::optional<Value> StringMethod(const Value& obj, std::string_view name) {
   }
   if (n == "isdigit" || n == "isnumeric" || n == "isdecimal") {
     return Bind(obj, n, [](const Value& self, CallArgs&) {
-      return Value(AllCodePoints(self.as_string(), [](char32_t c) { return c >= '0' && c <= '9'; }));
+      return Value(
+          AllCodePoints(self.as_string(), [](char32_t c) { return c >= '0' && c <= '9'; }));
     });
   }
   if (n == "isalpha") {
     return Bind(obj, n, [](const Value& self, CallArgs&) {
-      return Value(AllCodePoints(self.as_string(), [](char32_t c) {
-        return IsAlnum(c) && !(c >= '0' && c <= '9');
-      }));
+      return Value(AllCodePoints(self.as_string(),
+                                 [](char32_t c) { return IsAlnum(c) && !(c >= '0' && c <= '9'); }));
     });
   }
   if (n == "isalnum") {
@@ -214,7 +214,8 @@ std::optional<Value> StringMethod(const Value& obj, std::string_view name) {
       if (n == "ljust") return Value(s + rep(pad));
       if (n == "rjust") return Value(rep(pad) + s);
       if (n == "zfill") {
-        if (!s.empty() && (s[0] == '-' || s[0] == '+')) return Value(s.substr(0, 1) + rep(pad) + s.substr(1));
+        if (!s.empty() && (s[0] == '-' || s[0] == '+'))
+          return Value(s.substr(0, 1) + rep(pad) + s.substr(1));
         return Value(rep(pad) + s);
       }
       int64_t left = pad / 2 + (pad & width & 1);

@@ -50,8 +50,8 @@ int64_t CheckedMul(int64_t a, int64_t b) {
 }
 
 [[noreturn]] void Unsupported(std::string_view op, const Value& a, const Value& b) {
-  throw TemplateError("unsupported operand type(s) for " + std::string(op) + ": '" +
-                      a.TypeName() + "' and '" + b.TypeName() + "'");
+  throw TemplateError("unsupported operand type(s) for " + std::string(op) + ": '" + a.TypeName() +
+                      "' and '" + b.TypeName() + "'");
 }
 
 Value Repeat(const Value& seq, int64_t times) {
@@ -86,12 +86,23 @@ Value EscapeToMarkup(const Value& v) {
   std::string out;
   for (char c : v.Str()) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return Value(Markup{std::move(out)});
@@ -127,7 +138,8 @@ Value GetItem(const Value& obj, const Value& key) {
   if (obj.is_undefined()) FailUndefined(obj);
   if (obj.is_dict() && !obj.is_namespace()) {
     if (const Value* v = obj.as_dict()->Find(key)) return *v;
-  } else if (((obj.is_list() && !obj.is_generator()) || obj.is_string()) && (key.is_int() || key.is_bool())) {
+  } else if (((obj.is_list() && !obj.is_generator()) || obj.is_string()) &&
+             (key.is_int() || key.is_bool())) {
     if (obj.is_list()) {
       const auto& items = obj.as_list()->items;
       if (auto i = NormalizeIndex(key.IntOf(), items.size())) return items[*i];
@@ -157,8 +169,7 @@ Value GetSlice(const Value& obj, const Value& start, const Value& stop, const Va
   }
   auto as_index = [](const Value& v) -> std::optional<int64_t> {
     if (v.is_none() || v.is_undefined()) return std::nullopt;
-    if (!v.is_int() && !v.is_bool())
-      throw TemplateError("slice indices must be integers or None");
+    if (!v.is_int() && !v.is_bool()) throw TemplateError("slice indices must be integers or None");
     return v.IntOf();
   };
   std::optional<int64_t> a = as_index(start), b = as_index(stop), c = as_index(step);
@@ -183,7 +194,8 @@ Value GetSlice(const Value& obj, const Value& start, const Value& stop, const Va
   int64_t from = clamp(a, st > 0 ? 0 : size - 1);
   int64_t to = clamp(b, st > 0 ? size : -1);
   std::vector<size_t> picked;
-  for (int64_t i = from; st > 0 ? i < to : i > to; i += st) picked.push_back(static_cast<size_t>(i));
+  for (int64_t i = from; st > 0 ? i < to : i > to; i += st)
+    picked.push_back(static_cast<size_t>(i));
   if (obj.is_string()) {
     std::string out;
     for (size_t i : picked) AppendUtf8(out, cps[i]);
@@ -256,8 +268,8 @@ Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
       return Value::MakeList(std::move(items), a.is_tuple());
     }
     if (a.is_string() || b.is_string()) {
-      throw TemplateError("can only concatenate str (not \"" +
-                          (a.is_string() ? b : a).TypeName() + "\") to str");
+      throw TemplateError("can only concatenate str (not \"" + (a.is_string() ? b : a).TypeName() +
+                          "\") to str");
     }
     Unsupported(op, a, b);
   }
@@ -271,7 +283,9 @@ Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
       if (floats) return Value(a.FloatOf() * b.FloatOf());
       return Value(CheckedMul(a.IntOf(), b.IntOf()));
     }
-    auto repeatable = [](const Value& v) { return v.is_string() || (v.is_list() && !v.is_generator()); };
+    auto repeatable = [](const Value& v) {
+      return v.is_string() || (v.is_list() && !v.is_generator());
+    };
     if (repeatable(a) && (b.is_int() || b.is_bool())) return Repeat(a, b.IntOf());
     if (repeatable(b) && (a.is_int() || a.is_bool())) return Repeat(b, a.IntOf());
     Unsupported(op, a, b);
@@ -293,7 +307,8 @@ Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
       return Value(std::floor(x / y));
     }
     int64_t x = a.IntOf(), y = b.IntOf();
-    if (x == std::numeric_limits<int64_t>::min() && y == -1) throw TemplateError("integer overflow");
+    if (x == std::numeric_limits<int64_t>::min() && y == -1)
+      throw TemplateError("integer overflow");
     int64_t q = x / y, m = x % y;
     if (m != 0 && ((m < 0) != (y < 0))) {
       --q;
@@ -323,7 +338,8 @@ Value UnaryOp(std::string_view op, const Value& v) {
   if (op == "not") return Value(!v.Truthy());
   if (v.is_undefined()) FailUndefined(v);
   if (!v.is_number())
-    throw TemplateError("bad operand type for unary " + std::string(op) + ": '" + v.TypeName() + "'");
+    throw TemplateError("bad operand type for unary " + std::string(op) + ": '" + v.TypeName() +
+                        "'");
   if (op == "+") return v.is_float() ? v : Value(v.IntOf());
   if (v.is_float()) return Value(-v.as_float());
   if (v.IntOf() == std::numeric_limits<int64_t>::min()) throw TemplateError("integer overflow");
@@ -335,8 +351,7 @@ bool Contains(const Value& container, const Value& item) {
   if (container.is_string()) {
     if (item.is_undefined()) FailUndefined(item);
     if (!item.is_string()) {
-      throw TemplateError("'in <string>' requires string as left operand, not " +
-                          item.TypeName());
+      throw TemplateError("'in <string>' requires string as left operand, not " + item.TypeName());
     }
     return container.as_string().find(item.as_string()) != std::string::npos;
   }
@@ -366,7 +381,8 @@ bool Compare(std::string_view op, const Value& a, const Value& b) {
 
 Value Call(const Value& callee, CallArgs& args) {
   if (callee.is_undefined()) FailUndefined(callee);
-  if (!callee.is_function()) throw TemplateError("'" + callee.TypeName() + "' object is not callable");
+  if (!callee.is_function())
+    throw TemplateError("'" + callee.TypeName() + "' object is not callable");
   return callee.as_function()->call(args);
 }
 

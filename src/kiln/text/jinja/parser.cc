@@ -54,15 +54,24 @@ class Parser {
 
   static std::string Describe(const Token& t) {
     switch (t.kind) {
-      case TokenKind::kText: return "template data";
-      case TokenKind::kVariableBegin: return "begin of print statement";
-      case TokenKind::kVariableEnd: return "end of print statement";
-      case TokenKind::kBlockBegin: return "begin of statement block";
-      case TokenKind::kBlockEnd: return "end of statement block";
-      case TokenKind::kString: return "string";
-      case TokenKind::kInteger: return "integer";
-      case TokenKind::kFloat: return "float";
-      case TokenKind::kEnd: return "end of template";
+      case TokenKind::kText:
+        return "template data";
+      case TokenKind::kVariableBegin:
+        return "begin of print statement";
+      case TokenKind::kVariableEnd:
+        return "end of print statement";
+      case TokenKind::kBlockBegin:
+        return "begin of statement block";
+      case TokenKind::kBlockEnd:
+        return "end of statement block";
+      case TokenKind::kString:
+        return "string";
+      case TokenKind::kInteger:
+        return "integer";
+      case TokenKind::kFloat:
+        return "float";
+      case TokenKind::kEnd:
+        return "end of template";
       default: {
         std::string quoted(1, '\'');
         quoted += t.text;
@@ -122,7 +131,8 @@ class Parser {
       if (t.kind == TokenKind::kEnd) {
         if (end_tags.size() == 0) return body;
         std::string wanted;
-        for (auto tag : end_tags) wanted += (wanted.empty() ? "'" : " or '") + std::string(tag) + "'";
+        for (auto tag : end_tags)
+          wanted += (wanted.empty() ? "'" : " or '") + std::string(tag) + "'";
         Fail("unexpected end of template, expected " + wanted);
       }
       if (t.kind == TokenKind::kText) {
@@ -219,8 +229,7 @@ class Parser {
     }
     if (paren) ExpectOp(")");
     for (const auto& n : names) {
-      if (n == "true" || n == "false" || n == "none" || n == "True" || n == "False" ||
-          n == "None")
+      if (n == "true" || n == "false" || n == "none" || n == "True" || n == "False" || n == "None")
         Fail("can't assign to constant '" + n + "'");
     }
     return names;
@@ -367,8 +376,10 @@ class Parser {
       if (!items.empty()) ExpectOp(",");
       if (IsTupleEnd(extra_end)) break;
       items.push_back(ParseExpression(with_condexpr));
-      if (IsOp(",")) is_tuple = true;
-      else break;
+      if (IsOp(","))
+        is_tuple = true;
+      else
+        break;
     }
     if (!is_tuple) {
       if (!items.empty()) return std::move(items[0]);
@@ -449,9 +460,8 @@ class Parser {
     while (true) {
       std::string op;
       const Token& t = Cur();
-      if (t.kind == TokenKind::kOperator &&
-          (t.text == "==" || t.text == "!=" || t.text == "<" || t.text == ">" ||
-           t.text == "<=" || t.text == ">=")) {
+      if (t.kind == TokenKind::kOperator && (t.text == "==" || t.text == "!=" || t.text == "<" ||
+                                             t.text == ">" || t.text == "<=" || t.text == ">=")) {
         op = t.text;
         Next();
       } else if (IsName("in")) {
@@ -536,9 +546,12 @@ class Parser {
     const Token& t = Cur();
     if (t.kind == TokenKind::kName) {
       auto e = NewExpr(ExprKind::kLiteral, t);
-      if (t.text == "true" || t.text == "True") e->value = Value(true);
-      else if (t.text == "false" || t.text == "False") e->value = Value(false);
-      else if (t.text == "none" || t.text == "None") e->value = Value(None{});
+      if (t.text == "true" || t.text == "True")
+        e->value = Value(true);
+      else if (t.text == "false" || t.text == "False")
+        e->value = Value(false);
+      else if (t.text == "none" || t.text == "None")
+        e->value = Value(None{});
       else {
         e->kind = ExprKind::kName;
         e->name = t.text;
@@ -689,12 +702,17 @@ class Parser {
       Next();
       parts.push_back(std::move(e));
     }
-    if (IsOp(":")) parts.push_back(nullptr);
-    else if (!IsOp("]") && !IsOp(",")) parts.push_back(ParseExpression(true));
-    else parts.push_back(nullptr);
+    if (IsOp(":"))
+      parts.push_back(nullptr);
+    else if (!IsOp("]") && !IsOp(","))
+      parts.push_back(ParseExpression(true));
+    else
+      parts.push_back(nullptr);
     if (SkipOp(":")) {
-      if (!IsOp("]") && !IsOp(",")) parts.push_back(ParseExpression(true));
-      else parts.push_back(nullptr);
+      if (!IsOp("]") && !IsOp(","))
+        parts.push_back(ParseExpression(true));
+      else
+        parts.push_back(nullptr);
     } else {
       parts.push_back(nullptr);
     }

@@ -1,7 +1,7 @@
 #include "kiln/text/jinja/python_format.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -30,7 +30,8 @@ std::string Pad(std::string s, const Spec& spec, char default_align) {
   int pad = spec.width - len;
   char align = spec.align ? spec.align : default_align;
   if (align == '<') return s + std::string(pad, spec.fill);
-  if (align == '^') return std::string(pad / 2, spec.fill) + s + std::string(pad - pad / 2, spec.fill);
+  if (align == '^')
+    return std::string(pad / 2, spec.fill) + s + std::string(pad - pad / 2, spec.fill);
   if (align == '=' && !s.empty() && (s[0] == '-' || s[0] == '+' || s[0] == ' '))
     return s.substr(0, 1) + std::string(pad, spec.fill) + s.substr(1);
   return std::string(pad, spec.fill) + s;
@@ -72,7 +73,10 @@ std::string FormatNumber(const Value& v, const Spec& spec) {
       int64_t n = ToInt(v);
       negative = n < 0;
       uint64_t mag = negative ? 0 - static_cast<uint64_t>(n) : static_cast<uint64_t>(n);
-      std::snprintf(buf, sizeof(buf), spec.type == 'o' ? "%llo" : spec.type == 'x' ? "%llx" : "%llX",
+      std::snprintf(buf, sizeof(buf),
+                    spec.type == 'o'   ? "%llo"
+                    : spec.type == 'x' ? "%llx"
+                                       : "%llX",
                     static_cast<unsigned long long>(mag));
       body = buf;
       if (spec.alt) body = (spec.type == 'o' ? "0o" : spec.type == 'x' ? "0x" : "0X") + body;
@@ -120,8 +124,10 @@ std::string FormatValue(const Value& v, const Spec& spec, bool repr) {
   }
   if (spec.type == 'c') {
     std::string s;
-    if (v.is_string()) s = v.as_string();
-    else AppendUtf8(s, static_cast<char32_t>(ToInt(v) & 0x1FFFFF));
+    if (v.is_string())
+      s = v.as_string();
+    else
+      AppendUtf8(s, static_cast<char32_t>(ToInt(v) & 0x1FFFFF));
     return Pad(s, spec, '<');
   }
   if (std::string("diuxXoeEfFgG%").find(spec.type) == std::string::npos)
@@ -139,8 +145,10 @@ std::string FormatValue(const Value& v, const Spec& spec, bool repr) {
 
 Value PercentFormat(const std::string& fmt, const Value& args) {
   std::vector<Value> positional;
-  if (args.is_tuple()) positional = args.as_list()->items;
-  else positional.push_back(args);
+  if (args.is_tuple())
+    positional = args.as_list()->items;
+  else
+    positional.push_back(args);
   size_t next = 0;
   std::string out;
   for (size_t i = 0; i < fmt.size(); ++i) {
@@ -163,12 +171,18 @@ Value PercentFormat(const std::string& fmt, const Value& args) {
     }
     for (; i < fmt.size(); ++i) {
       char c = fmt[i];
-      if (c == '-') spec.align = '<';
-      else if (c == '0') spec.zero = true;
-      else if (c == '+') spec.plus = true;
-      else if (c == ' ') spec.space = true;
-      else if (c == '#') spec.alt = true;
-      else break;
+      if (c == '-')
+        spec.align = '<';
+      else if (c == '0')
+        spec.zero = true;
+      else if (c == '+')
+        spec.plus = true;
+      else if (c == ' ')
+        spec.space = true;
+      else if (c == '#')
+        spec.alt = true;
+      else
+        break;
     }
     auto take = [&]() -> Value {
       if (mapped) return *mapped;
@@ -181,10 +195,12 @@ Value PercentFormat(const std::string& fmt, const Value& args) {
         return static_cast<int>(std::min<int64_t>(ToInt(take()), 4096));
       }
       int n = 0;
-      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') n = std::min(n * 10 + (fmt[i++] - '0'), 4096);
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9')
+        n = std::min(n * 10 + (fmt[i++] - '0'), 4096);
       return n;
     };
-    if (i < fmt.size() && (fmt[i] == '*' || (fmt[i] >= '0' && fmt[i] <= '9'))) spec.width = number();
+    if (i < fmt.size() && (fmt[i] == '*' || (fmt[i] >= '0' && fmt[i] <= '9')))
+      spec.width = number();
     if (i < fmt.size() && fmt[i] == '.') {
       ++i;
       spec.precision = number();
@@ -275,8 +291,8 @@ Value StrFormat(const std::string& fmt, const CallArgs& args) {
         if (end == std::string::npos) throw TemplateError("Missing ']' in format string");
         std::string k = rest.substr(1, end - 1);
         bool numeric = !k.empty() && k.find_first_not_of("0123456789") == std::string::npos;
-        v = GetItem(v, numeric ? Value(static_cast<int64_t>(std::stoll(k.substr(0, 18))))
-                               : Value(k));
+        v = GetItem(v,
+                    numeric ? Value(static_cast<int64_t>(std::stoll(k.substr(0, 18)))) : Value(k));
         rest = rest.substr(end + 1);
       }
       if (v.is_undefined()) FailUndefined(v);
@@ -322,8 +338,10 @@ Value StrFormat(const std::string& fmt, const CallArgs& args) {
       spec.fill = '0';
       spec.align = '=';
     }
-    if (conversion == 'r' || conversion == 'a') v = Value(v.Repr());
-    else if (conversion == 's') v = Value(v.Str());
+    if (conversion == 'r' || conversion == 'a')
+      v = Value(v.Repr());
+    else if (conversion == 's')
+      v = Value(v.Str());
     if (spec.type == 0 && v.is_string()) spec.type = 's';
     if (spec.type == 's' && !v.is_string()) throw TemplateError("Unknown format code 's'");
     spec.zero = false;

@@ -71,8 +71,8 @@ size_t CodePointCount(std::string_view s) {
 
 bool IsPythonSpace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 char32_t ToUpper(char32_t c) {
@@ -114,7 +114,8 @@ bool IsAlnum(char32_t c) {
   // Outside ASCII, treat letters of any script as word characters; punctuation and spaces
   // in the common blocks are not.
   if (IsPythonSpace(c)) return false;
-  if ((c >= 0x80 && c <= 0xBF) || c == 0xD7 || c == 0xF7) return c == 0xAA || c == 0xB5 || c == 0xBA;
+  if ((c >= 0x80 && c <= 0xBF) || c == 0xD7 || c == 0xF7)
+    return c == 0xAA || c == 0xB5 || c == 0xBA;
   if ((c >= 0x2000 && c <= 0x2BFF) || (c >= 0x3000 && c <= 0x303F) || (c >= 0xFF00 && c <= 0xFF0F))
     return false;
   if (c >= 0x1F000) return false;  // emoji and symbols
@@ -250,8 +251,8 @@ std::vector<std::string> PySplitLines(std::string_view s, bool keepends) {
     if (!brk) continue;
     size_t end = i + 1;
     if (c == '\r' && i + 1 < cps.size() && cps[i + 1] == '\n') end = i + 2;
-    out.push_back(EncodeUtf8(
-        std::vector<char32_t>(cps.begin() + start, cps.begin() + (keepends ? end : i))));
+    out.push_back(
+        EncodeUtf8(std::vector<char32_t>(cps.begin() + start, cps.begin() + (keepends ? end : i))));
     start = end;
     i = end - 1;
   }
@@ -373,13 +374,27 @@ std::string JsonQuote(std::string_view s, bool ensure_ascii) {
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

@@ -44,8 +44,7 @@ const std::unordered_map<std::string_view, TestFn>& Registry() {
       {"float", [](const Value& v, const CallArgs&) { return v.is_float(); }},
       {"number", [](const Value& v, const CallArgs&) { return v.is_number(); }},
       {"string", [](const Value& v, const CallArgs&) { return v.is_string(); }},
-      {"mapping",
-       [](const Value& v, const CallArgs&) { return v.is_dict() && !v.is_namespace(); }},
+      {"mapping", [](const Value& v, const CallArgs&) { return v.is_dict() && !v.is_namespace(); }},
       {"iterable",
        [](const Value& v, const CallArgs&) {
          return v.is_undefined() || v.is_string() || v.is_list() ||
@@ -81,7 +80,8 @@ const std::unordered_map<std::string_view, TestFn>& Registry() {
       {"sameas",
        [](const Value& v, const CallArgs& a) {
          Value o = Arg(a, "sameas");
-         if (v.is_none() || v.is_bool() || v.is_undefined()) return Equals(v, o) && v.storage().index() == o.storage().index();
+         if (v.is_none() || v.is_bool() || v.is_undefined())
+           return Equals(v, o) && v.storage().index() == o.storage().index();
          if (v.is_list() && o.is_list()) return v.as_list() == o.as_list();
          if (v.is_dict() && o.is_dict()) return v.as_dict() == o.as_dict();
          return false;

@@ -107,9 +107,12 @@ struct JsonWriter {
       out += std::to_string(v.as_int());
     } else if (v.is_float()) {
       double f = v.as_float();
-      if (std::isnan(f)) out += "NaN";
-      else if (std::isinf(f)) out += f > 0 ? "Infinity" : "-Infinity";
-      else out += FloatRepr(f);
+      if (std::isnan(f))
+        out += "NaN";
+      else if (std::isinf(f))
+        out += f > 0 ? "Infinity" : "-Infinity";
+      else
+        out += FloatRepr(f);
     } else if (v.is_string()) {
       out += JsonQuote(v.as_string(), ensure_ascii);
     } else if (v.is_list() && !v.is_generator()) {
@@ -211,21 +214,27 @@ Value Value::MakeNamespace() {
 }
 
 Value Value::MakeFunction(std::string name, std::function<Value(CallArgs&)> fn) {
-  return Value(FunctionPtr(std::make_shared<const Function>(Function{std::move(name), std::move(fn)})));
+  return Value(
+      FunctionPtr(std::make_shared<const Function>(Function{std::move(name), std::move(fn)})));
 }
 
 Value Value::FromJson(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value(None{});
-    case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value(None{});
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) return Value(static_cast<double>(u));
       return Value(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
@@ -237,7 +246,8 @@ Value Value::FromJson(const nlohmann::ordered_json& j) {
       for (auto it = j.begin(); it != j.end(); ++it) d->Set(Value(it.key()), FromJson(it.value()));
       return Value(std::move(d));
     }
-    default: return Value(None{});
+    default:
+      return Value(None{});
   }
 }
 

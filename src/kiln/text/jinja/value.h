@@ -9,14 +9,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace kiln::jinja {
 
@@ -42,24 +41,23 @@ struct Markup {
 
 class Value {
  public:
-  using Storage =
-      std::variant<Undefined, None, bool, int64_t, double, std::string, ListPtr, DictPtr,
-                   FunctionPtr, Markup>;
+  using Storage = std::variant<Undefined, None, bool, int64_t, double, std::string, ListPtr,
+                               DictPtr, FunctionPtr, Markup>;
 
   Value() : data_(Undefined{}) {}
-  Value(None) : data_(None{}) {}                             // NOLINT
-  Value(bool b) : data_(b) {}                                // NOLINT
-  Value(int v) : data_(static_cast<int64_t>(v)) {}           // NOLINT
-  Value(int64_t v) : data_(v) {}                             // NOLINT
-  Value(double v) : data_(v) {}                              // NOLINT
-  Value(std::string s) : data_(std::move(s)) {}              // NOLINT
-  Value(std::string_view s) : data_(std::string(s)) {}       // NOLINT
-  Value(const char* s) : data_(std::string(s)) {}            // NOLINT
-  Value(ListPtr l) : data_(std::move(l)) {}                  // NOLINT
-  Value(DictPtr d) : data_(std::move(d)) {}                  // NOLINT
-  Value(FunctionPtr f) : data_(std::move(f)) {}              // NOLINT
-  Value(Undefined u) : data_(std::move(u)) {}                // NOLINT
-  Value(Markup m) : data_(std::move(m)) {}                   // NOLINT
+  Value(None) : data_(None{}) {}                        // NOLINT
+  Value(bool b) : data_(b) {}                           // NOLINT
+  Value(int v) : data_(static_cast<int64_t>(v)) {}      // NOLINT
+  Value(int64_t v) : data_(v) {}                        // NOLINT
+  Value(double v) : data_(v) {}                         // NOLINT
+  Value(std::string s) : data_(std::move(s)) {}         // NOLINT
+  Value(std::string_view s) : data_(std::string(s)) {}  // NOLINT
+  Value(const char* s) : data_(std::string(s)) {}       // NOLINT
+  Value(ListPtr l) : data_(std::move(l)) {}             // NOLINT
+  Value(DictPtr d) : data_(std::move(d)) {}             // NOLINT
+  Value(FunctionPtr f) : data_(std::move(f)) {}         // NOLINT
+  Value(Undefined u) : data_(std::move(u)) {}           // NOLINT
+  Value(Markup m) : data_(std::move(m)) {}              // NOLINT
 
   static Value MakeUndefined(std::string hint) { return Value(Undefined{std::move(hint)}); }
   static Value MakeList(std::vector<Value> items = {}, bool is_tuple = false);
