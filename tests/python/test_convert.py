@@ -277,17 +277,18 @@ def test_protobuf_parses_round_trips_and_passes_the_checker(converted, precision
     assert dims(outputs["present.0.key"]) == ["batch_size", 2, "total_sequence_length", 16]
     assert len(inputs) == 2 + 4 and len(outputs) == 1 + 4
 
+    producers = {out: node for node in model.graph.node for out in node.output}
     ops = {}
     for node in model.graph.node:
         ops.setdefault((node.domain, node.op_type), []).append(node)
     common = {("", "Constant"), ("", "ReduceSum"), ("", "Sub"), ("", "Cast"), ("", "Shape"),
               ("", "Gather"), ("", "SimplifiedLayerNormalization"), ("", "Sigmoid"), ("", "Mul"),
-              ("com.microsoft", "SkipSimplifiedLayerNormalization"),
+              ("", "Split"), ("com.microsoft", "SkipSimplifiedLayerNormalization"),
               ("com.microsoft", "GroupQueryAttention")}
-    # Per layer: one q/k/v projection, o_proj, gate_proj, up_proj, down_proj; then lm_head.
+    # Per layer: one q/k/v projection, o_proj, one gate/up projection, down_proj; then lm_head.
     if precision == "f32":
         assert set(ops) == common | {("", "MatMul"), ("", "Transpose")}
-        assert len(ops[("", "MatMul")]) == 2 * 5 + 1
+        assert len(ops[("", "MatMul")]) == 2 * 4 + 1
     else:
         assert set(ops) == common | {("", "Reshape"), ("com.microsoft", "MatMulNBits"),
                                      ("com.microsoft", "GatherBlockQuantized")}
@@ -295,14 +296,26 @@ def test_protobuf_parses_round_trips_and_passes_the_checker(converted, precision
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             assert attrs["bits"] == 4 and attrs["block_size"] == 32
             assert attrs["accuracy_level"] == 4
-        assert len(ops[("com.microsoft", "MatMulNBits")]) == 2 * 5 + 1
-        qkv = [n for n in ops[("com.microsoft", "MatMulNBits")] if "/attn/qkv_proj/" in n.name]
-        assert len(qkv) == 2
-        for node in qkv:
+        assert len(ops[("com.microsoft", "MatMulNBits")]) == 2 * 4 + 1
+        shapes = {}
+        for node in ops[("com.microsoft", "MatMulNBits")]:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            assert (attrs["K"], attrs["N"]) == (64, 4 * 16 + 2 * 2 * 16)
+            shapes[node.name.split("/")[-2]] = (attrs["K"], attrs["N"])
+        assert shapes == {"qkv_proj": (64, 4 * 16 + 2 * 2 * 16), "o_proj": (64, 64),
+                          "gate_up_proj": (64, 2 * 128), "down_proj": (128, 64),
+                          "lm_head": (64, 260)}
     assert len(ops[("com.microsoft", "SkipSimplifiedLayerNormalization")]) == 2 * 2
-    producers = {out: node for node in model.graph.node for out in node.output}
+    # gate and up: the halves of the one gate/up projection's output, in that order.
+    assert len(ops[("", "Split")]) == 2
+    for layer, node in enumerate(ops[("", "Split")]):
+        mlp = f"/model/layers.{layer}/mlp"
+        producer = f"{mlp}/gate_up_proj/MatMul" + ("" if precision == "f32" else "_Q4")
+        assert producers[node.input[0]].name == producer
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs == {"axis": -1, "num_outputs": 2} and len(node.input) == 1
+        sigmoid = next(n for n in ops[("", "Sigmoid")] if n.name == f"{mlp}/act_fn/Sigmoid")
+        product = next(n for n in ops[("", "Mul")] if n.name == f"{mlp}/Mul")
+        assert list(sigmoid.input) == [node.output[0]] and product.input[1] == node.output[1]
     for layer, node in enumerate(ops[("com.microsoft", "GroupQueryAttention")]):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         # Packed QKV: the query input is the one q/k/v projection's output, key and value empty.
@@ -400,12 +413,15 @@ def ort_quantize(weight, symmetric):
 def sources_of(initializer_base):
     """The source weights stacked (along the output axis) into an initializer:
     model.layers.0.attn.qkv_proj.MatMul.weight -> [q_proj, k_proj, v_proj] of
-    model.layers.0.self_attn, model.layers.0.mlp.up_proj.MatMul.weight -> [its up_proj]."""
+    model.layers.0.self_attn, model.layers.0.mlp.gate_up_proj.MatMul.weight -> [gate_proj,
+    up_proj] of model.layers.0.mlp, model.layers.0.mlp.down_proj.MatMul.weight -> [down_proj]."""
     if initializer_base == "lm_head.MatMul.weight":
         return ["lm_head.weight"]
     name = initializer_base.replace(".attn.", ".self_attn.").replace(".MatMul.weight", ".weight")
     if ".qkv_proj." in name:
         return [name.replace(".qkv_proj.", f".{p}_proj.") for p in "qkv"]
+    if ".gate_up_proj." in name:
+        return [name.replace(".gate_up_proj.", f".{p}_proj.") for p in ("gate", "up")]
     return [name]
 
 
@@ -417,7 +433,7 @@ def test_int4_weights_equal_onnxruntime_quantizer(tiny, converted, name, flags):
     init = initializers(converted(name, "int4", *flags) / "model.onnx")
     symmetric = not flags
     quantized = [n[:-3] for n in init if n.endswith("_Q4")]
-    assert len(quantized) == 2 * 5 + 1
+    assert len(quantized) == 2 * 4 + 1
     for base in quantized:
         # A stacked weight holds each source weight as ONNX Runtime quantizes it alone.
         parts = [ort_quantize(ref.w.get(src, ref.w["model.embed_tokens.weight"]).astype(

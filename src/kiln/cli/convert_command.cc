@@ -30,15 +30,15 @@ Status RunConvert(const ConvertOptions& opts) {
   auto start = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(formats::GenaiConvertStats stats,
                         formats::ConvertHfToGenai(opts.hf_dir, opts.out_dir, options));
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("converted %s -> %s\n", opts.hf_dir.c_str(), opts.out_dir.c_str());
-  std::printf("  %s, %.1fM parameters, %lld nodes, %lld initializers, model.onnx %.1f KB, "
-              "model.onnx.data %.1f MB, %.1f s\n",
-              opts.precision.c_str(), static_cast<double>(stats.parameters) / 1e6,
-              static_cast<long long>(stats.nodes), static_cast<long long>(stats.initializers),
-              static_cast<double>(stats.model_bytes) / 1e3,
-              static_cast<double>(stats.data_bytes) / 1e6, seconds);
+  std::printf(
+      "  %s, %.1fM parameters, %lld nodes, %lld initializers, model.onnx %.1f KB, "
+      "model.onnx.data %.1f MB, %.1f s\n",
+      opts.precision.c_str(), static_cast<double>(stats.parameters) / 1e6,
+      static_cast<long long>(stats.nodes), static_cast<long long>(stats.initializers),
+      static_cast<double>(stats.model_bytes) / 1e3, static_cast<double>(stats.data_bytes) / 1e6,
+      seconds);
   return Status::Ok();
 }
 

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/base/mapped_file.h"
 
@@ -236,10 +235,10 @@ Result<GenaiConfigFile> MakeGenaiConfig(const ModelConfig& config, const std::st
   if (raw_config.contains("seq_length") && raw_config["seq_length"].is_number_integer()) {
     file.context_length = raw_config["seq_length"].get<int64_t>();
   }
-  file.json = GenaiConfig(config, file.context_length, ids, raw_config, generation_config,
-                          model_filename)
-                  .dump(4) +
-              "\n";
+  file.json =
+      GenaiConfig(config, file.context_length, ids, raw_config, generation_config, model_filename)
+          .dump(4) +
+      "\n";
   return file;
 }
 

@@ -7,7 +7,8 @@
 // GroupQueryAttention with rotary embedding inside (cos/sin caches as initializers) fed packed
 // QKV from one q/k/v projection per layer, MatMul (f32) or MatMulNBits (int4), Gather or
 // GatherBlockQuantized for the embedding, and the attention-mask subgraph that feeds
-// GroupQueryAttention's seqlens_k / total_sequence_length.
+// GroupQueryAttention's seqlens_k / total_sequence_length. Gate and up are one projection too,
+// split in two: fewer, larger matrix products per decode step.
 // Weights are streamed tensor by tensor, so converting never holds the model twice in memory.
 // Errors name the input file and what was expected.
 #pragma once
@@ -33,8 +34,8 @@ struct GenaiConvertOptions {
 struct GenaiConvertStats {
   int64_t nodes = 0;
   int64_t initializers = 0;
-  uint64_t parameters = 0;  // in the source model
-  uint64_t data_bytes = 0;  // size of model.onnx.data
+  uint64_t parameters = 0;   // in the source model
+  uint64_t data_bytes = 0;   // size of model.onnx.data
   uint64_t model_bytes = 0;  // size of model.onnx
 };
 

@@ -49,7 +49,7 @@ struct TensorProto {
   std::string name;
   DataType data_type = DataType::kFloat;
   std::vector<int64_t> dims;
-  std::string raw_data;                 // little-endian element bytes, when not external
+  std::string raw_data;                  // little-endian element bytes, when not external
   std::optional<ExternalData> external;  // set: data lives in external.location
 
   // A tensor whose bytes are given inline.

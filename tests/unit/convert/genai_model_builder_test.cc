@@ -159,8 +159,8 @@ class ConvertTest : public ::testing::Test {
     for (const auto& [name, shape] : shapes) {
       specs.push_back({name, safetensors::Dtype::kF32, shape});
     }
-    auto writer = safetensors::SafetensorsWriter::Create((in_ / "model.safetensors").string(),
-                                                         specs);
+    auto writer =
+        safetensors::SafetensorsWriter::Create((in_ / "model.safetensors").string(), specs);
     ASSERT_TRUE(writer.ok()) << writer.status().ToString();
     std::vector<safetensors::TensorSpec> order = writer->order();
     for (const auto& spec : order) {
@@ -168,8 +168,9 @@ class ConvertTest : public ::testing::Test {
       for (int64_t d : spec.shape) n *= d;
       std::vector<float> values(static_cast<size_t>(n));
       for (int64_t j = 0; j < n; ++j) values[j] = 0.01f * static_cast<float>((j * 7) % 13) - 0.05f;
-      ASSERT_TRUE(writer->Write(spec.name, {reinterpret_cast<const uint8_t*>(values.data()),
-                                            values.size() * 4})
+      ASSERT_TRUE(writer
+                      ->Write(spec.name,
+                              {reinterpret_cast<const uint8_t*>(values.data()), values.size() * 4})
                       .ok());
     }
     ASSERT_TRUE(writer->Finish().ok());
@@ -178,9 +179,8 @@ class ConvertTest : public ::testing::Test {
   void WriteFolder() {
     Write("config.json", HfConfigToJson(config_));
     // The tokenizer's eos_token is "<|im_end|>" (id 39), which config.json leaves out.
-    Write("tokenizer.json",
-          R"({"added_tokens": [{"id": 39, "content": "<|im_end|>"}],)"
-          R"( "model": {"vocab": {"a": 0}}})");
+    Write("tokenizer.json", R"({"added_tokens": [{"id": 39, "content": "<|im_end|>"}],)"
+                            R"( "model": {"vocab": {"a": 0}}})");
     Write("tokenizer_config.json", R"({"eos_token": "<|im_end|>", "bos_token": null})");
     WriteWeights(Shapes());
   }
@@ -307,8 +307,7 @@ TEST_F(ConvertTest, MissingTokenizerNamesTheFile) {
   fs::remove(in_ / "tokenizer.json");
   auto r = Convert();
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("tokenizer.json"), std::string::npos)
-      << r.status().message();
+  EXPECT_NE(r.status().message().find("tokenizer.json"), std::string::npos) << r.status().message();
 }
 
 onnx::HostTensor Int64Tensor(std::vector<int64_t> shape, const std::vector<int64_t>& values) {
