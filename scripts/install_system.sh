@@ -14,6 +14,7 @@ PACKAGES=(
   libcli11-dev         # the kiln command line
   libboost1.81-dev     # Boost.Asio and Beast: the asynchronous HTTP server
   clang                # libFuzzer targets
+  clang-format         # the style check in scripts/test.sh
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang
   python3-venv         # the test and benchmark environment
   unzip                # unpacking the ONNX Runtime wheel

@@ -9,6 +9,10 @@ source "$(dirname "$0")/common.sh"
 export KILN_WERROR=ON
 bash "$KILN_ROOT/scripts/setup.sh"
 
+log "Tests: clang-format (the .clang-format at the root)"
+(cd "$KILN_ROOT" && git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' |
+  xargs clang-format --dry-run -Werror)
+
 # Tests that need the default model's GGUF find it here.
 KILN_SMOLLM2_GGUF="$("$KILN_VENV/bin/python" "$KILN_ROOT/scripts/default_model_gguf.py")"
 export KILN_SMOLLM2_GGUF
