@@ -46,11 +46,41 @@ std::optional<json> ParseBody(const HttpRequest& request, std::shared_ptr<Exchan
   }
 }
 
+// The job settings every generation request shares.
+JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::string& model_id);
+
+// Answers 404 and returns false unless `requested` names the served model.
+bool ModelMatches(const std::string& requested, const ServedModel& model, Exchange& exchange) {
+  if (requested == model.id()) return true;
+  exchange.Respond(Error(
+      404, "the model '" + requested + "' does not exist; this server serves '" + model.id() + "'",
+      "model"));
+  return false;
+}
+
 std::string RandomSuffix() {
   static thread_local std::mt19937_64 rng(std::random_device{}());
   static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   std::string s;
   for (int i = 0; i < 24; ++i) s += kAlphabet[rng() % 36];
+  return s;
+}
+
+JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::string& model_id) {
+  JobSettings s;
+  s.kind = kind;
+  s.id = (kind == JobKind::kChat ? "chatcmpl-" : "cmpl-") + RandomSuffix();
+  s.created = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  s.model = model_id;
+  s.stream = o.stream;
+  s.include_usage = o.include_usage;
+  s.n = o.sampling.n;
+  if (o.logprobs) s.logprobs = o.sampling.logprobs.value_or(0);
+  s.skip_special_tokens = o.skip_special_tokens;
+  s.stop = o.sampling.stop;
+  s.include_stop_str_in_output = o.sampling.include_stop_str_in_output;
   return s;
 }
 
@@ -209,15 +239,7 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
     return;
   }
   ChatCompletionRequest& req = std::get<ChatCompletionRequest>(parsed);
-  if (req.options.model != model->id()) {
-    exchange->Respond(Error(404,
-                            "the model '" + req.options.model +
-                                "' does not exist; this "
-                                "server serves '" +
-                                model->id() + "'",
-                            "model"));
-    return;
-  }
+  if (!ModelMatches(req.options.model, *model, *exchange)) return;
   ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
   const bool use_tools = !req.tools.empty() && req.tool_choice != ToolChoiceMode::kNone;
   ojson messages = TemplateMessages(req, !model->template_renders_tools());
@@ -232,20 +254,7 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   }
   std::vector<int32_t> ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = false});
 
-  JobSettings s;
-  s.kind = JobKind::kChat;
-  s.id = "chatcmpl-" + RandomSuffix();
-  s.created = std::chrono::duration_cast<std::chrono::seconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
-  s.model = model->id();
-  s.stream = req.options.stream;
-  s.include_usage = req.options.include_usage;
-  s.n = req.options.sampling.n;
-  if (req.options.logprobs) s.logprobs = req.options.sampling.logprobs.value_or(0);
-  s.skip_special_tokens = req.options.skip_special_tokens;
-  s.stop = req.options.sampling.stop;
-  s.include_stop_str_in_output = req.options.sampling.include_stop_str_in_output;
+  JobSettings s = SettingsFor(JobKind::kChat, req.options, model->id());
   // Constrained decoding: a JSON response format, a forced tool call, or a call the model
   // may start by writing <tool_call>.
   engine::ConstraintFactory constraint;
@@ -322,15 +331,7 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
     return;
   }
   CompletionRequest& req = std::get<CompletionRequest>(parsed);
-  if (req.options.model != model->id()) {
-    exchange->Respond(Error(404,
-                            "the model '" + req.options.model +
-                                "' does not exist; this "
-                                "server serves '" +
-                                model->id() + "'",
-                            "model"));
-    return;
-  }
+  if (!ModelMatches(req.options.model, *model, *exchange)) return;
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> texts;
   for (const auto& p : req.prompts) {
@@ -350,21 +351,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
       texts.push_back(model->tokenizer().Decode(ids));
     }
   }
-  JobSettings s;
-  s.kind = JobKind::kCompletion;
-  s.id = "cmpl-" + RandomSuffix();
-  s.created = std::chrono::duration_cast<std::chrono::seconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
-  s.model = model->id();
-  s.stream = req.options.stream;
-  s.include_usage = req.options.include_usage;
-  s.n = req.options.sampling.n;
+  JobSettings s = SettingsFor(JobKind::kCompletion, req.options, model->id());
   s.num_prompts = static_cast<int32_t>(prompts.size());
-  if (req.options.logprobs) s.logprobs = req.options.sampling.logprobs.value_or(0);
-  s.skip_special_tokens = req.options.skip_special_tokens;
-  s.stop = req.options.sampling.stop;
-  s.include_stop_str_in_output = req.options.sampling.include_stop_str_in_output;
   if (req.echo) s.echo_prefixes = texts;
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   std::vector<uint64_t> submitted;

@@ -19,4 +19,7 @@ void ByteLevelEncode(std::string_view raw, std::string* out);
 // holds a code point outside the alphabet.
 bool ByteLevelDecode(std::string_view text, std::string* out);
 
+// The byte a SentencePiece byte-fallback token ("<0xE4>") stands for, or -1 for any other text.
+int ByteFallbackValue(std::string_view token);
+
 }  // namespace kiln::text

@@ -4,24 +4,6 @@
 #include "kiln/text/utf8.h"
 
 namespace kiln::text {
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// "<0xXX>" -> the byte, or -1.
-int FallbackByte(std::string_view t) {
-  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
-  int hi = HexValue(t[3]), lo = HexValue(t[4]);
-  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
-
-}  // namespace
-
 Decoder::Step& Decoder::AddStep(Kind kind) {
   steps_.emplace_back();
   steps_.back().kind = kind;
@@ -117,7 +99,7 @@ std::string Decoder::Decode(std::vector<std::string> tokens) const {
           pending.clear();
         };
         for (auto& t : tokens) {
-          int b = FallbackByte(t);
+          int b = ByteFallbackValue(t);
           if (b >= 0) {
             pending.push_back(static_cast<char>(b));
           } else {

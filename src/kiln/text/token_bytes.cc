@@ -7,20 +7,6 @@ namespace {
 
 constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// "<0xXX>" -> the byte, or -1.
-int FallbackByte(std::string_view t) {
-  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
-  int hi = HexValue(t[3]), lo = HexValue(t[4]);
-  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
-
 }  // namespace
 
 TokenBytes TokenBytes::FromTokenizer(const Tokenizer& tokenizer) {
@@ -38,7 +24,7 @@ TokenBytes TokenBytes::FromTokenizer(const Tokenizer& tokenizer) {
     std::string raw;
     if (options.byte_level) {
       if (!ByteLevelDecode(text, &raw)) continue;  // outside the alphabet: leave it out
-    } else if (int byte = options.byte_fallback ? FallbackByte(text) : -1; byte >= 0) {
+    } else if (int byte = options.byte_fallback ? ByteFallbackValue(text) : -1; byte >= 0) {
       raw.push_back(static_cast<char>(byte));
     } else {
       for (size_t pos = 0; pos < text.size();) {
