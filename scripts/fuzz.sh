@@ -27,7 +27,8 @@ for t in "${targets[@]}"; do
   log "Fuzz: $t for ${SECONDS_EACH}s"
   (cd "$work" && "$FUZZ_BUILD/tests/$t" -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 \
      -print_final_stats=1 "$work" "${corpus[@]}" 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || true)
-  if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
+  if compgen -G "$work/crash-*" >/dev/null || compgen -G "$work/leak-*" >/dev/null || \
+     compgen -G "$work/timeout-*" >/dev/null || compgen -G "$work/oom-*" >/dev/null; then
     log "Fuzz: $t found a failing input, kept in $work"
     exit 1
   fi

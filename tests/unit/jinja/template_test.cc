@@ -260,3 +260,17 @@ TEST(JinjaTemplate, LimitsTurnIntoErrors) {
 
 }  // namespace
 }  // namespace kiln::jinja
+
+namespace kiln::jinja {
+namespace {
+
+TEST(JinjaTemplate, SliceInsideATupleSubscriptIsASyntaxError) {
+  // Found by the fuzzer: the slice's object slot stayed empty and rendering dereferenced it.
+  auto t = Template::Parse("{{ [1, 2, 3][0, 1:] }}");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("slice"), std::string::npos);
+  EXPECT_NE(t.status().message().find("line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln::jinja

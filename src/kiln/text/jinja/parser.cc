@@ -676,6 +676,10 @@ class Parser {
     if (args.size() == 1) {
       key = std::move(args[0]);
     } else {
+      // A slice only stands alone (x[a:b]); inside a tuple key its object slot would stay empty.
+      for (const auto& a : args) {
+        if (a->kind == ExprKind::kSlice) Fail("a slice cannot be part of a tuple subscript");
+      }
       key = NewExpr(ExprKind::kTuple, at);
       key->children = std::move(args);
     }
