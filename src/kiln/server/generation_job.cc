@@ -172,6 +172,10 @@ void GenerationJob::EmitText(int32_t index, const std::string& piece, const ojso
 }
 
 void GenerationJob::OnEvent(int32_t prompt_index, const engine::TokenEvent& e) {
+  if (settings_.stream && !stream_started_) {
+    stream_started_ = true;
+    BeginStream();
+  }
   const int32_t index = prompt_index * settings_.n + e.index;
   Choice& c = choices_[index];
   if (c.done) return;  // ended by a stop string; the engine's abort event follows

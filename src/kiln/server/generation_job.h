@@ -65,10 +65,12 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void OnEvent(int32_t prompt_index, const engine::TokenEvent& event);
   // Stops every engine request (the client went away).
   void Cancel();
-  // Sends the start of a streamed reply (the status line and headers).
-  void BeginStream();
 
  private:
+  // Sends the start of a streamed reply (headers, then each choice's role). Runs on the engine
+  // thread with the first event, so nothing can be written before it.
+  void BeginStream();
+
   struct Choice {
     std::unique_ptr<text::Detokenizer> detokenizer;
     std::unique_ptr<engine::StopMatcher> stop;
@@ -98,6 +100,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::shared_ptr<Exchange> exchange_;
   std::chrono::steady_clock::time_point arrival_;
   bool first_token_seen_ = false;
+  bool stream_started_ = false;
 
   std::mutex ids_mu_;  // engine ids are read by Cancel on an I/O thread
   std::vector<uint64_t> engine_ids_;

@@ -316,7 +316,6 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
     return;
   }
   job->AddEngineRequest(0, *submitted, static_cast<int64_t>(ids.size()));
-  if (s.stream) job->BeginStream();
   exchange->OnCancel([job] { job->Cancel(); });
 }
 
@@ -368,7 +367,6 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
     submitted.push_back(*id);
     job->AddEngineRequest(i, *id, static_cast<int64_t>(prompts[i].size()));
   }
-  if (s.stream) job->BeginStream();
   exchange->OnCancel([job] { job->Cancel(); });
 }
 
