@@ -1,5 +1,6 @@
 #include "kiln/text/bpe_model.h"
 
+#include <optional>
 #include <queue>
 
 #include "kiln/text/byte_level.h"
@@ -37,6 +38,35 @@ struct Candidate {
     return left > o.left;
   }
 };
+
+// Merges adjacent symbols, the lowest-priority candidate first, until none is left (the loop
+// both BPE variants share). `propose(left)` offers a merge of symbol `left` with the next one;
+// `merge(candidate, left, right)` returns false for a candidate gone stale, else updates `left`.
+template <typename Propose, typename Merge>
+void MergeSymbols(std::vector<Symbol>& symbols, Propose propose, Merge merge) {
+  std::vector<Candidate> storage;
+  storage.reserve(symbols.size() * 2);
+  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(storage));
+  auto consider = [&](int32_t left) {
+    if (left < 0 || symbols[left].next < 0) return;
+    if (std::optional<Candidate> c = propose(left)) queue.push(*c);
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
+  while (!queue.empty()) {
+    Candidate top = queue.top();
+    queue.pop();
+    Symbol& left = symbols[top.left];
+    if (left.len == 0 || left.next < 0) continue;
+    Symbol& right = symbols[left.next];
+    if (right.len == 0 || !merge(top, left, right)) continue;
+    left.len += right.len;
+    right.len = 0;
+    left.next = right.next;
+    if (left.next >= 0) symbols[left.next].prev = top.left;
+    consider(left.prev);
+    consider(top.left);
+  }
+}
 
 uint64_t PairKey(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
@@ -216,34 +246,19 @@ void BpeModel::EncodeByRanks(std::string_view word, std::vector<int32_t>* out) c
   if (symbols.empty()) return;
   symbols.back().next = -1;
 
-  std::vector<Candidate> storage;
-  storage.reserve(symbols.size() * 2);
-  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(storage));
-  auto consider = [&](int32_t left) {
-    if (left < 0) return;
-    int32_t right = symbols[left].next;
-    if (right < 0) return;
-    auto it = merges_.find(PairKey(symbols[left].id, symbols[right].id));
-    if (it == merges_.end()) return;
-    queue.push({static_cast<float>(it->second.rank), left, it->second.new_id, 0});
-  };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
-  while (!queue.empty()) {
-    Candidate top = queue.top();
-    queue.pop();
-    Symbol& left = symbols[top.left];
-    if (left.len == 0 || left.next < 0) continue;
-    Symbol& right = symbols[left.next];
-    auto it = merges_.find(PairKey(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale
-    left.id = top.new_id;
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (left.next >= 0) symbols[left.next].prev = top.left;
-    consider(left.prev);
-    consider(top.left);
-  }
+  MergeSymbols(
+      symbols,
+      [&](int32_t left) -> std::optional<Candidate> {
+        auto it = merges_.find(PairKey(symbols[left].id, symbols[symbols[left].next].id));
+        if (it == merges_.end()) return std::nullopt;
+        return Candidate{static_cast<float>(it->second.rank), left, it->second.new_id, 0};
+      },
+      [&](const Candidate& top, Symbol& left, const Symbol& right) {
+        auto it = merges_.find(PairKey(left.id, right.id));
+        if (it == merges_.end() || it->second.new_id != top.new_id) return false;  // stale
+        left.id = top.new_id;
+        return true;
+      });
   for (int32_t i = 0; i >= 0; i = symbols[i].next) out->push_back(symbols[i].id);
 }
 
@@ -271,33 +286,17 @@ void BpeModel::EncodeByScores(std::string_view word, std::vector<int32_t>* out) 
   }
   symbols.back().next = -1;
 
-  std::vector<Candidate> storage;
-  storage.reserve(symbols.size() * 2);
-  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(storage));
-  auto consider = [&](int32_t left) {
-    if (left < 0) return;
-    int32_t right = symbols[left].next;
-    if (right < 0) return;
-    uint32_t len = symbols[left].len + symbols[right].len;
-    auto it = token_to_id_.find(word.substr(symbols[left].begin, len));
-    if (it == token_to_id_.end()) return;
-    queue.push({-scores_[it->second], left, it->second, len});
-  };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
-  while (!queue.empty()) {
-    Candidate top = queue.top();
-    queue.pop();
-    Symbol& left = symbols[top.left];
-    if (left.len == 0 || left.next < 0) continue;
-    Symbol& right = symbols[left.next];
-    if (right.len == 0 || left.len + right.len != top.len) continue;  // stale
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (left.next >= 0) symbols[left.next].prev = top.left;
-    consider(left.prev);
-    consider(top.left);
-  }
+  MergeSymbols(
+      symbols,
+      [&](int32_t left) -> std::optional<Candidate> {
+        uint32_t len = symbols[left].len + symbols[symbols[left].next].len;
+        auto it = token_to_id_.find(word.substr(symbols[left].begin, len));
+        if (it == token_to_id_.end()) return std::nullopt;
+        return Candidate{-scores_[it->second], left, it->second, len};
+      },
+      [](const Candidate& top, Symbol& left, const Symbol& right) {
+        return left.len + right.len == top.len;  // otherwise stale
+      });
   for (int32_t i = 0; i >= 0; i = symbols[i].next) {
     std::string_view text = word.substr(symbols[i].begin, symbols[i].len);
     auto it = token_to_id_.find(text);
