@@ -26,16 +26,11 @@ using kiln::text::TokenMasker;
 
 const TokenMasker& Masker() {
   static const std::shared_ptr<const TokenMasker> masker = [] {
-    // Single bytes of every class the automaton tells apart (structure, digits, escapes,
-    // letters, control bytes, UTF-8 leads and continuations of each range, invalid bytes),
-    // kept few so each step's brute-force comparison stays quick.
+    // Every single byte, as in the byte-level and byte-fallback vocabularies models ship (a
+    // vocabulary that lacks a byte can leave a schema's only continuation unreachable), plus
+    // multi-byte tokens that cross the automaton's boundaries.
     std::vector<std::string> vocab;
-    const std::string_view ascii = " \t\n\r{}[]:,\"\\/-+.0123456789eEabfnrtulsxyzADF\x01\x1f\x7f";
-    for (char c : ascii) vocab.push_back(std::string(1, c));
-    for (int b : {0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xA9, 0xBF, 0xC0, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2,
-                  0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF}) {
-      vocab.push_back(std::string(1, static_cast<char>(b)));
-    }
+    for (int b = 0; b < 256; ++b) vocab.push_back(std::string(1, static_cast<char>(b)));
     for (const char* t :
          {"\":", "\",\"", "\"}", "{\"",     "true",    "null",     "12",       "-1",
           "0.",  "e+",    "\\u", "\\ud83d", "\\ude00", "\xC3\xA9", "\xE2\x82", "\xAC\"",
