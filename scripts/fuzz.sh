@@ -2,6 +2,8 @@
 # Builds the libFuzzer targets (clang, AddressSanitizer + UBSan) in $KILN_BUILD_DIR-fuzz and runs
 # each for the given number of seconds (default 60), starting from its seed corpus in
 # tests/fuzz/corpus/<target>/ when there is one. A crash fails the script and leaves the input.
+# KILN_FUZZ_SEED fixes libFuzzer's random seed, so a run can be repeated input for input (CI
+# uses 1; unset, each run explores differently).
 source "$(dirname "$0")/common.sh"
 
 SECONDS_EACH="${1:-60}"
@@ -25,8 +27,10 @@ for t in "${targets[@]}"; do
   corpus=()
   [ -d "$KILN_ROOT/tests/fuzz/corpus/$t" ] && corpus=("$KILN_ROOT/tests/fuzz/corpus/$t")
   log "Fuzz: $t for ${SECONDS_EACH}s"
-  (cd "$work" && "$FUZZ_BUILD/tests/$t" -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 \
-     -print_final_stats=1 "$work" "${corpus[@]}" 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || true)
+  seed=()
+  [ -n "${KILN_FUZZ_SEED:-}" ] && seed=("-seed=$KILN_FUZZ_SEED")
+  (cd "$work" && "$FUZZ_BUILD/tests/$t" "${seed[@]}" -max_total_time="$SECONDS_EACH" \
+     -rss_limit_mb=4096 -print_final_stats=1 "$work" "${corpus[@]}" 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || true)
   if compgen -G "$work/crash-*" >/dev/null || compgen -G "$work/leak-*" >/dev/null || \
      compgen -G "$work/timeout-*" >/dev/null || compgen -G "$work/oom-*" >/dev/null; then
     log "Fuzz: $t found a failing input, kept in $work"

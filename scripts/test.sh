@@ -4,6 +4,8 @@
 # a short run of each fuzz target under AddressSanitizer and UBSan.
 #
 # KILN_FUZZ_SECONDS: seconds per fuzz target (default 15; 0 skips fuzzing).
+# KILN_FUZZ_SEED: libFuzzer seed for that run (default 1, so a commit's run can be repeated input
+# for input; longer exploration is `bash scripts/fuzz.sh 600` with no seed).
 source "$(dirname "$0")/common.sh"
 
 export KILN_WERROR=ON
@@ -28,6 +30,6 @@ KILN_HOME="$KILN_HOME_FOR_TESTS" "$KILN_VENV/bin/python" -m pytest -q -p no:cach
 
 FUZZ_SECONDS="${KILN_FUZZ_SECONDS:-15}"
 if [ "$FUZZ_SECONDS" != 0 ]; then
-  bash "$KILN_ROOT/scripts/fuzz.sh" "$FUZZ_SECONDS"
+  KILN_FUZZ_SEED="${KILN_FUZZ_SEED:-1}" bash "$KILN_ROOT/scripts/fuzz.sh" "$FUZZ_SECONDS"
 fi
 log "Tests: all passed"
