@@ -84,6 +84,34 @@ def main():
     write("text_json_schema_fuzz", "anyof.bin",
           json.dumps({"anyOf": [{"type": "number"}, {"const": "x"}, {"type": "null"}]}).encode()
           + b"\0" + b"-1.5e3")
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                        "days": {"type": "integer", "minimum": 1}},
+                       "required": ["city"]}}}
+    write("server_request_fuzz", "chat_tools.json", json.dumps({
+        "model": "m", "stream": True, "stream_options": {"include_usage": True},
+        "tools": [weather], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": [{"type": "text", "text": "Paris?"}]},
+                     {"role": "assistant", "content": None, "tool_calls": [
+                         {"id": "call_1", "type": "function",
+                          "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
+        "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "n": 2, "seed": 1,
+        "logprobs": True, "top_logprobs": 2, "stop": ["\n\n"], "logit_bias": {"5": -100}}))
+    write("server_request_fuzz", "chat_schema.json", json.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+        "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "ignore_eos": True}))
+    write("server_request_fuzz", "completion.json", json.dumps({
+        "model": "m", "prompt": [[1, 2, 3], "text"], "echo": True, "max_tokens": 4,
+        "presence_penalty": 0.5, "frequency_penalty": 0.5, "stop_token_ids": [2]}))
+    write("server_request_fuzz", "tokenize.json", json.dumps({
+        "messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": True,
+        "return_token_strs": True, "tokens": [1, 2, 999]}))
+    write("server_request_fuzz", "tool_call_text.txt",
+          'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>')
     return 0
 
 

@@ -61,6 +61,22 @@ BAD_REQUESTS = [
     ("not UTF-8", b'{"model": "smollm2", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
      400, "not valid JSON"),
     ("missing model", {"messages": [{"role": "user", "content": "x"}]}, 400, "'model' is required"),
+    ("number beyond a double", b'{"model": "smollm2", "messages": [], "temperature": 1e999}', 400,
+     "number overflow"),
+]
+
+# The other endpoints that take a body: (path, body, needle in the message).
+BAD_OTHER_REQUESTS = [
+    ("/v1/completions", {"model": "smollm2", "prompt": [2 ** 40]}, "'prompt' must be"),
+    ("/v1/completions", {"model": "smollm2", "prompt": [49152]}, "outside the vocabulary"),
+    ("/v1/completions", b'{"model": "smollm2", "prompt": "x", "top_p": -1e400}', "number overflow"),
+    ("/tokenize", {"prompt": "hi", "add_special_tokens": "yes"}, "'add_special_tokens' must be"),
+    ("/tokenize", {"prompt": "hi", "return_token_strs": 1}, "'return_token_strs' must be"),
+    ("/tokenize", {"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+    ("/tokenize", {"tokens": [1]}, "give 'prompt'"),
+    ("/detokenize", {"tokens": [1, 2 ** 64 - 1]}, "token ids of this model's vocabulary"),
+    ("/detokenize", {"tokens": [1.5]}, "token ids of this model's vocabulary"),
+    ("/detokenize", b"[1, 2", "not valid JSON"),
 ]
 
 
@@ -71,6 +87,16 @@ def test_bad_request_gets_a_4xx_with_an_openai_error(server, name, body, status,
     error = json.loads(payload)["error"]
     assert needle in error["message"], error
     assert error["code"] == status and "type" in error
+
+
+@pytest.mark.parametrize("path,body,needle", BAD_OTHER_REQUESTS,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_OTHER_REQUESTS)])
+def test_bad_requests_to_other_endpoints_get_a_400(server, path, body, needle):
+    got, payload = post(server, path, body, raw=isinstance(body, bytes))
+    assert got == 400, payload
+    error = json.loads(payload)["error"]
+    assert needle in error["message"], error
+    assert error["code"] == 400 and error["type"] == "invalid_request_error"
 
 
 def test_bad_inputs_do_not_disturb_requests_in_flight(server):

@@ -120,6 +120,13 @@ class Fields {
 
 constexpr int64_t kMaxTokensLimit = 1 << 30;
 
+// A JSON integer that fits a token id (0 to 2^31 - 1); vocabulary bounds are checked later.
+bool IsTokenId(const json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= std::numeric_limits<int32_t>::max();
+  return v.is_number_integer() && v.get<int64_t>() >= 0 &&
+         v.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+}
+
 // Fields both endpoints share: sampling, streaming, vLLM's extra parameters.
 bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, bool chat) {
   engine::SamplingParams& s = o->sampling;
@@ -491,6 +498,24 @@ Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
   return req;
 }
 
+Parsed<json> ParseJsonBody(std::string_view body) {
+  try {
+    return json::parse(body);
+  } catch (const json::exception& e) {
+    // parse_error says where; out_of_range is a number too large for a double ("1e999").
+    std::string what = e.what();
+    size_t bracket = what.find("] ");
+    std::string detail = bracket == std::string::npos ? what : what.substr(bracket + 2);
+    if (const auto* pe = dynamic_cast<const json::parse_error*>(&e)) {
+      size_t colon = what.rfind(": ");
+      return RequestError{"the request body is not valid JSON (byte " + std::to_string(pe->byte) +
+                              "): " + (colon == std::string::npos ? what : what.substr(colon + 2)),
+                          ""};
+    }
+    return RequestError{"the request body is not usable JSON: " + detail, ""};
+  }
+}
+
 Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
   if (!body.is_object()) return RequestError{"the request body must be a JSON object", ""};
   CompletionRequest req;
@@ -502,7 +527,7 @@ Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
   if (!prompt) return RequestError{"'prompt' is required", "prompt"};
   auto token_list = [](const json& a, std::vector<int32_t>* out) {
     for (const json& x : a) {
-      if (!x.is_number_integer()) return false;
+      if (!IsTokenId(x)) return false;
       out->push_back(x.get<int32_t>());
     }
     return true;
@@ -542,6 +567,49 @@ Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
     }
   }
   return req;
+}
+
+Parsed<TokenizeRequest> ParseTokenizeRequest(const json& body, const std::string& model) {
+  if (!body.is_object()) return RequestError{"the request body must be a JSON object", ""};
+  TokenizeRequest req;
+  Fields f(body, "");
+  if (!f.Bool("return_token_strs", &req.return_token_strs)) return *f.error();
+  if (body.contains("messages")) {
+    req.add_special_tokens = false;  // the template writes the special tokens itself
+    if (!f.Bool("add_special_tokens", &req.add_special_tokens)) return *f.error();
+    json chat = body;
+    chat.erase("add_special_tokens");
+    chat.erase("return_token_strs");
+    if (!chat.contains("model") || chat["model"].is_null()) chat["model"] = model;
+    auto parsed = ParseChatCompletionRequest(chat);
+    if (auto* err = std::get_if<RequestError>(&parsed)) return *err;
+    req.chat = std::move(std::get<ChatCompletionRequest>(parsed));
+    return req;
+  }
+  if (!f.Bool("add_special_tokens", &req.add_special_tokens)) return *f.error();
+  const json* prompt = f.Get("prompt");
+  if (!prompt || !prompt->is_string()) {
+    return RequestError{"give 'prompt' (a string) or 'messages'", "prompt"};
+  }
+  req.prompt = prompt->get<std::string>();
+  return req;
+}
+
+Parsed<std::vector<int32_t>> ParseDetokenizeRequest(const json& body, size_t vocab_size) {
+  const char* kShape = "'tokens' (an array of token ids) is required";
+  if (!body.is_object()) return RequestError{"the request body must be a JSON object", ""};
+  auto it = body.find("tokens");
+  if (it == body.end() || !it->is_array()) return RequestError{kShape, "tokens"};
+  std::vector<int32_t> ids;
+  for (const json& t : *it) {
+    if (!IsTokenId(t) || static_cast<size_t>(t.get<int64_t>()) >= vocab_size) {
+      return RequestError{"'tokens' must hold token ids of this model's vocabulary (0 to " +
+                              std::to_string(vocab_size) + " - 1), got " + t.dump(),
+                          "tokens"};
+    }
+    ids.push_back(t.get<int32_t>());
+  }
+  return ids;
 }
 
 }  // namespace kiln::server

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -84,9 +85,26 @@ struct CompletionRequest {
   bool echo = false;
 };
 
+// vLLM's POST /tokenize: a prompt, or chat messages (with tools) rendered through the template.
+struct TokenizeRequest {
+  std::optional<ChatCompletionRequest> chat;  // set when the body has "messages"
+  std::string prompt;                         // otherwise
+  bool add_special_tokens = true;             // default: true for a prompt, false for messages
+  bool return_token_strs = false;
+};
+
+// The request body as JSON, keeping key order; an error says where the text stops being JSON.
+Parsed<nlohmann::ordered_json> ParseJsonBody(std::string_view body);
+
 // Bodies are parsed keeping key order: JSON schemas generate properties in the order given.
 Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::ordered_json& body);
 Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body);
+// `model` fills in a chat body's model when it names none (/tokenize does not require one).
+Parsed<TokenizeRequest> ParseTokenizeRequest(const nlohmann::ordered_json& body,
+                                             const std::string& model);
+// POST /detokenize: the token ids, each checked to be below `vocab_size`.
+Parsed<std::vector<int32_t>> ParseDetokenizeRequest(const nlohmann::ordered_json& body,
+                                                    size_t vocab_size);
 
 // Checks that `schema` is a JSON schema Kiln can enforce (an object; known types and keywords).
 std::optional<std::string> ValidateJsonSchemaShape(const nlohmann::ordered_json& schema);

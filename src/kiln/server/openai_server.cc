@@ -34,16 +34,12 @@ HttpResponse Error(int status, std::string_view message, std::string_view param 
 
 // Parses a request body as JSON; on failure says where and why.
 std::optional<json> ParseBody(const HttpRequest& request, std::shared_ptr<Exchange>& exchange) {
-  try {
-    return json::parse(request.body);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    size_t colon = what.rfind(": ");
-    exchange->Respond(
-        Error(400, "the request body is not valid JSON (byte " + std::to_string(e.byte) +
-                       "): " + (colon == std::string::npos ? what : what.substr(colon + 2))));
+  auto parsed = ParseJsonBody(request.body);
+  if (auto* err = std::get_if<RequestError>(&parsed)) {
+    exchange->Respond(Error(400, err->message, err->param));
     return std::nullopt;
   }
+  return std::move(std::get<json>(parsed));
 }
 
 // The job settings every generation request shares.
@@ -82,46 +78,6 @@ JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::str
   s.stop = o.sampling.stop;
   s.include_stop_str_in_output = o.sampling.include_stop_str_in_output;
   return s;
-}
-
-// Messages as the chat template expects them: text content, tool-call arguments as objects
-// (as vLLM hands them to templates), everything else as sent. For a template that knows nothing
-// of tools (`inline_tools`), calls and results are written into the content in Kiln's format.
-ojson TemplateMessages(const ChatCompletionRequest& req, bool inline_tools) {
-  ojson out = ojson::array();
-  for (size_t i = 0; i < req.messages.size(); ++i) {
-    const ChatMessage& m = req.messages[i];
-    ojson msg = req.messages_json[i];
-    msg["content"] = m.content ? ojson(*m.content) : ojson(nullptr);
-    if (inline_tools) {
-      std::string content = m.content.value_or("");
-      for (const ToolCall& c : m.tool_calls) {
-        ojson args = ojson::parse(c.arguments, nullptr, false);
-        if (args.is_discarded()) args = c.arguments;
-        if (!content.empty()) content += "\n";
-        content += std::string(kToolCallOpen) + "\n" +
-                   ojson{{"name", c.name}, {"arguments", args}}.dump() + "\n" + kToolCallClose;
-      }
-      if (m.role == "tool") content = "<tool_response>\n" + content + "\n</tool_response>";
-      msg["content"] = content;
-      msg.erase("tool_calls");
-      out.push_back(msg);
-      continue;
-    }
-    if (!m.tool_calls.empty()) {
-      ojson calls = ojson::array();
-      for (const ToolCall& c : m.tool_calls) {
-        ojson args = ojson::parse(c.arguments, nullptr, false);
-        if (args.is_discarded()) args = c.arguments;
-        calls.push_back({{"id", c.id},
-                         {"type", "function"},
-                         {"function", {{"name", c.name}, {"arguments", args}}}});
-      }
-      msg["tool_calls"] = calls;
-    }
-    out.push_back(msg);
-  }
-  return out;
 }
 
 }  // namespace
@@ -374,42 +330,31 @@ void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Ex
   ServedModel* model = model_.load();
   auto body = ParseBody(request, exchange);
   if (!body) return;
-  if (!body->is_object()) {
-    exchange->Respond(Error(400, "the request body must be a JSON object"));
+  auto parsed = ParseTokenizeRequest(*body, model->id());
+  if (auto* err = std::get_if<RequestError>(&parsed)) {
+    exchange->Respond(Error(400, err->message, err->param));
     return;
   }
-  std::vector<int32_t> ids;
-  if (body->contains("messages")) {
-    json chat = *body;
-    if (!chat.contains("model")) chat["model"] = model->id();
-    auto parsed = ParseChatCompletionRequest(chat);
-    if (auto* err = std::get_if<RequestError>(&parsed)) {
-      exchange->Respond(Error(400, err->message, err->param));
-      return;
-    }
-    auto& req = std::get<ChatCompletionRequest>(parsed);
-    ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
-    ojson messages = TemplateMessages(req, !model->template_renders_tools());
-    if (!req.tools.empty() && !model->template_renders_tools())
+  TokenizeRequest& req = std::get<TokenizeRequest>(parsed);
+  std::string prompt = std::move(req.prompt);
+  if (req.chat) {
+    ojson tools = req.chat->tools_json.is_null() ? ojson::array() : req.chat->tools_json;
+    ojson messages = TemplateMessages(*req.chat, !model->template_renders_tools());
+    if (!req.chat->tools.empty() && !model->template_renders_tools())
       AddToolInstructions(messages, tools);
-    auto prompt =
-        model->RenderChat(messages, &tools, req.add_generation_prompt, req.continue_final_message);
-    if (!prompt.ok()) {
-      exchange->Respond(Error(400, "the chat template failed: " + prompt.status().message()));
+    auto rendered = model->RenderChat(messages, &tools, req.chat->add_generation_prompt,
+                                      req.chat->continue_final_message);
+    if (!rendered.ok()) {
+      exchange->Respond(
+          Error(400, "the chat template failed: " + rendered.status().message(), "messages"));
       return;
     }
-    bool add_special = body->value("add_special_tokens", false);
-    ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = add_special});
-  } else if (body->contains("prompt") && (*body)["prompt"].is_string()) {
-    bool add_special = body->value("add_special_tokens", true);
-    ids = model->tokenizer().Encode((*body)["prompt"].get<std::string>(),
-                                    {.add_special_tokens = add_special});
-  } else {
-    exchange->Respond(Error(400, "give 'prompt' (a string) or 'messages'", "prompt"));
-    return;
+    prompt = std::move(*rendered);
   }
+  std::vector<int32_t> ids =
+      model->tokenizer().Encode(prompt, {.add_special_tokens = req.add_special_tokens});
   ojson out = {{"count", ids.size()}, {"max_model_len", model->max_model_len()}, {"tokens", ids}};
-  if (body->value("return_token_strs", false)) {
+  if (req.return_token_strs) {
     ojson strs = ojson::array();
     for (int32_t id : ids) {
       const std::string* t = model->tokenizer().IdToToken(id);
@@ -425,21 +370,13 @@ void OpenAiServer::HandleDetokenize(const HttpRequest& request,
   ServedModel* model = model_.load();
   auto body = ParseBody(request, exchange);
   if (!body) return;
-  if (!body->is_object() || !body->contains("tokens") || !(*body)["tokens"].is_array()) {
-    exchange->Respond(Error(400, "'tokens' (an array of token ids) is required", "tokens"));
+  auto ids = ParseDetokenizeRequest(*body, model->tokenizer().vocab_size());
+  if (auto* err = std::get_if<RequestError>(&ids)) {
+    exchange->Respond(Error(400, err->message, err->param));
     return;
   }
-  std::vector<int32_t> ids;
-  for (const json& t : (*body)["tokens"]) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-        static_cast<size_t>(t.get<int64_t>()) >= model->tokenizer().vocab_size()) {
-      exchange->Respond(
-          Error(400, "'tokens' must hold token ids of this model's vocabulary", "tokens"));
-      return;
-    }
-    ids.push_back(t.get<int32_t>());
-  }
-  exchange->Respond(JsonResponse(200, {{"prompt", model->tokenizer().Decode(ids)}}));
+  exchange->Respond(JsonResponse(
+      200, {{"prompt", model->tokenizer().Decode(std::get<std::vector<int32_t>>(ids))}}));
 }
 
 std::string OpenAiServer::RenderMetrics() {

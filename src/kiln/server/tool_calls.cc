@@ -110,4 +110,41 @@ std::optional<ParsedToolCalls> ParseToolCalls(const std::string& text, bool bare
   return out;
 }
 
+ojson TemplateMessages(const ChatCompletionRequest& req, bool inline_tools) {
+  ojson out = ojson::array();
+  for (size_t i = 0; i < req.messages.size(); ++i) {
+    const ChatMessage& m = req.messages[i];
+    ojson msg = req.messages_json[i];
+    msg["content"] = m.content ? ojson(*m.content) : ojson(nullptr);
+    if (inline_tools) {
+      std::string content = m.content.value_or("");
+      for (const ToolCall& c : m.tool_calls) {
+        ojson args = ojson::parse(c.arguments, nullptr, false);
+        if (args.is_discarded()) args = c.arguments;
+        if (!content.empty()) content += "\n";
+        content += std::string(kToolCallOpen) + "\n" +
+                   ojson{{"name", c.name}, {"arguments", args}}.dump() + "\n" + kToolCallClose;
+      }
+      if (m.role == "tool") content = "<tool_response>\n" + content + "\n</tool_response>";
+      msg["content"] = content;
+      msg.erase("tool_calls");
+      out.push_back(msg);
+      continue;
+    }
+    if (!m.tool_calls.empty()) {
+      ojson calls = ojson::array();
+      for (const ToolCall& c : m.tool_calls) {
+        ojson args = ojson::parse(c.arguments, nullptr, false);
+        if (args.is_discarded()) args = c.arguments;
+        calls.push_back({{"id", c.id},
+                         {"type", "function"},
+                         {"function", {{"name", c.name}, {"arguments", args}}}});
+      }
+      msg["tool_calls"] = calls;
+    }
+    out.push_back(msg);
+  }
+  return out;
+}
+
 }  // namespace kiln::server

@@ -30,6 +30,11 @@ std::string ToolInstructions(const nlohmann::ordered_json& tools_json);
 void AddToolInstructions(nlohmann::ordered_json& messages,
                          const nlohmann::ordered_json& tools_json);
 
+// Messages as the chat template expects them: text content, tool-call arguments as objects
+// (as vLLM hands them to templates), everything else as sent. For a template that knows nothing
+// of tools (`inline_tools`), calls and results are written into the content in Kiln's format.
+nlohmann::ordered_json TemplateMessages(const ChatCompletionRequest& req, bool inline_tools);
+
 // JSON schema of one call: {"name": <const>, "arguments": <parameters>}, for the tool named
 // `only` or any of `tools` (anyOf).
 nlohmann::ordered_json CallSchema(const std::vector<ToolDefinition>& tools,

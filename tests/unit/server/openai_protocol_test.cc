@@ -120,6 +120,66 @@ TEST(OpenAiProtocolTest, CompletionPromptForms) {
   EXPECT_TRUE(std::holds_alternative<RequestError>(parse(R"({"model": "m", "prompt": {}})")));
   EXPECT_TRUE(std::holds_alternative<RequestError>(parse(R"({"model": "m", "prompt": ""})")));
   EXPECT_TRUE(std::holds_alternative<RequestError>(parse(R"({"model": "m"})")));
+  // Token ids must fit an int32, not wrap into one.
+  EXPECT_TRUE(
+      std::holds_alternative<RequestError>(parse(R"({"model": "m", "prompt": [1099511627776]})")));
+  EXPECT_TRUE(std::holds_alternative<RequestError>(parse(R"({"model": "m", "prompt": [-1]})")));
+}
+
+TEST(OpenAiProtocolTest, JsonBodyErrorsSayWhatWasWrong) {
+  auto ok = ParseJsonBody(R"({"a": [1, 2]})");
+  ASSERT_TRUE(std::holds_alternative<json>(ok));
+  EXPECT_EQ(std::get<json>(ok)["a"].size(), 2u);
+  auto truncated = ParseJsonBody(R"({"a": [1,)");
+  ASSERT_TRUE(std::holds_alternative<RequestError>(truncated));
+  EXPECT_NE(std::get<RequestError>(truncated).message.find("not valid JSON (byte 10)"),
+            std::string::npos);
+  // A number beyond a double's range is valid JSON that nothing can hold.
+  auto huge = ParseJsonBody(R"({"temperature": 1e999})");
+  ASSERT_TRUE(std::holds_alternative<RequestError>(huge));
+  EXPECT_NE(std::get<RequestError>(huge).message.find("number overflow parsing '1e999'"),
+            std::string::npos)
+      << std::get<RequestError>(huge).message;
+}
+
+TEST(OpenAiProtocolTest, TokenizeRequests) {
+  auto parse = [](const char* text) { return ParseTokenizeRequest(json::parse(text), "served"); };
+  auto prompt = parse(R"({"prompt": "hi", "return_token_strs": true})");
+  ASSERT_TRUE(std::holds_alternative<TokenizeRequest>(prompt));
+  EXPECT_EQ(std::get<TokenizeRequest>(prompt).prompt, "hi");
+  EXPECT_TRUE(std::get<TokenizeRequest>(prompt).add_special_tokens);
+  EXPECT_TRUE(std::get<TokenizeRequest>(prompt).return_token_strs);
+
+  auto chat = parse(R"({"messages": [{"role": "user", "content": "hi"}]})");
+  ASSERT_TRUE(std::holds_alternative<TokenizeRequest>(chat));
+  const TokenizeRequest& c = std::get<TokenizeRequest>(chat);
+  ASSERT_TRUE(c.chat.has_value());
+  EXPECT_EQ(c.chat->options.model, "served");
+  EXPECT_FALSE(c.add_special_tokens);
+
+  auto error = [&](const char* text) {
+    auto r = parse(text);
+    EXPECT_TRUE(std::holds_alternative<RequestError>(r)) << text;
+    return std::holds_alternative<RequestError>(r) ? std::get<RequestError>(r) : RequestError{};
+  };
+  EXPECT_EQ(error(R"({"prompt": "hi", "add_special_tokens": "yes"})").param, "add_special_tokens");
+  EXPECT_EQ(error(R"({"prompt": "hi", "return_token_strs": 1})").param, "return_token_strs");
+  EXPECT_EQ(error(R"({"prompt": 5})").param, "prompt");
+  EXPECT_EQ(error(R"({"messages": "hi"})").param, "messages");
+  EXPECT_EQ(error(R"([1])").message, "the request body must be a JSON object");
+}
+
+TEST(OpenAiProtocolTest, DetokenizeRequests) {
+  auto parse = [](const char* text) { return ParseDetokenizeRequest(json::parse(text), 10); };
+  auto ok = parse(R"({"tokens": [0, 9]})");
+  ASSERT_TRUE(std::holds_alternative<std::vector<int32_t>>(ok));
+  EXPECT_EQ(std::get<std::vector<int32_t>>(ok), (std::vector<int32_t>{0, 9}));
+  for (const char* bad : {R"({"tokens": [10]})", R"({"tokens": [-1]})", R"({"tokens": [1.5]})",
+                          R"({"tokens": [18446744073709551615]})", R"({"tokens": "1"})", "{}"}) {
+    auto r = parse(bad);
+    ASSERT_TRUE(std::holds_alternative<RequestError>(r)) << bad;
+    EXPECT_EQ(std::get<RequestError>(r).param, "tokens") << bad;
+  }
 }
 
 }  // namespace
