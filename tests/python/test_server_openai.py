@@ -104,6 +104,12 @@ def test_completions_plain_streamed_echo_and_logprobs(client):
     e = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=5,
                                   temperature=0, echo=True, logprobs=3)
     assert e.choices[0].text.startswith("The quick brown fox")
+    # Streamed with echo, the prompt comes first and the whole equals the unstreamed text.
+    chunks = [c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="The quick brown fox", max_tokens=5, temperature=0, echo=True,
+        stream=True) if c.choices]
+    assert chunks[0] == "The quick brown fox"
+    assert "".join(chunks) == e.choices[0].text
     lp = e.choices[0].logprobs
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
     for chosen, top in zip(lp.token_logprobs, lp.top_logprobs):
@@ -119,6 +125,23 @@ def test_chat_logprobs(client):
     for entry in content:
         assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
         assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+
+
+def test_logprob_bytes_are_the_tokens_own_bytes(client, smollm2_genai):
+    # The byte-level token "Ã" stands for the single byte 0xC3, half of a UTF-8 character: its
+    # text is U+FFFD, and its bytes must be the raw byte, so that a client can join pieces.
+    from tokenizers import Tokenizer
+    lone = Tokenizer.from_file(str(smollm2_genai / "tokenizer.json")).get_vocab()["Ã"]
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0,
+        logprobs=True, top_logprobs=1, logit_bias={str(lone): 100})
+    content = r.choices[0].logprobs.content
+    assert len(content) == 2
+    for entry in content:
+        assert entry.bytes == [0xC3] and entry.token == "\ufffd"
+        assert entry.top_logprobs[0].bytes == [0xC3]
+    joined = bytes(b for e in content for b in e.bytes)
+    assert joined.decode("utf-8", errors="replace") == r.choices[0].message.content
 
 
 def test_max_tokens_absent_runs_to_a_natural_end(client):

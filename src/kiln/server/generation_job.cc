@@ -7,7 +7,7 @@ using ojson = nlohmann::ordered_json;
 
 std::string Dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
-ojson Bytes(const std::string& s) {
+ojson ByteList(std::string_view s) {
   ojson out = ojson::array();
   for (unsigned char ch : s) out.push_back(static_cast<int>(ch));
   return out;
@@ -76,6 +76,17 @@ void GenerationJob::Cancel() {
 
 void GenerationJob::BeginStream() {
   exchange_->StartStream(200, "text/event-stream; charset=utf-8");
+  if (settings_.kind == JobKind::kCompletion && !settings_.echo_prefixes.empty()) {
+    // With echo, each choice's prompt comes first, as its own chunk.
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      ojson chunk = ChunkBase();
+      chunk["choices"] = ojson::array({{{"index", i},
+                                        {"text", choices_[i].text},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", nullptr}}});
+      SendChunk(chunk);
+    }
+  }
   if (settings_.kind == JobKind::kChat) {
     // The role comes first, once per choice, as OpenAI sends it.
     for (size_t i = 0; i < choices_.size(); ++i) {
@@ -123,13 +134,20 @@ void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
                                   const std::vector<engine::TokenLogprob>& top, ojson* delta) {
   const text::Tokenizer& tok = model_->tokenizer();
   auto text_of = [&tok](int32_t id) { return tok.Decode(std::span<const int32_t>(&id, 1)); };
+  // `bytes` are the token's own bytes, so a client can join the pieces of a character that
+  // spans tokens (the text shows such a piece as U+FFFD).
+  const text::TokenBytes& raw = *model_->token_bytes();
+  auto bytes_of = [&raw](int32_t id, const std::string& text) {
+    return ByteList(id >= 0 && static_cast<size_t>(id) < raw.size() ? raw.bytes[id] : text);
+  };
   std::string token_text = text_of(token);
   if (settings_.kind == JobKind::kChat) {
-    ojson entry = {{"token", token_text}, {"logprob", logprob}, {"bytes", Bytes(token_text)}};
+    ojson entry = {
+        {"token", token_text}, {"logprob", logprob}, {"bytes", bytes_of(token, token_text)}};
     ojson tops = ojson::array();
     for (const auto& t : top) {
       std::string s = text_of(t.token);
-      tops.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", Bytes(s)}});
+      tops.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(t.token, s)}});
     }
     entry["top_logprobs"] = tops;
     c.logprobs["content"].push_back(entry);
