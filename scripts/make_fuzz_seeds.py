@@ -105,7 +105,8 @@ def main():
         "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
         "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "ignore_eos": True}))
     write("server_request_fuzz", "completion.json", json.dumps({
-        "model": "m", "prompt": [[1, 2, 3], "text"], "echo": True, "max_tokens": 4,
+        "model": "m", "prompt": [[1, 2, 3], "text"], "echo": True, "max_tokens": 4, "logprobs": 2,
+        "prompt_logprobs": 1,
         "presence_penalty": 0.5, "frequency_penalty": 0.5, "stop_token_ids": [2]}))
     write("server_request_fuzz", "tokenize.json", json.dumps({
         "messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": True,

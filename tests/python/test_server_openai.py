@@ -111,8 +111,10 @@ def test_completions_plain_streamed_echo_and_logprobs(client):
     assert chunks[0] == "The quick brown fox"
     assert "".join(chunks) == e.choices[0].text
     lp = e.choices[0].logprobs
-    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
-    for chosen, top in zip(lp.token_logprobs, lp.top_logprobs):
+    # The echoed prompt's 4 tokens are scored too (the first has nothing to be scored by).
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 4 + 5
+    assert lp.token_logprobs[0] is None and all(x <= 0 for x in lp.token_logprobs[1:])
+    for chosen, top in zip(lp.token_logprobs[4:], lp.top_logprobs[4:]):
         assert chosen <= 0 and len(top) <= 3
         assert max(top.values()) == pytest.approx(chosen, abs=1e-4)  # greedy: chosen is the best
 

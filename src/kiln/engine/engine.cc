@@ -29,6 +29,7 @@ struct Engine::Request {
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::vector<std::unique_ptr<SequenceSampler>> samplers;
   std::vector<std::unique_ptr<TokenConstraint>> constraints;  // empty when unconstrained
+  std::vector<std::vector<PromptLogprob>> prompt_logprobs;    // per completion, when asked for
   int32_t unfinished = 0;
 };
 
@@ -86,6 +87,7 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
     auto seq = std::make_unique<Sequence>();
     seq->tokens = prompt;
     seq->num_prompt_tokens = len;
+    seq->needs_prompt_logits = params.prompt_logprobs.has_value();
     SamplingParams p = params;
     if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(i);
     std::vector<int32_t> stop_ids;
@@ -97,6 +99,7 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
     request->samplers.push_back(std::move(sampler));
     if (constraint) request->constraints.push_back(constraint());
   }
+  if (params.prompt_logprobs) request->prompt_logprobs.resize(params.n);
   request->unfinished = params.n;
   uint64_t id = request->id;
   {
@@ -188,15 +191,43 @@ bool Engine::Step() {
     }
     return true;
   }
+  size_t rows = 0;
+  for (const ScheduledChunk& c : step.chunks) {
+    rows += c.all_logits ? static_cast<size_t>(c.count) : (c.samples ? 1 : 0);
+  }
+  if (logits_.size() != rows * static_cast<size_t>(vocab_size_)) {
+    const std::string message = "the executor returned " +
+                                std::to_string(logits_.size() / vocab_size_) +
+                                " rows of logits for a step that needs " + std::to_string(rows);
+    for (const ScheduledChunk& c : step.chunks) {
+      if (owners_.count(c.seq) != 0) Finish(c.seq, FinishReason::kError, message);
+    }
+    return true;
+  }
   scheduler_.Complete(step);
 
   int64_t generated = 0;
   size_t row = 0;
   for (const ScheduledChunk& c : step.chunks) {
+    if (c.all_logits) {
+      // Logits at position p score prompt token p + 1. A sequence recomputed after preemption
+      // passes its positions again; each is scored once.
+      auto [request, index] = owners_.at(c.seq);
+      std::vector<PromptLogprob>& scored = request->prompt_logprobs[index];
+      for (int64_t k = 0; k < c.count; ++k) {
+        const int64_t p = c.start + k;
+        if (p + 1 >= c.seq->num_prompt_tokens || p != static_cast<int64_t>(scored.size())) continue;
+        scored.push_back(ScorePromptToken(
+            std::span<const float>(logits_.data() + (row + k) * vocab_size_, vocab_size_),
+            c.seq->tokens[p + 1], *request->params.prompt_logprobs));
+      }
+      row += static_cast<size_t>(c.count);
+    } else if (c.samples) {
+      ++row;
+    }
     if (!c.samples) continue;
     Sequence* seq = c.seq;
-    std::span<float> logits(logits_.data() + row * vocab_size_, vocab_size_);
-    ++row;
+    std::span<float> logits(logits_.data() + (row - 1) * vocab_size_, vocab_size_);
     auto [request, index] = owners_.at(seq);
     SequenceSampler& sampler = *request->samplers[index];
     TokenConstraint* constraint =
@@ -235,6 +266,9 @@ bool Engine::Step() {
     event.prompt_tokens = seq->num_prompt_tokens;
     event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
     event.output_tokens = seq->num_output_tokens();
+    if (event.output_tokens == 1 && !request->prompt_logprobs.empty()) {
+      event.prompt_logprobs = request->prompt_logprobs[index];
+    }
     request->sink(event);
     if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
   }

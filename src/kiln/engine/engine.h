@@ -44,6 +44,9 @@ struct TokenEvent {
   int64_t prompt_tokens = 0;
   int64_t cached_prompt_tokens = 0;
   int64_t output_tokens = 0;
+  // With params.prompt_logprobs, on each completion's first token: entry i scores prompt token
+  // i + 1 (the first prompt token has nothing before it to be scored by).
+  std::vector<PromptLogprob> prompt_logprobs;
 };
 using EventSink = std::function<void(const TokenEvent&)>;
 

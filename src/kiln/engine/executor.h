@@ -23,8 +23,9 @@ class Executor {
   virtual int64_t vocab_size() const = 0;
 
   // Computes every chunk of `step` (tokens [start, start + count) of each sequence, written into
-  // the KV cache blocks of its block table) and, for each chunk that samples, appends one row of
-  // vocab_size() logits to `logits`, in chunk order.
+  // the KV cache blocks of its block table) and appends rows of vocab_size() logits to `logits`,
+  // in chunk order: `count` rows (one per position) for a chunk with all_logits, otherwise one
+  // row for a chunk that samples (its last position) and none for one that does not.
   virtual Status Execute(const SchedulerStep& step, std::vector<float>* logits) = 0;
 
   // A sequence has left the engine (finished, aborted or preempted).

@@ -11,6 +11,32 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 }  // namespace
 
+PromptLogprob ScorePromptToken(std::span<const float> logits, int32_t token, int top_k) {
+  PromptLogprob out;
+  out.token = token;
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  if (vocab == 0 || token < 0 || token >= vocab) return out;
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - max_logit));
+  const float log_normalizer = max_logit + static_cast<float>(std::log(sum));
+  out.logprob = logits[token] - log_normalizer;
+  for (float l : logits) out.rank += l > logits[token] ? 1 : 0;
+  const int k = std::min(top_k, vocab);
+  if (k > 0) {
+    std::vector<std::pair<float, int32_t>> scored;
+    scored.reserve(vocab);
+    for (int32_t t = 0; t < vocab; ++t) scored.emplace_back(logits[t], t);
+    std::partial_sort(scored.begin(), scored.begin() + k, scored.end(),
+                      [](const auto& a, const auto& b) {
+                        return a.first > b.first || (a.first == b.first && a.second < b.second);
+                      });
+    for (int i = 0; i < k; ++i)
+      out.top.push_back({scored[i].second, scored[i].first - log_normalizer});
+  }
+  return out;
+}
+
 SequenceSampler::SequenceSampler(const SamplingParams& params, std::vector<int32_t> stop_ids,
                                  uint64_t fallback_seed)
     : params_(params), stop_ids_(std::move(stop_ids)), rng_(params.seed.value_or(fallback_seed)) {

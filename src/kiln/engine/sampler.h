@@ -22,6 +22,18 @@ struct TokenLogprob {
   float logprob = 0.0f;
 };
 
+// A prompt token scored by the logits of the position before it.
+struct PromptLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  int64_t rank = 1;               // 1 + the number of tokens with a higher logit
+  std::vector<TokenLogprob> top;  // most likely first
+};
+
+// Scores `token` against raw `logits` (no penalties, bias or temperature, as vLLM's
+// prompt_logprobs), with the `top_k` most likely tokens.
+PromptLogprob ScorePromptToken(std::span<const float> logits, int32_t token, int top_k);
+
 struct SampledToken {
   int32_t token = 0;
   float logprob = 0.0f;           // set when params.logprobs is present

@@ -48,6 +48,10 @@ Status SamplingParams::Validate(int64_t vocab_size) const {
                                      Num(bias));
     }
   }
+  if (prompt_logprobs && (*prompt_logprobs < 0 || *prompt_logprobs > 20)) {
+    return Status::InvalidArgument("prompt_logprobs must be between 0 and 20, got " +
+                                   Num(*prompt_logprobs));
+  }
   if (logprobs && (*logprobs < 0 || *logprobs > 20)) {
     return Status::InvalidArgument("top_logprobs must be between 0 and 20, got " + Num(*logprobs));
   }

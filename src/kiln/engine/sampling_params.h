@@ -23,7 +23,10 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;       // [-2, 2]; applied per occurrence in the output (OpenAI)
   std::map<int32_t, float> logit_bias;  // added to logits, [-100, 100]
   std::optional<int> logprobs;          // return the chosen token's logprob and this many top ones
-  int n = 1;                            // completions per prompt
+  // Score the prompt: each prompt token's logprob and rank, and this many top alternatives,
+  // from the raw logits of the position before it (vLLM's prompt_logprobs).
+  std::optional<int> prompt_logprobs;
+  int n = 1;  // completions per prompt
   // Absent: generate until a stop condition or the end of the context.
   std::optional<int64_t> max_tokens;
   int64_t min_tokens = 0;  // stop conditions (EOS, stop ids) are ignored before this many

@@ -3,6 +3,20 @@
 #include <algorithm>
 
 namespace kiln::engine {
+namespace {
+
+// The next `n` tokens of `seq` as a chunk.
+ScheduledChunk MakeChunk(Sequence* seq, int64_t n) {
+  const int64_t start = seq->num_computed_tokens;
+  return ScheduledChunk{
+      .seq = seq,
+      .start = start,
+      .count = n,
+      .samples = start + n == seq->num_tokens(),
+      .all_logits = seq->needs_prompt_logits && start < seq->num_prompt_tokens - 1};
+}
+
+}  // namespace
 
 Scheduler::Scheduler(const SchedulerConfig& config, BlockManager* blocks)
     : config_(config), blocks_(blocks) {}
@@ -71,8 +85,7 @@ SchedulerStep Scheduler::Schedule() {
       }
     }
     if (!scheduled) continue;
-    step.chunks.push_back(
-        {seq, seq->num_computed_tokens, n, seq->num_computed_tokens + n == seq->num_tokens()});
+    step.chunks.push_back(MakeChunk(seq, n));
     step.num_tokens += n;
     budget -= n;
   }
@@ -81,7 +94,7 @@ SchedulerStep Scheduler::Schedule() {
   while (step.preempted.empty() && !waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    if (seq->blocks.blocks.empty()) {
+    if (seq->blocks.blocks.empty() && !seq->needs_prompt_logits) {
       seq->num_computed_tokens = blocks_->AllocateCachedPrefix(seq->tokens, &seq->blocks);
       seq->num_cached_prompt_tokens = seq->num_computed_tokens;
     }
@@ -96,8 +109,7 @@ SchedulerStep Scheduler::Schedule() {
     waiting_.pop_front();
     running_.push_back(seq);
     seq->state = SequenceState::kRunning;
-    step.chunks.push_back(
-        {seq, seq->num_computed_tokens, n, seq->num_computed_tokens + n == seq->num_tokens()});
+    step.chunks.push_back(MakeChunk(seq, n));
     step.num_tokens += n;
     budget -= n;
   }

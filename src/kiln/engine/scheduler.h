@@ -28,6 +28,9 @@ struct ScheduledChunk {
   int64_t start = 0;     // index of the first token to compute (== its position)
   int64_t count = 0;     // tokens to compute
   bool samples = false;  // the chunk reaches the last known token: sample the next one
+  // The executor returns a row of logits for every position of the chunk (the last one is the
+  // sample row when `samples`): the sequence needs prompt logits and the chunk is in its prompt.
+  bool all_logits = false;
 };
 
 struct SchedulerStep {

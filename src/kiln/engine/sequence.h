@@ -23,6 +23,9 @@ struct Sequence {
   int64_t num_cached_prompt_tokens = 0;  // found in the prefix cache at (last) admission
   int64_t num_preemptions = 0;
   SequenceState state = SequenceState::kWaiting;
+  // Every prompt position's logits are wanted (prompt logprobs); such a sequence computes its
+  // whole prompt rather than reuse a cached prefix.
+  bool needs_prompt_logits = false;
   BlockTable blocks;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }

@@ -76,17 +76,6 @@ void GenerationJob::Cancel() {
 
 void GenerationJob::BeginStream() {
   exchange_->StartStream(200, "text/event-stream; charset=utf-8");
-  if (settings_.kind == JobKind::kCompletion && !settings_.echo_prefixes.empty()) {
-    // With echo, each choice's prompt comes first, as its own chunk.
-    for (size_t i = 0; i < choices_.size(); ++i) {
-      ojson chunk = ChunkBase();
-      chunk["choices"] = ojson::array({{{"index", i},
-                                        {"text", choices_[i].text},
-                                        {"logprobs", nullptr},
-                                        {"finish_reason", nullptr}}});
-      SendChunk(chunk);
-    }
-  }
   if (settings_.kind == JobKind::kChat) {
     // The role comes first, once per choice, as OpenAI sends it.
     for (size_t i = 0; i < choices_.size(); ++i) {
@@ -169,6 +158,81 @@ void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
   }
 }
 
+void GenerationJob::StartChoice(int32_t index, int32_t prompt_index, const engine::TokenEvent& e) {
+  Choice& c = choices_[index];
+  c.started = true;
+  const bool scored = prompt_index < static_cast<int32_t>(settings_.prompt_ids.size());
+  const text::Tokenizer& tok = model_->tokenizer();
+  auto text_of = [&tok](int32_t id) { return tok.Decode(std::span<const int32_t>(&id, 1)); };
+  ojson echo_logprobs;  // the echoed prompt's part of a completion's logprobs
+  if (scored) {
+    const std::vector<int32_t>& ids = settings_.prompt_ids[prompt_index];
+    // Entry i of the engine's list scores prompt token i + 1.
+    auto score = [&e](size_t i) -> const engine::PromptLogprob* {
+      return i >= 1 && i - 1 < e.prompt_logprobs.size() ? &e.prompt_logprobs[i - 1] : nullptr;
+    };
+    if (settings_.prompt_logprobs_field) {
+      c.prompt_logprobs = ojson::array();
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const engine::PromptLogprob* s = score(i);
+        if (!s) {
+          c.prompt_logprobs.push_back(nullptr);
+          continue;
+        }
+        ojson entry = ojson::object();
+        entry[std::to_string(s->token)] = {
+            {"logprob", s->logprob}, {"rank", s->rank}, {"decoded_token", text_of(s->token)}};
+        for (size_t r = 0; r < s->top.size(); ++r) {
+          const std::string key = std::to_string(s->top[r].token);
+          if (entry.contains(key)) continue;
+          entry[key] = {{"logprob", s->top[r].logprob},
+                        {"rank", r + 1},
+                        {"decoded_token", text_of(s->top[r].token)}};
+        }
+        c.prompt_logprobs.push_back(entry);
+      }
+    }
+    if (settings_.echo_logprobs) {
+      // The prompt's tokens lead the completion's logprobs; offsets count the echoed text.
+      text::Detokenizer detok(tok, /*skip_special_tokens=*/false);
+      echo_logprobs = {{"tokens", ojson::array()},
+                       {"token_logprobs", ojson::array()},
+                       {"top_logprobs", ojson::array()},
+                       {"text_offset", ojson::array()}};
+      int64_t offset = 0;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const engine::PromptLogprob* s = score(i);
+        ojson tops = nullptr;
+        if (s) {
+          tops = ojson::object();
+          for (const auto& t : s->top) tops[text_of(t.token)] = t.logprob;
+          tops[text_of(s->token)] = s->logprob;  // the prompt token itself, as vLLM includes it
+        }
+        echo_logprobs["tokens"].push_back(text_of(ids[i]));
+        echo_logprobs["token_logprobs"].push_back(s ? ojson(s->logprob) : ojson(nullptr));
+        echo_logprobs["top_logprobs"].push_back(tops);
+        echo_logprobs["text_offset"].push_back(offset);
+        offset += static_cast<int64_t>(detok.Push(ids[i]).size());
+      }
+      for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+        for (const ojson& v : echo_logprobs[key]) c.logprobs[key].push_back(v);
+      }
+    }
+  }
+  if (!settings_.stream || settings_.kind != JobKind::kCompletion) return;
+  const bool echo = !settings_.echo_prefixes.empty();
+  if (!echo && c.prompt_logprobs.is_null()) return;
+  // The echoed prompt (and its scores) comes first, as its own chunk.
+  ojson chunk = ChunkBase();
+  ojson choice = {{"index", index},
+                  {"text", echo ? settings_.echo_prefixes[prompt_index] : std::string()},
+                  {"logprobs", echo_logprobs},
+                  {"finish_reason", nullptr}};
+  if (!c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
+  chunk["choices"] = ojson::array({choice});
+  SendChunk(chunk);
+}
+
 void GenerationJob::EmitText(int32_t index, const std::string& piece, const ojson* logprob) {
   Choice& c = choices_[index];
   c.text += piece;
@@ -212,6 +276,7 @@ void GenerationJob::OnEvent(int32_t prompt_index, const engine::TokenEvent& e) {
           std::chrono::duration<double>(now - c.last_token_time).count());
     }
     c.last_token_time = now;
+    if (!c.started) StartChoice(index, prompt_index, e);
     ++c.tokens;
     const bool hidden = e.finish == engine::FinishReason::kStop && e.stopped_by_token &&
                         !settings_.include_stop_str_in_output;
@@ -377,9 +442,15 @@ void GenerationJob::Complete() {
     }
     choice["logprobs"] = settings_.logprobs ? c.logprobs : ojson(nullptr);
     choice["finish_reason"] = c.finish_reason;
+    if (settings_.kind == JobKind::kCompletion && settings_.prompt_logprobs_field) {
+      choice["prompt_logprobs"] = c.prompt_logprobs;
+    }
     choices.push_back(choice);
   }
   body["choices"] = choices;
+  if (settings_.kind == JobKind::kChat && settings_.prompt_logprobs_field) {
+    body["prompt_logprobs"] = choices_.empty() ? ojson(nullptr) : choices_[0].prompt_logprobs;
+  }
   body["usage"] = Usage();
   exchange_->Respond({200, "application/json", Dump(body), {}});
 }

@@ -44,6 +44,12 @@ struct JobSettings {
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
   std::vector<std::string> echo_prefixes;  // completions with echo: each prompt's text
+  // A scored prompt (SamplingParams::prompt_logprobs): each prompt's token ids, and where the
+  // scores go: the echoed prompt's logprobs (completions with echo and logprobs), vLLM's
+  // prompt_logprobs field (per choice for completions, top-level for chat), or both.
+  std::vector<std::vector<int32_t>> prompt_ids;
+  bool echo_logprobs = false;
+  bool prompt_logprobs_field = false;
   // Chat with tools: when set, a finished choice's text is parsed for tool calls.
   ToolCallParser tool_call_parser;
   // When true, a choice's text is held back while streaming (tool-call output is sent as
@@ -79,12 +85,17 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     int64_t tokens = 0;
     bool done = false;
     bool role_sent = false;
+    bool started = false;  // its first token (with the prompt's scores) has arrived
+    nlohmann::ordered_json prompt_logprobs;  // vLLM's field: [null, {id: {...}}, ...]
     std::string finish_reason;
     nlohmann::ordered_json logprobs;  // chat: {"content": [...]}; completion: token arrays
     int64_t text_offset = 0;
     std::chrono::steady_clock::time_point last_token_time;
   };
 
+  // At a choice's first token: records the prompt's scores and, when streaming a completion
+  // with echo or prompt logprobs, sends the chunk that carries them.
+  void StartChoice(int32_t index, int32_t prompt_index, const engine::TokenEvent& e);
   void EmitText(int32_t index, const std::string& piece, const nlohmann::ordered_json* logprob);
   void FinishChoice(int32_t index, const std::string& reason, const std::string& error);
   void AppendLogprob(Choice& c, int32_t token, float logprob,

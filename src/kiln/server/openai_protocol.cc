@@ -1,5 +1,6 @@
 #include "kiln/server/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -227,6 +228,15 @@ bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, b
     if (i) {
       o->logprobs = true;
       s.logprobs = static_cast<int>(*i);
+    }
+  }
+  i.reset();
+  if (!f.Integer("prompt_logprobs", &i, 0, 20)) return false;
+  if (i) {
+    o->prompt_logprobs = true;
+    s.prompt_logprobs = static_cast<int>(*i);
+    if (chat && o->stream) {
+      return f.Fail("prompt_logprobs", "'prompt_logprobs' is not available when streaming a chat");
     }
   }
   (void)body;
@@ -522,6 +532,11 @@ Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
   Fields f(body, "");
   if (!ParseGenerationOptions(f, body, &req.options, /*chat=*/false)) return *f.error();
   if (!f.Bool("echo", &req.echo)) return *f.error();
+  if (req.echo && req.options.logprobs) {
+    // The echoed prompt carries its tokens' logprobs too, as OpenAI's completions do.
+    auto& s = req.options.sampling;
+    s.prompt_logprobs = std::max(s.prompt_logprobs.value_or(0), s.logprobs.value_or(0));
+  }
   if (f.Get("suffix")) return RequestError{"'suffix' is not supported", "suffix"};
   const json* prompt = f.Get("prompt");
   if (!prompt) return RequestError{"'prompt' is required", "prompt"};

@@ -59,7 +59,8 @@ struct GenerationOptions {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   engine::SamplingParams sampling;
-  bool logprobs = false;  // chat: logprobs flag; completions: logprobs is an int
+  bool logprobs = false;         // chat: logprobs flag; completions: logprobs is an int
+  bool prompt_logprobs = false;  // vLLM's prompt_logprobs: a scored prompt in the response
   bool skip_special_tokens = true;
   std::optional<std::string> user;
 };

@@ -77,6 +77,7 @@ JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::str
   s.skip_special_tokens = o.skip_special_tokens;
   s.stop = o.sampling.stop;
   s.include_stop_str_in_output = o.sampling.include_stop_str_in_output;
+  s.prompt_logprobs_field = o.prompt_logprobs;
   return s;
 }
 
@@ -211,6 +212,7 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   std::vector<int32_t> ids = model->tokenizer().Encode(*prompt, {.add_special_tokens = false});
 
   JobSettings s = SettingsFor(JobKind::kChat, req.options, model->id());
+  if (s.prompt_logprobs_field) s.prompt_ids = {ids};
   // Constrained decoding: a JSON response format, a forced tool call, or a call the model
   // may start by writing <tool_call>.
   engine::ConstraintFactory constraint;
@@ -309,6 +311,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   JobSettings s = SettingsFor(JobKind::kCompletion, req.options, model->id());
   s.num_prompts = static_cast<int32_t>(prompts.size());
   if (req.echo) s.echo_prefixes = texts;
+  s.echo_logprobs = req.echo && req.options.logprobs;
+  if (req.options.sampling.prompt_logprobs) s.prompt_ids = prompts;
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   std::vector<uint64_t> submitted;
   for (int32_t i = 0; i < static_cast<int32_t>(prompts.size()); ++i) {

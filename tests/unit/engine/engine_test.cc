@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <future>
 #include <map>
 #include <thread>
@@ -28,21 +30,35 @@ class FakeExecutor : public Executor {
     max_batch = std::max(max_batch, step.chunks.size());
     for (const ScheduledChunk& c : step.chunks) {
       for (int64_t p = c.start; p < c.start + c.count; ++p) kv_[Slot(*c.seq, p)] = c.seq->tokens[p];
-      if (!c.samples) continue;
-      uint64_t h = 1469598103934665603ull;
-      for (int64_t p = 0; p < c.start + c.count; ++p) {
-        h = (h ^ static_cast<uint64_t>(kv_[Slot(*c.seq, p)] + 7 * p)) * 1099511628211ull;
+      if (c.all_logits) all_logits_chunks++;
+      const int64_t first = c.all_logits ? c.start : c.start + c.count - 1;
+      if (!c.samples && !c.all_logits) continue;
+      for (int64_t last = first; last < c.start + c.count; ++last) {
+        std::vector<int32_t> cached;
+        for (int64_t p = 0; p <= last; ++p) cached.push_back(kv_[Slot(*c.seq, p)]);
+        std::vector<float> row = Row(cached);
+        logits->insert(logits->end(), row.begin(), row.end());
       }
-      std::vector<float> row(kVocab, 0.0f);
-      row[h % kVocab] = 10.0f;
-      row[(h >> 8) % kVocab] += 9.0f;
-      logits->insert(logits->end(), row.begin(), row.end());
     }
     return Status::Ok();
+  }
+
+  // The logits after `tokens` (as the cache holds them, positions 0 to tokens.size() - 1).
+  static std::vector<float> Row(const std::vector<int32_t>& tokens) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t p = 0; p < tokens.size(); ++p) {
+      h = (h ^ static_cast<uint64_t>(tokens[p] + 7 * p)) * 1099511628211ull;
+    }
+    std::vector<float> row(kVocab, 0.0f);
+    for (int64_t t = 0; t < kVocab; ++t) row[t] = static_cast<float>((h >> (t % 48)) % 7) * 0.25f;
+    row[h % kVocab] = 10.0f;
+    row[(h >> 8) % kVocab] += 9.0f;
+    return row;
   }
   void Release(const Sequence&) override { ++released; }
 
   int steps = 0;
+  int all_logits_chunks = 0;
   size_t max_batch = 0;
   int released = 0;
 
@@ -324,6 +340,59 @@ TEST(EngineTest, StatsReflectAnAbortEvenWhenNothingIsLeftToRun) {
   EXPECT_FALSE(engine.Step());
   EXPECT_EQ(engine.stats().running, 0);
   EXPECT_DOUBLE_EQ(engine.stats().kv_cache_usage, 0.0);
+}
+
+TEST(EngineTest, PromptLogprobsScoreEveryPromptTokenOnce) {
+  // A prompt longer than a step's token budget (chunked prefill), n = 2, prefix caching on and
+  // a second identical request: every completion's first event scores the whole prompt, and
+  // each score is log_softmax of the logits after the tokens before it.
+  EngineConfig config = Config();
+  config.enable_prefix_caching = true;
+  auto executor = std::make_unique<FakeExecutor>(4, 256);
+  FakeExecutor* fake = executor.get();
+  Engine engine(config, std::move(executor));
+  const std::vector<int32_t> prompt = Prompt(150, 3);
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = 3;
+  p.ignore_eos = true;
+  p.n = 2;
+  p.prompt_logprobs = 2;
+  for (int round = 0; round < 2; ++round) {
+    std::map<int32_t, std::vector<PromptLogprob>> scored;
+    std::map<int32_t, int> events_with_scores;
+    auto id = engine.Submit(prompt, p, [&](const TokenEvent& e) {
+      if (!e.prompt_logprobs.empty()) {
+        scored[e.index] = e.prompt_logprobs;
+        ++events_with_scores[e.index];
+      }
+    });
+    ASSERT_TRUE(id.ok());
+    while (engine.Step()) {
+    }
+    for (int32_t index : {0, 1}) {
+      ASSERT_EQ(events_with_scores[index], 1) << "round " << round;
+      const auto& s = scored[index];
+      ASSERT_EQ(s.size(), prompt.size() - 1);
+      for (size_t i = 0; i < s.size(); ++i) {
+        std::vector<float> row =
+            FakeExecutor::Row(std::vector<int32_t>(prompt.begin(), prompt.begin() + i + 1));
+        double sum = 0.0;
+        float best = *std::max_element(row.begin(), row.end());
+        for (float l : row) sum += std::exp(static_cast<double>(l - best));
+        const float expected = row[prompt[i + 1]] - best - static_cast<float>(std::log(sum));
+        EXPECT_EQ(s[i].token, prompt[i + 1]);
+        EXPECT_NEAR(s[i].logprob, expected, 1e-5) << "position " << i;
+        int64_t rank = 1;
+        for (float l : row) rank += l > row[prompt[i + 1]] ? 1 : 0;
+        EXPECT_EQ(s[i].rank, rank);
+        ASSERT_EQ(s[i].top.size(), 2u);
+        EXPECT_EQ(row[s[i].top[0].token], best);
+        EXPECT_GE(s[i].top[0].logprob, s[i].top[1].logprob);
+      }
+    }
+  }
+  EXPECT_GT(fake->all_logits_chunks, 4);  // the prompt came in several chunks, twice
 }
 
 }  // namespace

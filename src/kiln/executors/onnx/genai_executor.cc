@@ -146,7 +146,8 @@ void GenaiExecutor::Release(const engine::Sequence& seq) {
 }
 
 Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, int64_t seq_len,
-                              const std::vector<int32_t>& wanted, std::vector<float>* logits) {
+                              const std::vector<int32_t>& wanted, bool all_positions,
+                              std::vector<float>* logits) {
   Impl& impl = *impl_;
   const int64_t batch = static_cast<int64_t>(rows.size());
   int64_t total = 0;
@@ -205,9 +206,15 @@ Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, 
     }
     const float* data = out.GetTensorData<float>();
     const int64_t positions_out = shape[1];  // seq_len, or 1 if the graph keeps only the last
+    if (all_positions && positions_out != seq_len) {
+      return Status::Unsupported(
+          "this model's graph returns logits for the last position only, so it cannot score "
+          "prompt tokens (prompt logprobs)");
+    }
+    const int64_t first = all_positions ? 0 : positions_out - 1;
     for (int32_t b : wanted) {
-      const float* row = data + (b * positions_out + positions_out - 1) * config_.vocab_size;
-      logits->insert(logits->end(), row, row + config_.vocab_size);
+      const float* row = data + (b * positions_out + first) * config_.vocab_size;
+      logits->insert(logits->end(), row, row + (positions_out - first) * config_.vocab_size);
     }
   } catch (const Ort::Exception& e) {
     return Status::Internal(std::string("ONNX Runtime forward pass failed: ") + e.what());
@@ -232,9 +239,9 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
       continue;
     }
     std::vector<int32_t> wanted;
-    if (c.samples) wanted.push_back(0);
+    if (c.samples || c.all_logits) wanted.push_back(0);
     KILN_RETURN_IF_ERROR(Forward(slot, {Row{c.seq->tokens.data() + c.start, c.count, c.start}},
-                                 c.count, wanted, &chunk_logits[i]));
+                                 c.count, wanted, c.all_logits, &chunk_logits[i]));
     slot_length_[slot] = c.start + c.count;
   }
   if (!decodes.empty()) {
@@ -254,12 +261,12 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
       const engine::ScheduledChunk& c = step.chunks[i];
       int32_t s = slot_of_.at(c.seq->id);
       rows[s - lo] = Row{c.seq->tokens.data() + c.start, 1, c.start};
-      if (c.samples) wanted.push_back(s - lo);
+      if (c.samples || c.all_logits) wanted.push_back(s - lo);
     }
     std::sort(wanted.begin(), wanted.end());
     std::vector<float> batch_logits;
     auto started = std::chrono::steady_clock::now();
-    KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, &batch_logits));
+    KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, /*all_positions=*/false, &batch_logits));
     if (GetLogLevel() <= LogLevel::kDebug) {
       Log(LogLevel::kDebug, "decode pass: " + std::to_string(rows.size()) + " rows (" +
                                 std::to_string(decodes.size()) + " decoding), " +
@@ -274,15 +281,14 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
     std::sort(by_slot.begin(), by_slot.end());
     for (auto [s, i] : by_slot) {
       slot_length_[s] += 1;
-      if (!step.chunks[i].samples) continue;
+      if (!step.chunks[i].samples && !step.chunks[i].all_logits) continue;
       chunk_logits[i].assign(batch_logits.begin() + k * vocab,
                              batch_logits.begin() + (k + 1) * vocab);
       ++k;
     }
   }
   for (size_t i = 0; i < step.chunks.size(); ++i) {
-    if (step.chunks[i].samples)
-      logits->insert(logits->end(), chunk_logits[i].begin(), chunk_logits[i].end());
+    logits->insert(logits->end(), chunk_logits[i].begin(), chunk_logits[i].end());
   }
   return Status::Ok();
 }

@@ -57,9 +57,11 @@ class GenaiExecutor : public engine::Executor {
   GenaiExecutor(GenaiConfig config, int64_t max_len, int32_t slots);
   Result<int32_t> SlotFor(const engine::Sequence& seq);
   // One forward pass over slots [first_slot, first_slot + rows.size()), each row `seq_len`
-  // tokens. Appends the last position's logits of the rows in `wanted` to `logits`.
+  // tokens. Appends the logits of the rows in `wanted` to `logits`: the last position's, or with
+  // `all_positions` every position's.
   Status Forward(int32_t first_slot, const std::vector<Row>& rows, int64_t seq_len,
-                 const std::vector<int32_t>& wanted, std::vector<float>* logits);
+                 const std::vector<int32_t>& wanted, bool all_positions,
+                 std::vector<float>* logits);
 
   GenaiConfig config_;
   int64_t max_len_;

@@ -1,0 +1,149 @@
+"""Scoring a prompt through `kiln serve`: completions with echo and logprobs (as evaluation
+harnesses call OpenAI-compatible servers to score text), and vLLM's prompt_logprobs parameter.
+The official `openai` client drives the server; the scores are checked against the model's own
+next-token logprobs from generation, against the logits of onnxruntime-genai on the same folder,
+and for their alignment with the prompt tokens."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import openai
+import pytest
+from tokenizers import Tokenizer
+
+from kiln_server import KilnServer
+
+MODEL = "smollm2"
+
+
+@pytest.fixture(scope="module")
+def server(kiln_bin, smollm2_genai):
+    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 1024, "--max-num-seqs", 8)
+    yield s
+    assert s.stop() == 0, s.output()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0,
+                         timeout=120)
+
+
+@pytest.fixture(scope="module")
+def f32_client(kiln_bin, smollm2_hf, tmp_path_factory):
+    # The default model in f32: with int4 weights, ONNX Runtime's MatMulNBits quantizes
+    # activations to int8 (accuracy level 4) by different paths for one row and for many, so a
+    # prompt's scores and a generation's logprobs differ by up to ~0.15 there. In f32 the two
+    # paths agree to about 1e-5, which lets this test hold them equal.
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
+                   capture_output=True)
+    s = KilnServer(kiln_bin, out, "--max-model-len", 512, "--max-num-seqs", 2)
+    yield openai.OpenAI(base_url=s.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    assert s.stop() == 0, s.output()
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2_genai):
+    return Tokenizer.from_file(str(smollm2_genai / "tokenizer.json"))
+
+
+GENAI_PROMPT_LOGITS = r"""
+import json, sys
+import numpy as np
+import onnxruntime_genai as og
+folder, prompt = sys.argv[1], json.loads(sys.argv[2])
+model = og.Model(folder)
+params = og.GeneratorParams(model)
+params.set_search_options(max_length=len(prompt) + 1)
+generator = og.Generator(model, params)
+generator.append_tokens(np.array(prompt, dtype=np.int32))
+logits = np.asarray(generator.get_output("logits"), dtype=np.float64)[0]
+m = logits.max(axis=-1, keepdims=True)
+logprobs = logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
+print(json.dumps([float(logprobs[i, prompt[i + 1]]) for i in range(len(prompt) - 1)]))
+"""
+
+
+def genai_prompt_logprobs(folder, prompt):
+    lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
+    proc = subprocess.run([sys.executable, "-c", GENAI_PROMPT_LOGITS, str(folder),
+                           json.dumps(prompt)], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, ORT_LIB_PATH=str(lib)))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_echo_logprobs_equal_onnxruntime_genai_logits(client, tok, smollm2_genai):
+    prompt = tok.encode("The capital of France is Paris, and the capital of Italy is Rome.").ids
+    r = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1,
+                                  max_tokens=1, temperature=0)
+    lp = r.choices[0].logprobs
+    assert len(lp.token_logprobs) == len(prompt) + 1
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    theirs = genai_prompt_logprobs(smollm2_genai, prompt)
+    np.testing.assert_allclose(lp.token_logprobs[1:len(prompt)], theirs, atol=2e-3)
+
+
+def test_prompt_scores_match_generation_and_are_aligned(f32_client, tok):
+    # Greedy continuation, with the logprob of each generated token; then the prompt plus that
+    # continuation scored as a prompt: the continuation's scores are the same numbers, and each
+    # of its tokens is the most likely one (rank 1), as only an aligned scoring can give.
+    prompt = tok.encode("Once upon a time, in a small village by the sea,").ids
+    g = f32_client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                  logprobs=1, extra_body={"ignore_eos": True})
+    generated = tok.encode(g.choices[0].text, add_special_tokens=False).ids
+    assert len(generated) == 12, "the continuation must re-tokenize to the same tokens"
+    whole = prompt + generated
+    r = f32_client.completions.create(model=MODEL, prompt=whole, echo=True, logprobs=2, max_tokens=1,
+                                  temperature=0, extra_body={"prompt_logprobs": 0})
+    lp = r.choices[0].logprobs
+    scored = lp.token_logprobs[len(prompt):len(whole)]
+    np.testing.assert_allclose(scored, g.choices[0].logprobs.token_logprobs, atol=1e-4)
+    field = r.choices[0].model_extra["prompt_logprobs"]
+    assert len(field) == len(whole) and field[0] is None
+    for pos in range(len(prompt), len(whole)):
+        entry = field[pos][str(whole[pos])]
+        assert entry["rank"] == 1
+        assert entry["logprob"] == pytest.approx(lp.token_logprobs[pos], abs=1e-5)
+        assert entry["decoded_token"] == tok.decode([whole[pos]])
+        # OpenAI's shape: the top alternatives, the prompt token among them, by text.
+        assert max(lp.top_logprobs[pos], key=lp.top_logprobs[pos].get) == lp.tokens[pos]
+    # Offsets index the echoed text.
+    text = r.choices[0].text
+    for pos in range(len(whole)):
+        assert text[lp.text_offset[pos]:].startswith(lp.tokens[pos])
+
+
+def test_streamed_echo_with_logprobs_equals_unstreamed(client, tok):
+    prompt = "Water boils at"
+    full = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1,
+                                     max_tokens=4, temperature=0)
+    chunks = [c for c in client.completions.create(model=MODEL, prompt=prompt, echo=True,
+                                                   logprobs=1, max_tokens=4, temperature=0,
+                                                   stream=True) if c.choices]
+    assert chunks[0].choices[0].text == prompt
+    assert "".join(c.choices[0].text for c in chunks) == full.choices[0].text
+    streamed = [v for c in chunks if c.choices[0].logprobs
+                for v in c.choices[0].logprobs.token_logprobs]
+    assert streamed == full.choices[0].logprobs.token_logprobs
+    n_prompt = len(tok.encode(prompt).ids)
+    assert len(streamed) == n_prompt + 4 and streamed[0] is None
+
+
+def test_chat_prompt_logprobs_and_errors(client, server):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=2, temperature=0,
+                                       extra_body={"prompt_logprobs": 1})
+    field = r.model_extra["prompt_logprobs"]
+    assert field[0] is None and len(field) == r.usage.prompt_tokens
+    assert all(1 <= len(entry) <= 2 for entry in field[1:])
+    with pytest.raises(openai.BadRequestError, match="not available when streaming"):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                       stream=True, extra_body={"prompt_logprobs": 1})
+    with pytest.raises(openai.BadRequestError, match="'prompt_logprobs' must be at most 20"):
+        client.completions.create(model=MODEL, prompt="Hi", extra_body={"prompt_logprobs": 21})
