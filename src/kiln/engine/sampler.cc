@@ -9,6 +9,26 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// The index of the largest value, the first one on ties (NaNs never win; 0 if nothing beats
+// -inf). Written as independent lanes so the compiler vectorizes the scan over the vocabulary.
+int32_t ArgMax(std::span<const float> v) {
+  constexpr size_t kLanes = 16;
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, kNegInf);
+  size_t i = 0;
+  for (; i + kLanes <= v.size(); i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lane[j] = v[i + j] > lane[j] ? v[i + j] : lane[j];
+  }
+  float best = kNegInf;
+  for (float x : lane) best = x > best ? x : best;
+  for (; i < v.size(); ++i) best = v[i] > best ? v[i] : best;
+  if (best == kNegInf) return 0;
+  for (size_t t = 0; t < v.size(); ++t) {
+    if (v[t] == best) return static_cast<int32_t>(t);
+  }
+  return 0;
+}
+
 }  // namespace
 
 PromptLogprob ScorePromptToken(std::span<const float> logits, int32_t token, int top_k) {
@@ -99,14 +119,8 @@ SampledToken SequenceSampler::Sample(std::span<float> logits, std::span<const ui
   }
 
   SampledToken out;
-  float max_logit = kNegInf;
-  int32_t argmax = 0;
-  for (int32_t t = 0; t < vocab; ++t) {
-    if (logits[t] > max_logit) {
-      max_logit = logits[t];
-      argmax = t;
-    }
-  }
+  const int32_t argmax = ArgMax(logits);
+  const float max_logit = vocab > 0 && logits[argmax] > kNegInf ? logits[argmax] : kNegInf;
   float log_normalizer = 0.0f;
   if (params_.logprobs) {
     double sum = 0.0;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 
@@ -20,6 +21,29 @@ TEST(SamplerTest, GreedyPicksTheArgmax) {
   SamplingParams p;
   p.temperature = 0;
   EXPECT_EQ(SampleOnce(p, Logits()).token, 1);
+}
+
+TEST(SamplerTest, GreedyOverAVocabularyMatchesAScalarScan) {
+  // Vocabulary-sized rows (the scan runs in lanes, with a tail), ties resolved to the first
+  // index, NaNs never chosen, and an all -inf row giving token 0.
+  SamplingParams p;
+  p.temperature = 0;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (size_t vocab : {1u, 15u, 16u, 17u, 49152u, 49157u}) {
+    for (size_t best : {size_t{0}, vocab / 2, vocab - 1}) {
+      std::vector<float> logits(vocab);
+      for (size_t t = 0; t < vocab; ++t) logits[t] = static_cast<float>((t * 7919) % 1000) / 100;
+      logits[best] = 20.0f;
+      EXPECT_EQ(SampleOnce(p, logits).token, static_cast<int32_t>(best)) << vocab;
+      if (best + 3 < vocab) {
+        logits[best + 3] = 20.0f;  // a tie: the first wins
+        logits[best + 1] = std::nanf("");
+        EXPECT_EQ(SampleOnce(p, logits).token, static_cast<int32_t>(best)) << vocab;
+      }
+    }
+    std::vector<float> none(vocab, -inf);
+    EXPECT_EQ(SampleOnce(p, none).token, 0);
+  }
 }
 
 TEST(SamplerTest, TopKOfOneIsGreedyAtAnyTemperature) {

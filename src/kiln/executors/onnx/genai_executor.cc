@@ -146,8 +146,8 @@ void GenaiExecutor::Release(const engine::Sequence& seq) {
 }
 
 Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, int64_t seq_len,
-                              const std::vector<int32_t>& wanted, bool all_positions,
-                              std::vector<float>* logits) {
+                              const std::vector<std::pair<int32_t, float*>>& wanted,
+                              bool all_positions) {
   Impl& impl = *impl_;
   const int64_t batch = static_cast<int64_t>(rows.size());
   int64_t total = 0;
@@ -212,9 +212,9 @@ Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, 
           "prompt tokens (prompt logprobs)");
     }
     const int64_t first = all_positions ? 0 : positions_out - 1;
-    for (int32_t b : wanted) {
+    for (auto [b, dest] : wanted) {
       const float* row = data + (b * positions_out + first) * config_.vocab_size;
-      logits->insert(logits->end(), row, row + (positions_out - first) * config_.vocab_size);
+      std::copy(row, row + (positions_out - first) * config_.vocab_size, dest);
     }
   } catch (const Ort::Exception& e) {
     return Status::Internal(std::string("ONNX Runtime forward pass failed: ") + e.what());
@@ -224,8 +224,24 @@ Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, 
 
 Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<float>* logits) {
   const int64_t vocab = config_.vocab_size;
-  // Rows of logits per chunk index, gathered from the passes below, then emitted in order.
-  std::vector<std::vector<float>> chunk_logits(step.chunks.size());
+  // Each chunk's rows of logits go straight to their place in the output, in chunk order.
+  std::vector<float*> dest(step.chunks.size(), nullptr);
+  {
+    size_t rows = 0;
+    std::vector<size_t> first_row(step.chunks.size(), 0);
+    for (size_t i = 0; i < step.chunks.size(); ++i) {
+      const engine::ScheduledChunk& c = step.chunks[i];
+      first_row[i] = rows;
+      rows += c.all_logits ? static_cast<size_t>(c.count) : (c.samples ? 1 : 0);
+    }
+    const size_t base = logits->size();
+    logits->resize(base + rows * vocab);
+    for (size_t i = 0; i < step.chunks.size(); ++i) {
+      if (step.chunks[i].samples || step.chunks[i].all_logits) {
+        dest[i] = logits->data() + base + first_row[i] * vocab;
+      }
+    }
+  }
   std::vector<size_t> decodes;
   for (size_t i = 0; i < step.chunks.size(); ++i) {
     const engine::ScheduledChunk& c = step.chunks[i];
@@ -238,58 +254,42 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
       decodes.push_back(i);
       continue;
     }
-    std::vector<int32_t> wanted;
-    if (c.samples || c.all_logits) wanted.push_back(0);
+    std::vector<std::pair<int32_t, float*>> wanted;
+    if (dest[i] != nullptr) wanted.emplace_back(0, dest[i]);
     KILN_RETURN_IF_ERROR(Forward(slot, {Row{c.seq->tokens.data() + c.start, c.count, c.start}},
-                                 c.count, wanted, c.all_logits, &chunk_logits[i]));
+                                 c.count, wanted, c.all_logits));
     slot_length_[slot] = c.start + c.count;
   }
-  if (!decodes.empty()) {
-    int32_t lo = num_slots_, hi = -1;
-    for (size_t i : decodes) {
-      int32_t s = slot_of_.at(step.chunks[i].seq->id);
-      lo = std::min(lo, s);
-      hi = std::max(hi, s);
-    }
-    static const int32_t kFillerToken = 0;
-    std::vector<Row> rows;
-    for (int32_t s = lo; s <= hi; ++s) {
-      rows.push_back(Row{&kFillerToken, 1, std::min<int64_t>(slot_length_[s], max_len_ - 1)});
-    }
-    std::vector<int32_t> wanted;
-    for (size_t i : decodes) {
-      const engine::ScheduledChunk& c = step.chunks[i];
-      int32_t s = slot_of_.at(c.seq->id);
-      rows[s - lo] = Row{c.seq->tokens.data() + c.start, 1, c.start};
-      if (c.samples || c.all_logits) wanted.push_back(s - lo);
-    }
-    std::sort(wanted.begin(), wanted.end());
-    std::vector<float> batch_logits;
-    auto started = std::chrono::steady_clock::now();
-    KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, /*all_positions=*/false, &batch_logits));
-    if (GetLogLevel() <= LogLevel::kDebug) {
-      Log(LogLevel::kDebug, "decode pass: " + std::to_string(rows.size()) + " rows (" +
-                                std::to_string(decodes.size()) + " decoding), " +
-                                std::to_string(std::chrono::duration<double, std::milli>(
-                                                   std::chrono::steady_clock::now() - started)
-                                                   .count()) +
-                                " ms");
-    }
-    size_t k = 0;
-    std::vector<std::pair<int32_t, size_t>> by_slot;  // (slot, chunk index) in slot order
-    for (size_t i : decodes) by_slot.emplace_back(slot_of_.at(step.chunks[i].seq->id), i);
-    std::sort(by_slot.begin(), by_slot.end());
-    for (auto [s, i] : by_slot) {
-      slot_length_[s] += 1;
-      if (!step.chunks[i].samples && !step.chunks[i].all_logits) continue;
-      chunk_logits[i].assign(batch_logits.begin() + k * vocab,
-                             batch_logits.begin() + (k + 1) * vocab);
-      ++k;
-    }
+  if (decodes.empty()) return Status::Ok();
+  int32_t lo = num_slots_, hi = -1;
+  for (size_t i : decodes) {
+    int32_t s = slot_of_.at(step.chunks[i].seq->id);
+    lo = std::min(lo, s);
+    hi = std::max(hi, s);
   }
-  for (size_t i = 0; i < step.chunks.size(); ++i) {
-    logits->insert(logits->end(), chunk_logits[i].begin(), chunk_logits[i].end());
+  static const int32_t kFillerToken = 0;
+  std::vector<Row> rows;
+  for (int32_t s = lo; s <= hi; ++s) {
+    rows.push_back(Row{&kFillerToken, 1, std::min<int64_t>(slot_length_[s], max_len_ - 1)});
   }
+  std::vector<std::pair<int32_t, float*>> wanted;
+  for (size_t i : decodes) {
+    const engine::ScheduledChunk& c = step.chunks[i];
+    int32_t s = slot_of_.at(c.seq->id);
+    rows[s - lo] = Row{c.seq->tokens.data() + c.start, 1, c.start};
+    if (dest[i] != nullptr) wanted.emplace_back(s - lo, dest[i]);
+  }
+  auto started = std::chrono::steady_clock::now();
+  KILN_RETURN_IF_ERROR(Forward(lo, rows, 1, wanted, /*all_positions=*/false));
+  if (GetLogLevel() <= LogLevel::kDebug) {
+    Log(LogLevel::kDebug, "decode pass: " + std::to_string(rows.size()) + " rows (" +
+                              std::to_string(decodes.size()) + " decoding), " +
+                              std::to_string(std::chrono::duration<double, std::milli>(
+                                                 std::chrono::steady_clock::now() - started)
+                                                 .count()) +
+                              " ms");
+  }
+  for (size_t i : decodes) slot_length_[slot_of_.at(step.chunks[i].seq->id)] += 1;
   return Status::Ok();
 }
 

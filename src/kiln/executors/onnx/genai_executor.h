@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kiln/base/status.h"
@@ -57,11 +58,10 @@ class GenaiExecutor : public engine::Executor {
   GenaiExecutor(GenaiConfig config, int64_t max_len, int32_t slots);
   Result<int32_t> SlotFor(const engine::Sequence& seq);
   // One forward pass over slots [first_slot, first_slot + rows.size()), each row `seq_len`
-  // tokens. Appends the logits of the rows in `wanted` to `logits`: the last position's, or with
-  // `all_positions` every position's.
+  // tokens. Copies the logits of each (row, destination) in `wanted` to its destination: the
+  // last position's, or with `all_positions` every position's (seq_len rows).
   Status Forward(int32_t first_slot, const std::vector<Row>& rows, int64_t seq_len,
-                 const std::vector<int32_t>& wanted, bool all_positions,
-                 std::vector<float>* logits);
+                 const std::vector<std::pair<int32_t, float*>>& wanted, bool all_positions);
 
   GenaiConfig config_;
   int64_t max_len_;
