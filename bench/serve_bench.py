@@ -4,10 +4,14 @@
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt,
 and aggregate generated tokens/s with 1, 4 and 16 requests in flight. Kiln is measured through
 its HTTP server (`kiln serve`, completions, streamed and not; the client runs on the same
-cores); onnxruntime-genai through its
-continuous-batching `og.Engine` in-process (no HTTP), with its batch limit raised to the highest
-concurrency tested. Prints both, the ratios, and the load average before and after: a run whose
-load exceeded the core count is not a result.
+cores); onnxruntime-genai through its continuous-batching `og.Engine` in-process (no HTTP), with
+its batch limit raised to the highest concurrency tested.
+
+Both stay loaded for the whole run and take turns: each measurement is taken from Kiln and then
+from the peer, --repeats times (3 by default), so drift on a shared machine falls on both sides
+alike. A figure is the median of its repeats, and a ratio is the median of the per-repeat
+ratios. Prints both, the ratios, and the load average before and after: a run whose load
+exceeded the core count is not a result.
 
   python bench/serve_bench.py [--model DIR] [--kiln BIN] [--tokens 128] [--concurrency 1,4,16]
 """
@@ -61,19 +65,20 @@ def run(prompts, max_tokens):
     return start, first, last, counts, end
 
 run([spec["short"][0]], 4)  # warm-up
-out = {"capabilities": engine.get_capabilities().configured_max_batch_size}
-s, f, l, c, e = run([spec["short"][0]], spec["tokens"])
-out["decode_tps"] = (c[0] - 1) / (l[0] - f[0])
-ttfts = []
-for _ in range(spec["repeats"]):
-    s, f, l, c, e = run([spec["long"]], 1)
-    ttfts.append(f[0] - s)
-out["ttft_512"] = sorted(ttfts)[len(ttfts) // 2]
-out["aggregate"] = {}
-for n in spec["concurrency"]:
-    s, f, l, c, e = run(spec["short"][:n], spec["tokens"])
-    out["aggregate"][str(n)] = sum(c.values()) / (e - s)
-print(json.dumps(out))
+print(json.dumps({"capabilities": engine.get_capabilities().configured_max_batch_size}),
+      flush=True)
+for line in sys.stdin:  # one measurement per command
+    cmd = json.loads(line)
+    if cmd["what"] == "decode":
+        s, f, l, c, e = run([spec["short"][0]], spec["tokens"])
+        value = (c[0] - 1) / (l[0] - f[0])
+    elif cmd["what"] == "ttft":
+        s, f, l, c, e = run([spec["long"]], 1)
+        value = f[0] - s
+    else:
+        s, f, l, c, e = run(spec["short"][:cmd["n"]], spec["tokens"])
+        value = sum(c.values()) / (e - s)
+    print(json.dumps(value), flush=True)
 """
 
 
@@ -120,47 +125,14 @@ def plain_completion(port, prompt, max_tokens):
     return tokens
 
 
-def bench_kiln(kiln_bin, model, spec):
-    server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
-                        max(spec["concurrency"]))
-    try:
-        stream_completion(server.port, spec["short"][0], 4)  # warm-up
-        out = {}
-        s, f, l, n = stream_completion(server.port, spec["short"][0], spec["tokens"])
-        # Text chunks can merge tokens (an incomplete UTF-8 character waits for the next one),
-        # so the rate uses the token count over the span from first to last chunk.
-        out["decode_tps"] = (n - 1) / (l - f)
-        ttfts = []
-        for _ in range(spec["repeats"]):
-            s, f, l, n = stream_completion(server.port, spec["long"], 1)
-            ttfts.append(f - s)
-        out["ttft_512"] = statistics.median(ttfts)
-        out["aggregate"] = {}
-        for c in spec["concurrency"]:
-            start = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(c) as pool:
-                results = list(pool.map(
-                    lambda p: stream_completion(server.port, p, spec["tokens"]), spec["short"][:c]))
-            wall = time.perf_counter() - start
-            out["aggregate"][str(c)] = sum(r[3] for r in results) / wall
-        out["aggregate_plain"] = {}
-        for c in spec["concurrency"]:
-            start = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(c) as pool:
-                counts = list(pool.map(
-                    lambda p: plain_completion(server.port, p, spec["tokens"]), spec["short"][:c]))
-            out["aggregate_plain"][str(c)] = sum(counts) / (time.perf_counter() - start)
-        return out
-    finally:
-        server.stop()
+class Peer:
+    """onnxruntime-genai in a subprocess (its own ONNX Runtime library), one measurement per
+    command, its batch limit raised to the concurrency tested in a copy of the folder."""
 
-
-def bench_peer(model, spec, max_batch):
-    import onnxruntime as ort
-    # The peer's batch limit is raised to the concurrency tested, in a copy of the folder.
-    work = pathlib.Path(tempfile.mkdtemp())
-    try:
-        folder = work / "model"
+    def __init__(self, model, spec, max_batch):
+        import onnxruntime as ort
+        self.work = pathlib.Path(tempfile.mkdtemp())
+        folder = self.work / "model"
         shutil.copytree(model, folder)
         config = json.loads((folder / "genai_config.json").read_text())
         # Its paged "dynamic_batching" mode needs a graph with packed inputs, which neither
@@ -168,14 +140,59 @@ def bench_peer(model, spec, max_batch):
         config["engine"] = {"static_batching": {"max_batch_size": max_batch}}
         (folder / "genai_config.json").write_text(json.dumps(config, indent=2))
         lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
-        proc = subprocess.run([sys.executable, "-c", PEER, str(folder), json.dumps(spec)],
-                              capture_output=True, text=True, timeout=1800,
-                              env=dict(os.environ, ORT_LIB_PATH=str(lib)))
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        shutil.rmtree(work)
+        self.proc = subprocess.Popen([sys.executable, "-c", PEER, str(folder), json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, ORT_LIB_PATH=str(lib)))
+        self.capabilities = self._read()["capabilities"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("onnxruntime-genai exited: " + str(self.proc.wait()))
+        return json.loads(line)
+
+    def measure(self, what, n=1):
+        self.proc.stdin.write(json.dumps({"what": what, "n": n}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.work)
+
+
+class Kiln:
+    """`kiln serve` on the folder, measured through HTTP."""
+
+    def __init__(self, kiln_bin, model, spec):
+        self.spec = spec
+        self.server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
+                                 max(spec["concurrency"]))
+        stream_completion(self.server.port, spec["short"][0], 4)  # warm-up
+
+    def measure(self, what, n=1):
+        port, spec = self.server.port, self.spec
+        if what == "decode":
+            s, f, l, count = stream_completion(port, spec["short"][0], spec["tokens"])
+            # Text chunks can merge tokens (an incomplete UTF-8 character waits for the next
+            # one), so the rate uses the token count over the span from first to last chunk.
+            return (count - 1) / (l - f)
+        if what == "ttft":
+            s, f, l, count = stream_completion(port, spec["long"], 1)
+            return f - s
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            if what == "aggregate":
+                counts = [r[3] for r in pool.map(
+                    lambda p: stream_completion(port, p, spec["tokens"]), spec["short"][:n])]
+            else:  # "aggregate_plain"
+                counts = list(pool.map(lambda p: plain_completion(port, p, spec["tokens"]),
+                                       spec["short"][:n]))
+        return sum(counts) / (time.perf_counter() - start)
+
+    def close(self):
+        self.server.stop()
 
 
 def main():
@@ -199,31 +216,44 @@ def main():
     text = " ".join(f"Paragraph {i}: the committee reviewed the budget, the schedule and the "
                     "staffing plan, and asked for a revised estimate." for i in range(200))
     long = tok.encode(text).ids[:512]
-    spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency,
-            "repeats": args.repeats}
+    spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency}
 
     cores = os.cpu_count()
     before = loadavg()
     print(f"load average before: {before:.2f} ({cores} cores)")
     print(f"model: {args.model}")
-    kiln = bench_kiln(args.kiln, args.model, spec)
-    peer = bench_peer(args.model, spec, max(concurrency))
+    # (label, what Kiln measures, concurrency, what the peer measures, higher is better)
+    rows = [("single-stream decode (tokens/s)", "decode", 1, "decode", True),
+            ("time to first token, 512-token prompt (s)", "ttft", 1, "ttft", False)]
+    rows += [(f"aggregate at {c} concurrent, streamed (tokens/s)", "aggregate", c, "aggregate",
+              True) for c in concurrency]
+    rows += [(f"aggregate at {c} concurrent, not streamed", "aggregate_plain", c, "aggregate",
+              True) for c in concurrency]
+    kiln = Kiln(args.kiln, args.model, spec)
+    peer = Peer(args.model, spec, max(concurrency))
+    try:
+        results = []
+        for label, what, n, peer_what, higher_better in rows:
+            ks, ps, ratios = [], [], []
+            for _ in range(args.repeats):
+                k = kiln.measure(what, n)
+                p = peer.measure(peer_what, n)
+                ks.append(k)
+                ps.append(p)
+                ratios.append(k / p if higher_better else p / k)
+            results.append((label, statistics.median(ks), statistics.median(ps),
+                            statistics.median(ratios), min(ratios), max(ratios)))
+    finally:
+        kiln.close()
+        peer.close()
     after = loadavg()
 
-    rows = [("single-stream decode (tokens/s)", kiln["decode_tps"], peer["decode_tps"], True),
-            ("time to first token, 512-token prompt (s)", kiln["ttft_512"], peer["ttft_512"], False)]
-    for c in concurrency:
-        rows.append((f"aggregate at {c} concurrent, streamed (tokens/s)", kiln["aggregate"][str(c)],
-                     peer["aggregate"][str(c)], True))
-    for c in concurrency:
-        rows.append((f"aggregate at {c} concurrent, not streamed", kiln["aggregate_plain"][str(c)],
-                     peer["aggregate"][str(c)], True))
-    print(f"peer: onnxruntime-genai og.Engine, configured max batch {peer['capabilities']}")
-    print(f"{'measure':50s} {'kiln':>10s} {'ort-genai':>10s} {'kiln/peer':>10s}")
-    for name, k, p, higher_better in rows:
-        ratio = k / p if higher_better else p / k
-        print(f"{name:50s} {k:10.3f} {p:10.3f} {ratio:9.2f}x")
-    print("(ratios > 1 mean Kiln is better; for time to first token the ratio is peer/kiln)")
+    print(f"peer: onnxruntime-genai og.Engine, configured max batch {peer.capabilities}")
+    print(f"{'measure':45s} {'kiln':>9s} {'ort-genai':>9s} {'kiln/peer':>9s} {'range':>13s}")
+    for label, k, p, ratio, lo, hi in results:
+        print(f"{label:45s} {k:9.3f} {p:9.3f} {ratio:8.2f}x {lo:5.2f}-{hi:.2f}x")
+    print("(ratios > 1 mean Kiln is better; for time to first token the ratio is peer/kiln;")
+    print(" each figure is the median of its repeats, each taken from both in turn)")
     print(f"load average after: {after:.2f} ({cores} cores)")
     if max(before, after) > cores:
         print("WARNING: load exceeded the core count; this run is not a result")

@@ -448,17 +448,21 @@ def test_int4_weights_equal_onnxruntime_quantizer(tiny, converted, name, flags):
 
 
 def dequantize(packed, scales, zero_points, k):
-    n, blocks, _ = packed.shape
-    codes = np.stack([packed & 15, packed >> 4], axis=-1).reshape(n, blocks * 32).astype(np.float64)
+    n, blocks, block_bytes = packed.shape
+    block = 2 * block_bytes
+    codes = np.stack([packed & 15, packed >> 4], axis=-1).reshape(n, blocks * block).astype(np.float64)
     if zero_points is None:
         zp = np.full((n, blocks), 8.0)
     else:
         zp = np.stack([zero_points & 15, zero_points >> 4], axis=-1).reshape(n, -1)[:, :blocks]
-    return ((codes - np.repeat(zp, 32, axis=1)) * np.repeat(scales, 32, axis=1))[:, :k]
+    return ((codes - np.repeat(zp, block, axis=1)) * np.repeat(scales, block, axis=1))[:, :k]
 
 
 @pytest.mark.parametrize("name,flags", [("llama-tied", ()), ("llama-tied", ("--int4-asymmetric",)),
-                                        ("qwen2", ()), ("llama-odd-sizes", ())])
+                                        ("qwen2", ()), ("llama-odd-sizes", ()),
+                                        ("llama-odd-sizes", ("--int4-block-size", "128")),
+                                        ("llama-tied", ("--int4-block-size", "16",
+                                                        "--int4-asymmetric"))])
 def test_int4_graph_equals_reference_on_dequantized_weights(tiny, converted, tmp_path, name, flags):
     """With accuracy_level 0 (f32 activations), MatMulNBits and GatherBlockQuantized compute
     exactly x @ dequant(W)^T, so the graph must match the reference run on dequantized weights."""
@@ -593,6 +597,9 @@ def test_missing_weights_and_unknown_precision(tmp_path, kiln_bin):
     proc = subprocess.run([kiln_bin, "convert", tmp_path / "hf", tmp_path / "out", "--precision",
                            "int3"], capture_output=True, text=True)
     assert proc.returncode != 0 and "int3" in proc.stderr, proc.stderr
+    proc = subprocess.run([kiln_bin, "convert", tmp_path / "hf", tmp_path / "out", "--precision",
+                           "int4", "--int4-block-size", "48"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "--int4-block-size must be a power of two" in proc.stderr
 
 
 # --------------------------------------------------------------------------------------------

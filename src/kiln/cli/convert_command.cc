@@ -15,6 +15,7 @@ struct ConvertOptions {
   std::string out_dir;
   std::string precision = "f32";
   bool int4_asymmetric = false;
+  int64_t int4_block_size = 32;
 };
 
 Status RunConvert(const ConvertOptions& opts) {
@@ -27,6 +28,12 @@ Status RunConvert(const ConvertOptions& opts) {
     return Status::InvalidArgument("--precision must be f32 or int4, not " + opts.precision);
   }
   options.int4_symmetric = !opts.int4_asymmetric;
+  if (opts.int4_block_size < 16 || opts.int4_block_size > 256 ||
+      (opts.int4_block_size & (opts.int4_block_size - 1)) != 0) {
+    return Status::InvalidArgument("--int4-block-size must be a power of two from 16 to 256, not " +
+                                   std::to_string(opts.int4_block_size));
+  }
+  options.int4_block_size = opts.int4_block_size;
   auto start = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(formats::GenaiConvertStats stats,
                         formats::ConvertHfToGenai(opts.hf_dir, opts.out_dir, options));
@@ -51,7 +58,10 @@ void RegisterConvertCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("hf_dir", opts->hf_dir, "Hugging Face model folder (config.json, safetensors)")
       ->required();
   cmd->add_option("out_dir", opts->out_dir, "Folder to write (created if missing)")->required();
-  cmd->add_option("--precision", opts->precision, "Weights: f32, or int4 (MatMulNBits, block 32)")
+  cmd->add_option("--precision", opts->precision, "Weights: f32, or int4 (MatMulNBits)")
+      ->capture_default_str();
+  cmd->add_option("--int4-block-size", opts->int4_block_size,
+                  "int4: weights per quantization block (16 to 256, a power of two)")
       ->capture_default_str();
   cmd->add_flag("--int4-asymmetric", opts->int4_asymmetric,
                 "int4: a 4-bit zero point per block instead of symmetric blocks");
