@@ -147,3 +147,39 @@ def test_chat_prompt_logprobs_and_errors(client, server):
                                        stream=True, extra_body={"prompt_logprobs": 1})
     with pytest.raises(openai.BadRequestError, match="'prompt_logprobs' must be at most 20"):
         client.completions.create(model=MODEL, prompt="Hi", extra_body={"prompt_logprobs": 21})
+
+
+def test_loglikelihood_requests_as_evaluation_harnesses_send_them(client, tok):
+    # lm-evaluation-harness scores (context, continuation) pairs through an OpenAI-compatible
+    # completions endpoint: token-id prompts in one batch, echo, logprobs=1, max_tokens=1, and
+    # it reads token_logprobs[ctxlen:-1] and checks greediness against top_logprobs.
+    pairs = [("The capital of France is", " Paris"), ("2 + 2 =", " 4"),
+             ("The opposite of hot is", " cold")]
+    prompts, ctxlens = [], []
+    for context, continuation in pairs:
+        ctx = tok.encode(context).ids
+        prompts.append(ctx + tok.encode(continuation).ids)
+        ctxlens.append(len(ctx))
+    r = client.completions.create(model=MODEL, prompt=prompts, temperature=0, max_tokens=1,
+                                  logprobs=1, seed=1234, echo=True)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    for choice, prompt, ctxlen in zip(r.choices, prompts, ctxlens):
+        lp = choice.logprobs
+        assert len(lp.token_logprobs) == len(prompt) + 1
+        scores = lp.token_logprobs[ctxlen:-1]
+        assert len(scores) == len(prompt) - ctxlen and all(s < 0 for s in scores)
+        # The same prompt alone scores the same.
+        alone = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=1,
+                                          logprobs=1, echo=True).choices[0].logprobs
+        assert alone.token_logprobs[ctxlen:-1] == pytest.approx(scores, abs=1e-5)
+    # A one-token continuation the model surely prefers is greedy; an absurd one is not.
+    sure = tok.encode("1, 2, 3, 4,").ids
+    r = client.completions.create(model=MODEL, prompt=[sure + tok.encode(" 5").ids,
+                                                       sure + tok.encode(" banana").ids],
+                                  temperature=0, max_tokens=1, logprobs=1, echo=True)
+    greedy = []
+    for choice in r.choices:
+        lp = choice.logprobs
+        greedy.append(all(s == max(t.values()) for s, t in
+                          zip(lp.token_logprobs[len(sure):-1], lp.top_logprobs[len(sure):-1])))
+    assert greedy == [True, False]
