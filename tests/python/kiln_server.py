@@ -45,6 +45,12 @@ class KilnServer:
             time.sleep(0.1)
         raise RuntimeError("kiln serve did not become ready: " + self.output())
 
+    def client(self, timeout=120):
+        """The official `openai` client, pointed at this server."""
+        import openai
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0,
+                             timeout=timeout)
+
     def output(self):
         if not self.log.closed:
             self.log.flush()

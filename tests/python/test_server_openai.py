@@ -22,8 +22,7 @@ def server(kiln_bin, smollm2_genai):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return server.client()
 
 
 def tokenize(server, **body):

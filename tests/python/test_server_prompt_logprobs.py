@@ -29,8 +29,7 @@ def server(kiln_bin, smollm2_genai):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return server.client()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def f32_client(kiln_bin, smollm2_hf, tmp_path_factory):
     subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
                    capture_output=True)
     s = KilnServer(kiln_bin, out, "--max-model-len", 512, "--max-num-seqs", 2)
-    yield openai.OpenAI(base_url=s.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    yield s.client()
     assert s.stop() == 0, s.output()
 
 

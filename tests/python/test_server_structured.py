@@ -4,7 +4,6 @@ JSON-schema constraint (the official openai client; jsonschema as the validator)
 import json
 
 import jsonschema
-import openai
 import pytest
 
 from kiln_server import KilnServer
@@ -48,7 +47,7 @@ SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 @pytest.fixture(scope="module")
 def client(kiln_bin, smollm2_genai):
     s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 8)
-    yield openai.OpenAI(base_url=s.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    yield s.client(timeout=300)
     assert s.stop() == 0, s.output()
 
 
