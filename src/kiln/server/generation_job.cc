@@ -13,6 +13,69 @@ ojson ByteList(std::string_view s) {
   return out;
 }
 
+std::string TokenText(const text::Tokenizer& tok, int32_t id) {
+  return tok.Decode(std::span<const int32_t>(&id, 1));
+}
+
+// The engine's score of prompt token i (entry i - 1: the first token has none), if there is one.
+const engine::PromptLogprob* ScoreOf(const std::vector<engine::PromptLogprob>& scores, size_t i) {
+  return i >= 1 && i - 1 < scores.size() ? &scores[i - 1] : nullptr;
+}
+
+// vLLM's prompt_logprobs: per prompt token, null for the first, else {id: {logprob, rank,
+// decoded_token}} for the token itself and the top alternatives.
+ojson PromptLogprobsField(const text::Tokenizer& tok, const std::vector<int32_t>& ids,
+                          const std::vector<engine::PromptLogprob>& scores) {
+  ojson out = ojson::array();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const engine::PromptLogprob* s = ScoreOf(scores, i);
+    if (!s) {
+      out.push_back(nullptr);
+      continue;
+    }
+    ojson entry = ojson::object();
+    entry[std::to_string(s->token)] = {
+        {"logprob", s->logprob}, {"rank", s->rank}, {"decoded_token", TokenText(tok, s->token)}};
+    for (size_t r = 0; r < s->top.size(); ++r) {
+      const std::string key = std::to_string(s->top[r].token);
+      if (entry.contains(key)) continue;
+      entry[key] = {{"logprob", s->top[r].logprob},
+                    {"rank", r + 1},
+                    {"decoded_token", TokenText(tok, s->top[r].token)}};
+    }
+    out.push_back(entry);
+  }
+  return out;
+}
+
+// The echoed prompt's part of a completion's logprobs, in OpenAI's shape: per prompt token its
+// text, logprob (null for the first), top alternatives with the token itself (as vLLM includes
+// it), and offset into the echoed text.
+ojson EchoedPromptLogprobs(const text::Tokenizer& tok, const std::vector<int32_t>& ids,
+                           const std::vector<engine::PromptLogprob>& scores) {
+  ojson out = {{"tokens", ojson::array()},
+               {"token_logprobs", ojson::array()},
+               {"top_logprobs", ojson::array()},
+               {"text_offset", ojson::array()}};
+  text::Detokenizer detok(tok, /*skip_special_tokens=*/false);
+  int64_t offset = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const engine::PromptLogprob* s = ScoreOf(scores, i);
+    ojson tops = nullptr;
+    if (s) {
+      tops = ojson::object();
+      for (const auto& t : s->top) tops[TokenText(tok, t.token)] = t.logprob;
+      tops[TokenText(tok, s->token)] = s->logprob;
+    }
+    out["tokens"].push_back(TokenText(tok, ids[i]));
+    out["token_logprobs"].push_back(s ? ojson(s->logprob) : ojson(nullptr));
+    out["top_logprobs"].push_back(tops);
+    out["text_offset"].push_back(offset);
+    offset += static_cast<int64_t>(detok.Push(ids[i]).size());
+  }
+  return out;
+}
+
 }  // namespace
 
 GenerationJob::GenerationJob(JobSettings settings, ServedModel* model, Metrics* metrics,
@@ -122,7 +185,7 @@ ojson GenerationJob::Usage() const {
 void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
                                   const std::vector<engine::TokenLogprob>& top, ojson* delta) {
   const text::Tokenizer& tok = model_->tokenizer();
-  auto text_of = [&tok](int32_t id) { return tok.Decode(std::span<const int32_t>(&id, 1)); };
+  auto text_of = [&tok](int32_t id) { return TokenText(tok, id); };
   // `bytes` are the token's own bytes, so a client can join the pieces of a character that
   // spans tokens (the text shows such a piece as U+FFFD).
   const text::TokenBytes& raw = *model_->token_bytes();
@@ -161,59 +224,14 @@ void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
 void GenerationJob::StartChoice(int32_t index, int32_t prompt_index, const engine::TokenEvent& e) {
   Choice& c = choices_[index];
   c.started = true;
-  const bool scored = prompt_index < static_cast<int32_t>(settings_.prompt_ids.size());
-  const text::Tokenizer& tok = model_->tokenizer();
-  auto text_of = [&tok](int32_t id) { return tok.Decode(std::span<const int32_t>(&id, 1)); };
   ojson echo_logprobs;  // the echoed prompt's part of a completion's logprobs
-  if (scored) {
+  if (prompt_index < static_cast<int32_t>(settings_.prompt_ids.size())) {
     const std::vector<int32_t>& ids = settings_.prompt_ids[prompt_index];
-    // Entry i of the engine's list scores prompt token i + 1.
-    auto score = [&e](size_t i) -> const engine::PromptLogprob* {
-      return i >= 1 && i - 1 < e.prompt_logprobs.size() ? &e.prompt_logprobs[i - 1] : nullptr;
-    };
     if (settings_.prompt_logprobs_field) {
-      c.prompt_logprobs = ojson::array();
-      for (size_t i = 0; i < ids.size(); ++i) {
-        const engine::PromptLogprob* s = score(i);
-        if (!s) {
-          c.prompt_logprobs.push_back(nullptr);
-          continue;
-        }
-        ojson entry = ojson::object();
-        entry[std::to_string(s->token)] = {
-            {"logprob", s->logprob}, {"rank", s->rank}, {"decoded_token", text_of(s->token)}};
-        for (size_t r = 0; r < s->top.size(); ++r) {
-          const std::string key = std::to_string(s->top[r].token);
-          if (entry.contains(key)) continue;
-          entry[key] = {{"logprob", s->top[r].logprob},
-                        {"rank", r + 1},
-                        {"decoded_token", text_of(s->top[r].token)}};
-        }
-        c.prompt_logprobs.push_back(entry);
-      }
+      c.prompt_logprobs = PromptLogprobsField(model_->tokenizer(), ids, e.prompt_logprobs);
     }
     if (settings_.echo_logprobs) {
-      // The prompt's tokens lead the completion's logprobs; offsets count the echoed text.
-      text::Detokenizer detok(tok, /*skip_special_tokens=*/false);
-      echo_logprobs = {{"tokens", ojson::array()},
-                       {"token_logprobs", ojson::array()},
-                       {"top_logprobs", ojson::array()},
-                       {"text_offset", ojson::array()}};
-      int64_t offset = 0;
-      for (size_t i = 0; i < ids.size(); ++i) {
-        const engine::PromptLogprob* s = score(i);
-        ojson tops = nullptr;
-        if (s) {
-          tops = ojson::object();
-          for (const auto& t : s->top) tops[text_of(t.token)] = t.logprob;
-          tops[text_of(s->token)] = s->logprob;  // the prompt token itself, as vLLM includes it
-        }
-        echo_logprobs["tokens"].push_back(text_of(ids[i]));
-        echo_logprobs["token_logprobs"].push_back(s ? ojson(s->logprob) : ojson(nullptr));
-        echo_logprobs["top_logprobs"].push_back(tops);
-        echo_logprobs["text_offset"].push_back(offset);
-        offset += static_cast<int64_t>(detok.Push(ids[i]).size());
-      }
+      echo_logprobs = EchoedPromptLogprobs(model_->tokenizer(), ids, e.prompt_logprobs);
       for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
         for (const ojson& v : echo_logprobs[key]) c.logprobs[key].push_back(v);
       }
