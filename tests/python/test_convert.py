@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -20,6 +19,7 @@ import onnxruntime as ort
 import pytest
 from onnx import defs, numpy_helper
 
+import genai_reference
 from tiny_llama import BOS, EOS, IM_END, Reference, write_tiny_llama
 
 ORT_VERSION = "1.32.0"
@@ -97,65 +97,9 @@ class OrtModel:
         return tokens
 
 
-GENAI_SCRIPT = r"""
-import json, sys
-import numpy as np
-import onnxruntime_genai as og
-folder, prompt, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-model = og.Model(folder)
-params = og.GeneratorParams(model)
-params.set_search_options(max_length=len(prompt) + n, do_sample=False)
-generator = og.Generator(model, params)
-generator.append_tokens(np.array(prompt, dtype=np.int32))
-tokens = []
-while not generator.is_done():
-    generator.generate_next_token()
-    tokens.append(int(generator.get_next_tokens()[0]))
-text = og.Tokenizer(model).decode(np.array(tokens, dtype=np.int32))
-print(json.dumps({"tokens": tokens, "text": text}))
-"""
-
-
-GENAI_ENGINE_SCRIPT = r"""
-import json, sys
-import numpy as np
-import onnxruntime_genai as og
-folder, prompts, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-engine = og.Engine(og.Model(folder))
-requests = []
-for prompt in prompts:
-    request = engine.create_request()
-    options = og.TurnOptions(request)
-    options.set_max_generated_tokens(n)
-    options.set_do_sample(False)
-    request.begin_turn(np.array(prompt, dtype=np.int32), options)
-    requests.append(request)
-events = engine.create_event_buffer(64)
-tokens = [[] for _ in requests]
-while engine.has_pending_requests():
-    for event in engine.run(events):
-        if int(event.flags) & int(og.EngineEventFlags.TOKEN):
-            tokens[next(i for i, r in enumerate(requests) if event.request == r)].append(
-                int(event.token))
-print(json.dumps(tokens))
-"""
-
-
-def run_genai(script, *args):
-    """Runs a onnxruntime-genai script in its own process: the library loads its own copy of
-    ONNX Runtime, named by ORT_LIB_PATH (the onnxruntime wheel's). Returns its last line, parsed."""
-    lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
-    assert lib.exists(), lib
-    env = dict(os.environ, ORT_LIB_PATH=str(lib))
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def genai_greedy(folder, prompt, n):
     """Greedy tokens and their text from onnxruntime-genai's Generator."""
-    return run_genai(GENAI_SCRIPT, folder, json.dumps(prompt), n)
+    return genai_reference.greedy(folder, [prompt], n)[0]
 
 
 def eos_ids(folder):
@@ -541,7 +485,7 @@ def test_genai_engine_serves_two_requests_at_once(tiny, converted):
     _, ref = tiny("llama-tied")
     folder = converted("llama-tied")
     prompts = [PROMPT, [BOS, 5, 9]]
-    tokens = run_genai(GENAI_ENGINE_SCRIPT, folder, json.dumps(prompts), 10)
+    tokens = genai_reference.engine_greedy(folder, prompts, 10)
     assert tokens == [ref.greedy(p, 10, stop_ids=eos_ids(folder)) for p in prompts]
 
 

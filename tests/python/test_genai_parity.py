@@ -2,13 +2,11 @@
 default model's GenAI folder (as `kiln convert` writes it), prompt by prompt, and Kiln's batched
 decoding equals its one-at-a-time decoding."""
 import json
-import os
-import pathlib
 import subprocess
-import sys
 
-import onnxruntime as ort
 from tokenizers import Tokenizer
+
+import genai_reference
 
 PROMPTS = [
     "What is the capital of France?",
@@ -36,34 +34,8 @@ PROMPTS = [
 ]
 NEW_TOKENS = 24
 
-GENAI_GREEDY = r"""
-import json, sys
-import numpy as np
-import onnxruntime_genai as og
-folder, prompts, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-model = og.Model(folder)
-out = []
-for prompt in prompts:
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + n, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(np.array(prompt, dtype=np.int32))
-    tokens = []
-    while not generator.is_done():
-        generator.generate_next_token()
-        tokens.append(int(generator.get_next_tokens()[0]))
-    out.append(tokens)
-print(json.dumps(out))
-"""
-
-
 def genai_greedy(folder, prompts):
-    lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
-    proc = subprocess.run([sys.executable, "-c", GENAI_GREEDY, str(folder), json.dumps(prompts),
-                           str(NEW_TOKENS)], capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, ORT_LIB_PATH=str(lib)))
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return [r["tokens"] for r in genai_reference.greedy(folder, prompts, NEW_TOKENS)]
 
 
 def kiln_greedy(tool, folder, prompts, *flags):

@@ -3,18 +3,14 @@ harnesses call OpenAI-compatible servers to score text), and vLLM's prompt_logpr
 The official `openai` client drives the server; the scores are checked against the model's own
 next-token logprobs from generation, against the logits of onnxruntime-genai on the same folder,
 and for their alignment with the prompt tokens."""
-import json
-import os
-import pathlib
 import subprocess
-import sys
 
 import numpy as np
-import onnxruntime as ort
 import openai
 import pytest
 from tokenizers import Tokenizer
 
+import genai_reference
 from kiln_server import KilnServer
 
 MODEL = "smollm2"
@@ -51,32 +47,6 @@ def tok(smollm2_genai):
     return Tokenizer.from_file(str(smollm2_genai / "tokenizer.json"))
 
 
-GENAI_PROMPT_LOGITS = r"""
-import json, sys
-import numpy as np
-import onnxruntime_genai as og
-folder, prompt = sys.argv[1], json.loads(sys.argv[2])
-model = og.Model(folder)
-params = og.GeneratorParams(model)
-params.set_search_options(max_length=len(prompt) + 1)
-generator = og.Generator(model, params)
-generator.append_tokens(np.array(prompt, dtype=np.int32))
-logits = np.asarray(generator.get_output("logits"), dtype=np.float64)[0]
-m = logits.max(axis=-1, keepdims=True)
-logprobs = logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
-print(json.dumps([float(logprobs[i, prompt[i + 1]]) for i in range(len(prompt) - 1)]))
-"""
-
-
-def genai_prompt_logprobs(folder, prompt):
-    lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
-    proc = subprocess.run([sys.executable, "-c", GENAI_PROMPT_LOGITS, str(folder),
-                           json.dumps(prompt)], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, ORT_LIB_PATH=str(lib)))
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def test_echo_logprobs_equal_onnxruntime_genai_logits(client, tok, smollm2_genai):
     prompt = tok.encode("The capital of France is Paris, and the capital of Italy is Rome.").ids
     r = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1,
@@ -84,7 +54,7 @@ def test_echo_logprobs_equal_onnxruntime_genai_logits(client, tok, smollm2_genai
     lp = r.choices[0].logprobs
     assert len(lp.token_logprobs) == len(prompt) + 1
     assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
-    theirs = genai_prompt_logprobs(smollm2_genai, prompt)
+    theirs = genai_reference.prompt_logprobs(smollm2_genai, prompt)
     np.testing.assert_allclose(lp.token_logprobs[1:len(prompt)], theirs, atol=2e-3)
 
 
