@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q torch==2.15.0 transformers==5.24.0 accelerate==1.15.0 onnx-ir==1.1.0 \
     onnxruntime==1.32.0 onnxruntime-genai==0.18.0 gguf==0.19.0 safetensors==0.8.0 sentencepiece protobuf
 fi
-GGUF="$("$KILN_VENV/bin/python" "$KILN_ROOT/scripts/default_model_gguf.py")"
+GGUF="$(bash "$KILN_ROOT/scripts/fetch_default_model.sh")"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 "$KILN_BUILD_DIR/src/kiln/kiln" import "$GGUF" "$WORK/hf"

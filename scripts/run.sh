@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job: set up and build Kiln, put the default model in the model store, and serve it
-# with the OpenAI-compatible API on KILN_HOST:KILN_PORT (default 127.0.0.1:8080) until stopped.
+# The main job: install what serving needs, build the server binary, put the default model in
+# the model store and serve it with the OpenAI-compatible API on KILN_HOST:KILN_PORT (default
+# 127.0.0.1:8080) until stopped. Builds only the `kiln` target, configured as test.sh configures
+# it, so running one after the other rebuilds nothing.
 source "$(dirname "$0")/common.sh"
 
-bash "$KILN_ROOT/scripts/setup.sh"
+bash "$KILN_ROOT/scripts/install_system.sh"
+bash "$KILN_ROOT/scripts/install_onnxruntime.sh"
+bash "$KILN_ROOT/scripts/build.sh" kiln
 bash "$KILN_ROOT/scripts/install_model.sh"
 exec "$KILN_BUILD_DIR/src/kiln/kiln" serve \
   --model "$KILN_HOME/models/smollm2-135m-instruct" \

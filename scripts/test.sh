@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing, builds with warnings as errors, runs the C++ unit
-# tests (ctest), the Python tests that compare Kiln with reference implementations (pytest), and
-# a short run of each fuzz target under AddressSanitizer and UBSan.
+# Runs every test: installs what is missing, builds everything (warnings are errors), runs the C++
+# unit tests (ctest), the Python tests that compare Kiln with reference implementations (pytest),
+# and a short run of each fuzz target under AddressSanitizer and UBSan.
 #
 # KILN_FUZZ_SECONDS: seconds per fuzz target (default 15; 0 skips fuzzing).
 # KILN_FUZZ_SEED: libFuzzer seed for that run (default 1, so a commit's run can be repeated input
 # for input; longer exploration is `bash scripts/fuzz.sh 600` with no seed).
 source "$(dirname "$0")/common.sh"
 
-export KILN_WERROR=ON
 bash "$KILN_ROOT/scripts/setup.sh"
+bash "$KILN_ROOT/scripts/build.sh"
 
 log "Tests: clang-format (the .clang-format at the root)"
 (cd "$KILN_ROOT" && git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' |
   xargs clang-format --dry-run -Werror)
 
 # Tests that need the default model's GGUF find it here.
-KILN_SMOLLM2_GGUF="$("$KILN_VENV/bin/python" "$KILN_ROOT/scripts/default_model_gguf.py")"
+KILN_SMOLLM2_GGUF="$(bash "$KILN_ROOT/scripts/fetch_default_model.sh")"
 export KILN_SMOLLM2_GGUF
 
 log "Tests: C++ unit tests (ctest)"
