@@ -20,11 +20,11 @@ def _raise_fd_limit():
 
 
 class KilnServer:
-    def __init__(self, kiln_bin, model_dir, *extra_args, env=None):
+    def __init__(self, kiln_bin, model_dir, *extra_args, env=None, served_name="smollm2"):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
-                "--served-model-name", "smollm2", *map(str, extra_args)]
+                "--served-model-name", served_name, *map(str, extra_args)]
         self.log_path = f"/tmp/kiln-serve-{self.port}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,

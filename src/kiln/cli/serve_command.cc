@@ -90,6 +90,11 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--device", args->model.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--threads", args->model.threads, "ONNX Runtime threads (0: one per core)")
       ->capture_default_str();
+  cmd->add_option("--generation-config", args->model.generation_config,
+                  "Sampling defaults for fields a request leaves out: 'auto' (the model folder's "
+                  "generation_config.json and genai_config.json search), 'vllm' (built-in: "
+                  "temperature 1, top_p 1) or a folder with a generation_config.json")
+      ->capture_default_str();
   cmd->add_option("--http-threads", args->io_threads, "Threads serving HTTP connections")
       ->capture_default_str();
   cmd->add_option("--shutdown-timeout", args->shutdown_timeout,

@@ -328,9 +328,11 @@ std::optional<std::string> ValidateJsonSchemaShape(const json& schema) {
   return std::nullopt;
 }
 
-Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
+Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const json& body,
+                                                         const engine::SamplingParams& defaults) {
   if (!body.is_object()) return RequestError{"the request body must be a JSON object", ""};
   ChatCompletionRequest req;
+  req.options.sampling = defaults;
   Fields f(body, "");
   if (!ParseGenerationOptions(f, body, &req.options, /*chat=*/true)) return *f.error();
 
@@ -526,9 +528,11 @@ Parsed<json> ParseJsonBody(std::string_view body) {
   }
 }
 
-Parsed<CompletionRequest> ParseCompletionRequest(const json& body) {
+Parsed<CompletionRequest> ParseCompletionRequest(const json& body,
+                                                 const engine::SamplingParams& defaults) {
   if (!body.is_object()) return RequestError{"the request body must be a JSON object", ""};
   CompletionRequest req;
+  req.options.sampling = defaults;
   Fields f(body, "");
   if (!ParseGenerationOptions(f, body, &req.options, /*chat=*/false)) return *f.error();
   if (!f.Bool("echo", &req.echo)) return *f.error();

@@ -98,8 +98,11 @@ struct TokenizeRequest {
 Parsed<nlohmann::ordered_json> ParseJsonBody(std::string_view body);
 
 // Bodies are parsed keeping key order: JSON schemas generate properties in the order given.
-Parsed<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::ordered_json& body);
-Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body);
+// Sampling fields a body leaves out take their values from `defaults` (the model's).
+Parsed<ChatCompletionRequest> ParseChatCompletionRequest(
+    const nlohmann::ordered_json& body, const engine::SamplingParams& defaults = {});
+Parsed<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body,
+                                                 const engine::SamplingParams& defaults = {});
 // `model` fills in a chat body's model when it names none (/tokenize does not require one).
 Parsed<TokenizeRequest> ParseTokenizeRequest(const nlohmann::ordered_json& body,
                                              const std::string& model);

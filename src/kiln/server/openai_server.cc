@@ -54,6 +54,17 @@ bool ModelMatches(const std::string& requested, const ServedModel& model, Exchan
   return false;
 }
 
+// The sampling settings one prompt runs with: the request's, and the model's default max_tokens
+// where the request names none, cut to the context left after the prompt.
+engine::SamplingParams ForPrompt(const engine::SamplingParams& requested, const ServedModel& model,
+                                 size_t prompt_tokens) {
+  engine::SamplingParams p = requested;
+  const auto& default_max = model.generation_defaults().max_tokens;
+  const int64_t left = model.max_model_len() - static_cast<int64_t>(prompt_tokens);
+  if (!p.max_tokens && default_max && left > 0) p.max_tokens = std::min(*default_max, left);
+  return p;
+}
+
 std::string RandomSuffix() {
   static thread_local std::mt19937_64 rng(std::random_device{}());
   static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -174,6 +185,19 @@ void OpenAiServer::HandleModels(const HttpRequest& request, std::shared_ptr<Exch
                 {"context_length", m->max_model_len()},
                 {"runtime", m->runtime()},
                 {"supports_tool_calling", m->has_chat_template()}};
+  // What a request's absent sampling fields become, and where each value came from.
+  const GenerationDefaults& defaults = m->generation_defaults();
+  const engine::SamplingParams& p = defaults.params;
+  ojson sampling = {
+      {"temperature", p.temperature},
+      {"top_p", p.top_p},
+      {"top_k", p.top_k},
+      {"min_p", p.min_p},
+      {"repetition_penalty", p.repetition_penalty},
+      {"max_tokens", defaults.max_tokens ? ojson(*defaults.max_tokens) : ojson(nullptr)},
+      {"source", defaults.source},
+      {"from_model", defaults.applied}};
+  card["sampling_defaults"] = sampling;
   if (request.path == "/v1/models") {
     exchange->Respond(JsonResponse(200, {{"object", "list"}, {"data", ojson::array({card})}}));
     return;
@@ -190,7 +214,7 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   ServedModel* model = model_.load();
   auto body = ParseBody(request, exchange);
   if (!body) return;
-  auto parsed = ParseChatCompletionRequest(*body);
+  auto parsed = ParseChatCompletionRequest(*body, model->generation_defaults().params);
   if (auto* err = std::get_if<RequestError>(&parsed)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
@@ -267,8 +291,8 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
 
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   auto submitted = model->engine().Submit(
-      ids, req.options.sampling, [job](const engine::TokenEvent& e) { job->OnEvent(0, e); },
-      constraint);
+      ids, ForPrompt(req.options.sampling, *model, ids.size()),
+      [job](const engine::TokenEvent& e) { job->OnEvent(0, e); }, constraint);
   if (!submitted.ok()) {
     exchange->Respond(Error(400, submitted.status().message()));
     return;
@@ -282,7 +306,7 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   ServedModel* model = model_.load();
   auto body = ParseBody(request, exchange);
   if (!body) return;
-  auto parsed = ParseCompletionRequest(*body);
+  auto parsed = ParseCompletionRequest(*body, model->generation_defaults().params);
   if (auto* err = std::get_if<RequestError>(&parsed)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
@@ -316,7 +340,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   std::vector<uint64_t> submitted;
   for (int32_t i = 0; i < static_cast<int32_t>(prompts.size()); ++i) {
-    auto id = model->engine().Submit(prompts[i], req.options.sampling,
+    auto id = model->engine().Submit(prompts[i],
+                                     ForPrompt(req.options.sampling, *model, prompts[i].size()),
                                      [job, i](const engine::TokenEvent& e) { job->OnEvent(i, e); });
     if (!id.ok()) {
       for (uint64_t done : submitted) model->engine().Abort(done);

@@ -101,6 +101,19 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
     LogWarning(options.path + ": no chat template; /v1/chat/completions is unavailable");
   }
 
+  KILN_ASSIGN_OR_RETURN(m->generation_defaults_,
+                        LoadGenerationDefaults(options.path, options.generation_config));
+  {
+    const GenerationDefaults& d = m->generation_defaults_;
+    std::string shown;
+    for (const auto& [key, value] : d.applied.items()) {
+      shown += (shown.empty() ? "" : ", ") + key + "=" + value["value"].dump();
+    }
+    LogInfo("sampling defaults for requests that leave them out: " +
+            (shown.empty() ? std::string("temperature=1, top_p=1 (built-in)") : shown) + "; from " +
+            d.source);
+  }
+
   onnx::GenaiExecutorOptions eo;
   eo.max_model_len = options.max_model_len;
   eo.max_num_seqs = options.max_num_seqs;

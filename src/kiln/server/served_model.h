@@ -11,6 +11,7 @@
 
 #include "kiln/base/status.h"
 #include "kiln/engine/engine.h"
+#include "kiln/server/generation_defaults.h"
 #include "kiln/text/jinja/template.h"
 #include "kiln/text/token_bytes.h"
 #include "kiln/text/token_masker.h"
@@ -26,6 +27,9 @@ struct ModelOptions {
   int64_t max_num_batched_tokens = 2048;
   std::string device = "cpu";
   int threads = 0;  // ONNX Runtime intra-op threads; 0: one per core
+  // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
+  // (generation_defaults.h).
+  std::string generation_config = "auto";
 };
 
 class ServedModel {
@@ -39,6 +43,8 @@ class ServedModel {
   const text::Tokenizer& tokenizer() const { return tokenizer_; }
   engine::Engine& engine() { return *engine_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+  // What a request's absent sampling fields become.
+  const GenerationDefaults& generation_defaults() const { return generation_defaults_; }
   bool has_chat_template() const { return chat_template_.has_value(); }
   // Whether the chat template itself writes the `tools` into the prompt.
   bool template_renders_tools() const { return template_renders_tools_; }
@@ -63,6 +69,7 @@ class ServedModel {
   bool template_renders_tools_ = false;
   std::string bos_token_, eos_token_;
   std::vector<int32_t> eos_ids_;
+  GenerationDefaults generation_defaults_;
   std::shared_ptr<const text::TokenBytes> token_bytes_;
   std::shared_ptr<const text::TokenMasker> token_masker_;
   std::unique_ptr<engine::Engine> engine_;
