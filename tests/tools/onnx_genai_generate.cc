@@ -1,9 +1,14 @@
-// onnx_genai_generate FOLDER [--slots N] [--max-model-len N] [--sequential]
+// onnx_genai_generate FOLDER [--slots N] [--max-model-len N] [--sequential] [--arrivals N]
+//                           [--threads N]
 //
 // Reads one JSON object per line on stdin, {"prompt": [ids...], "max_tokens": N, "temperature":
-// T, "seed": S}, runs them all through the engine on the onnx-genai executor (concurrently,
-// unless --sequential), and prints one line per request, in input order:
-// {"tokens": [...], "finish": "length"}. Tests compare these ids with onnxruntime-genai's.
+// T, "seed": S, "logprobs": K}, runs them all through the engine on the onnx-genai executor, and
+// prints one line per request, in input order: {"tokens": [...], "finish": "length"}, with
+// "logprobs": [[chosen, [[id, logprob] x K]], ...] per token when K was given. Requests run one
+// at a time with --sequential; otherwise N of them arrive before each engine step (default 1),
+// so they join while others are mid-generation. Tests compare these ids with onnxruntime-genai's
+// and batched runs with one-at-a-time ones.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -23,11 +28,13 @@ int main(int argc, char** argv) {
   }
   kiln::onnx::GenaiExecutorOptions options;
   bool sequential = false;
+  size_t arrivals = 1;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--slots" && i + 1 < argc) options.max_num_seqs = std::stoi(argv[++i]);
     if (a == "--max-model-len" && i + 1 < argc) options.max_model_len = std::stoll(argv[++i]);
     if (a == "--sequential") sequential = true;
+    if (a == "--arrivals" && i + 1 < argc) arrivals = std::max(1, std::stoi(argv[++i]));
     if (a == "--threads" && i + 1 < argc) options.intra_op_threads = std::stoi(argv[++i]);
   }
   auto executor = kiln::onnx::GenaiExecutor::Load(argv[1], options);
@@ -54,10 +61,19 @@ int main(int argc, char** argv) {
     if (requests[i].contains("seed")) p.seed = requests[i]["seed"].get<uint64_t>();
     if (requests[i].contains("max_tokens")) p.max_tokens = requests[i]["max_tokens"].get<int64_t>();
     p.ignore_eos = requests[i].value("ignore_eos", false);
+    if (requests[i].contains("logprobs")) p.logprobs = requests[i]["logprobs"].get<int>();
     results[i] = {{"tokens", nlohmann::json::array()}};
+    if (p.logprobs) results[i]["logprobs"] = nlohmann::json::array();
     auto id = engine.Submit(requests[i]["prompt"].get<std::vector<int32_t>>(), p,
                             [&results, i](const kiln::engine::TokenEvent& e) {
                               if (e.token >= 0) results[i]["tokens"].push_back(e.token);
+                              if (e.token >= 0 && results[i].contains("logprobs")) {
+                                nlohmann::json top = nlohmann::json::array();
+                                for (const auto& t : e.top_logprobs) {
+                                  top.push_back({t.token, t.logprob});
+                                }
+                                results[i]["logprobs"].push_back({e.logprob, top});
+                              }
                               if (e.finish != kiln::engine::FinishReason::kNone) {
                                 results[i]["finish"] = kiln::engine::FinishReasonName(e.finish);
                                 if (!e.error.empty()) results[i]["error"] = e.error;
@@ -72,10 +88,10 @@ int main(int argc, char** argv) {
       }
     }
   } else {
-    // Staggered arrivals: a request joins while others are mid-generation.
+    // Staggered arrivals: requests join while others are mid-generation.
     for (size_t i = 0; i < requests.size(); ++i) {
       submit(i);
-      engine.Step();
+      if ((i + 1) % arrivals == 0) engine.Step();
     }
     while (engine.Step()) {
     }
