@@ -20,6 +20,7 @@ enum class StatusCode {
   kIoError,          // the operating system refused (open, read, mmap, write)
   kUnsupported,      // well-formed, but a feature Kiln does not implement
   kOutOfRange,       // a limit was exceeded (context length, budget)
+  kUnavailable,      // busy right now (a full queue): the same call may succeed later
   kInternal,         // a bug in Kiln
 };
 
@@ -39,6 +40,9 @@ class [[nodiscard]] Status {
   }
   static Status OutOfRange(std::string msg) {
     return Status(StatusCode::kOutOfRange, std::move(msg));
+  }
+  static Status Unavailable(std::string msg) {
+    return Status(StatusCode::kUnavailable, std::move(msg));
   }
   static Status Internal(std::string msg) { return Status(StatusCode::kInternal, std::move(msg)); }
 

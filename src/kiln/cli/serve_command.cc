@@ -20,6 +20,7 @@ struct ServeArgs {
   std::string api_key;
   int io_threads = 2;
   double shutdown_timeout = 30.0;
+  int64_t max_seqs_per_request = 256;
 };
 
 int RunServe(const ServeArgs& args) {
@@ -36,6 +37,7 @@ int RunServe(const ServeArgs& args) {
   options.http.port = args.port;
   options.http.io_threads = args.io_threads;
   options.api_key = args.api_key;
+  options.max_seqs_per_request = args.max_seqs_per_request;
   if (options.api_key.empty()) {
     if (const char* env = std::getenv("KILN_API_KEY")) options.api_key = env;
   }
@@ -86,6 +88,13 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--max-num-batched-tokens", args->model.max_num_batched_tokens,
                   "Tokens computed per engine step")
+      ->capture_default_str();
+  cmd->add_option("--max-queued-requests", args->model.max_queued_requests,
+                  "Requests that may wait for a sequence slot at once; more get 429 with "
+                  "Retry-After (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--max-seqs-per-request", args->max_seqs_per_request,
+                  "Most sequences (prompts x n) one request may ask for; more get 400")
       ->capture_default_str();
   cmd->add_option("--device", args->model.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--threads", args->model.threads, "ONNX Runtime threads (0: one per core)")

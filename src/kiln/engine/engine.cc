@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "kiln/base/log.h"
+
 namespace kiln::engine {
 
 const char* FinishReasonName(FinishReason reason) {
@@ -31,6 +33,8 @@ struct Engine::Request {
   std::vector<std::unique_ptr<TokenConstraint>> constraints;  // empty when unconstrained
   std::vector<std::vector<PromptLogprob>> prompt_logprobs;    // per completion, when asked for
   int32_t unfinished = 0;
+  bool started = false;  // a sequence has been scheduled (it no longer counts as waiting)
+  bool failed = false;   // its sink threw: it is being failed, and gets no more token events
 };
 
 Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
@@ -43,8 +47,7 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
 
 Engine::~Engine() { Stop(); }
 
-Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                                EventSink sink, ConstraintFactory constraint) {
+Status Engine::Check(const std::vector<int32_t>& prompt, const SamplingParams& params) const {
   if (prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int64_t len = static_cast<int64_t>(prompt.size());
   if (len >= config_.max_model_len) {
@@ -76,38 +79,77 @@ Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParam
         "the request needs " + std::to_string(max_total) + " tokens of KV cache; the cache holds " +
         std::to_string(static_cast<int64_t>(blocks_.num_blocks()) * blocks_.block_size()));
   }
+  return Status::Ok();
+}
 
-  auto request = std::make_unique<Request>();
-  request->id = next_request_id_.fetch_add(1);
-  request->params = params;
-  request->sink = std::move(sink);
-  request->max_total_tokens = max_total;
-  std::random_device entropy;
-  for (int32_t i = 0; i < params.n; ++i) {
-    auto seq = std::make_unique<Sequence>();
-    seq->tokens = prompt;
-    seq->num_prompt_tokens = len;
-    seq->needs_prompt_logits = params.prompt_logprobs.has_value();
-    SamplingParams p = params;
-    if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(i);
-    std::vector<int32_t> stop_ids;
-    if (!params.ignore_eos) stop_ids = config_.eos_token_ids;
-    auto sampler = std::make_unique<SequenceSampler>(
-        p, stop_ids, (static_cast<uint64_t>(entropy()) << 32) | entropy());
-    sampler->SetPrompt(prompt);
-    request->seqs.push_back(std::move(seq));
-    request->samplers.push_back(std::move(sampler));
-    if (constraint) request->constraints.push_back(constraint());
+Result<uint64_t> Engine::Submit(std::vector<int32_t> prompt, const SamplingParams& params,
+                                EventSink sink, ConstraintFactory constraint) {
+  std::vector<Submission> one;
+  one.push_back({std::move(prompt), params, std::move(sink), std::move(constraint)});
+  KILN_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, SubmitAll(std::move(one)));
+  return ids[0];
+}
+
+Result<std::vector<uint64_t>> Engine::SubmitAll(std::vector<Submission> submissions) {
+  for (size_t i = 0; i < submissions.size(); ++i) {
+    Status s = Check(submissions[i].prompt, submissions[i].params);
+    if (!s.ok()) {
+      return submissions.size() == 1 ? s : s.WithContext("prompt " + std::to_string(i));
+    }
   }
-  if (params.prompt_logprobs) request->prompt_logprobs.resize(params.n);
-  request->unfinished = params.n;
-  uint64_t id = request->id;
+  const int64_t count = static_cast<int64_t>(submissions.size());
+  if (config_.max_waiting_requests > 0) {
+    int64_t waiting = waiting_requests_.load();
+    do {
+      if (waiting + count > config_.max_waiting_requests) {
+        return Status::Unavailable("the server is busy: " + std::to_string(waiting) +
+                                   " requests are waiting (at most " +
+                                   std::to_string(config_.max_waiting_requests) + "); retry later");
+      }
+    } while (!waiting_requests_.compare_exchange_weak(waiting, waiting + count));
+  } else {
+    waiting_requests_ += count;
+  }
+
+  std::vector<std::unique_ptr<Request>> built;
+  std::vector<uint64_t> ids;
+  std::random_device entropy;
+  for (Submission& sub : submissions) {
+    const SamplingParams& params = sub.params;
+    const int64_t len = static_cast<int64_t>(sub.prompt.size());
+    auto request = std::make_unique<Request>();
+    request->id = next_request_id_.fetch_add(1);
+    request->params = params;
+    request->sink = std::move(sub.sink);
+    request->max_total_tokens =
+        params.max_tokens ? len + *params.max_tokens : config_.max_model_len;
+    for (int32_t i = 0; i < params.n; ++i) {
+      auto seq = std::make_unique<Sequence>();
+      seq->tokens = sub.prompt;
+      seq->num_prompt_tokens = len;
+      seq->needs_prompt_logits = params.prompt_logprobs.has_value();
+      SamplingParams p = params;
+      if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(i);
+      std::vector<int32_t> stop_ids;
+      if (!params.ignore_eos) stop_ids = config_.eos_token_ids;
+      auto sampler = std::make_unique<SequenceSampler>(
+          p, stop_ids, (static_cast<uint64_t>(entropy()) << 32) | entropy());
+      sampler->SetPrompt(sub.prompt);
+      request->seqs.push_back(std::move(seq));
+      request->samplers.push_back(std::move(sampler));
+      if (sub.constraint) request->constraints.push_back(sub.constraint());
+    }
+    if (params.prompt_logprobs) request->prompt_logprobs.resize(params.n);
+    request->unfinished = params.n;
+    ids.push_back(request->id);
+    built.push_back(std::move(request));
+  }
   {
     std::lock_guard lock(inbox_mu_);
-    inbox_.push_back(std::move(request));
+    for (auto& request : built) inbox_.push_back(std::move(request));
   }
   inbox_cv_.notify_one();
-  return id;
+  return ids;
 }
 
 void Engine::Abort(uint64_t request_id, int32_t index) {
@@ -167,10 +209,46 @@ void Engine::Finish(Sequence* seq, FinishReason reason, const std::string& error
     event.prompt_tokens = seq->num_prompt_tokens;
     event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
     event.output_tokens = seq->num_output_tokens();
-    request->sink(event);
+    try {
+      request->sink(event);
+    } catch (const std::exception& e) {
+      LogError("request " + std::to_string(request->id) + ": its end event failed: " + e.what());
+    } catch (...) {
+      LogError("request " + std::to_string(request->id) + ": its end event failed");
+    }
   }
   owners_.erase(seq);
-  if (--request->unfinished == 0) requests_.erase(request->id);
+  if (--request->unfinished == 0) {
+    if (!request->started) --waiting_requests_;
+    requests_.erase(request->id);
+  }
+}
+
+bool Engine::Emit(Request* request, const TokenEvent& event) {
+  std::string error;
+  try {
+    request->sink(event);
+    return true;
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown exception";
+  }
+  LogError("request " + std::to_string(request->id) + ": its event handler failed: " + error);
+  FailRequest(request, "internal error: " + error);
+  return false;
+}
+
+void Engine::FailRequest(Request* request, const std::string& error) {
+  if (request->failed) return;
+  request->failed = true;
+  std::vector<Sequence*> targets;
+  for (auto& seq : request->seqs) {
+    if (seq->state != SequenceState::kFinished && owners_.count(seq.get()) != 0) {
+      targets.push_back(seq.get());
+    }
+  }
+  for (Sequence* seq : targets) Finish(seq, FinishReason::kError, error);  // may free `request`
 }
 
 bool Engine::Step() {
@@ -205,10 +283,27 @@ bool Engine::Step() {
     return true;
   }
   scheduler_.Complete(step);
+  for (const ScheduledChunk& c : step.chunks) {
+    Request* request = owners_.at(c.seq).first;
+    if (!request->started) {
+      request->started = true;
+      --waiting_requests_;
+    }
+  }
 
   int64_t generated = 0;
   size_t row = 0;
   for (const ScheduledChunk& c : step.chunks) {
+    // A sink that threw has failed its request: its other sequences are gone.
+    const bool live = owners_.count(c.seq) != 0;
+    if (c.all_logits && !live) {
+      row += static_cast<size_t>(c.count);
+      continue;
+    }
+    if (!live) {
+      if (c.samples) ++row;
+      continue;
+    }
     if (c.all_logits) {
       // Logits at position p score prompt token p + 1. A sequence recomputed after preemption
       // passes its positions again; each is scored once.
@@ -269,7 +364,7 @@ bool Engine::Step() {
     if (event.output_tokens == 1 && !request->prompt_logprobs.empty()) {
       event.prompt_logprobs = request->prompt_logprobs[index];
     }
-    request->sink(event);
+    if (!Emit(request, event)) continue;  // the request has failed and is gone
     if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
   }
 

@@ -3,8 +3,9 @@
 //
 // Submit and Abort may be called from any thread. Steps run on the engine's own thread (Start)
 // or on the caller's (Step, for tests); sinks are called on the stepping thread and must not
-// block. Text (detokenizing, stop strings) is the caller's business: it aborts a request
-// whose text has hit a stop string.
+// block. A sink that throws fails its own request (an error event follows, once), never the
+// engine or other requests. Text (detokenizing, stop strings) is the caller's business: it
+// aborts a request whose text has hit a stop string, using the event's request_id.
 #pragma once
 
 #include <atomic>
@@ -55,6 +56,17 @@ struct EngineConfig {
   bool enable_prefix_caching = false;
   int64_t max_model_len = 2048;
   std::vector<int32_t> eos_token_ids;
+  // Requests that may wait for their first step at once; Submit refuses more (Unavailable).
+  // 0: no limit.
+  int64_t max_waiting_requests = 0;
+};
+
+// One request for SubmitAll.
+struct Submission {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  EventSink sink;
+  ConstraintFactory constraint;  // may be empty
 };
 
 struct EngineStats {
@@ -81,6 +93,11 @@ class Engine {
   // `constraint`, when set, makes one TokenConstraint per sequence that limits its tokens.
   Result<uint64_t> Submit(std::vector<int32_t> prompt, const SamplingParams& params, EventSink sink,
                           ConstraintFactory constraint = nullptr);
+  // Queues all of them or none: every one is checked, and the waiting limit counts them all,
+  // before any is queued. Ids are in the order given.
+  Result<std::vector<uint64_t>> SubmitAll(std::vector<Submission> submissions);
+  // The checks Submit makes of one request, without queueing it.
+  Status Check(const std::vector<int32_t>& prompt, const SamplingParams& params) const;
   // Stops a request (or only its completion `index`); its sequences leave the batch and free
   // their cache at the next step.
   void Abort(uint64_t request_id, int32_t index = -1);
@@ -98,6 +115,9 @@ class Engine {
   struct Request;
   void DrainInbox();
   void Finish(Sequence* seq, FinishReason reason, const std::string& error = {});
+  // Calls the request's sink; if it throws, fails the request (returns false).
+  bool Emit(Request* request, const TokenEvent& event);
+  void FailRequest(Request* request, const std::string& error);
   void Loop(std::stop_token stop);
   void UpdateStats(int64_t generated, int64_t preempted);
 
@@ -112,6 +132,8 @@ class Engine {
   std::vector<std::unique_ptr<Request>> inbox_;
   std::vector<std::pair<uint64_t, int32_t>> aborts_;
   std::atomic<uint64_t> next_request_id_{1};
+  // Requests submitted whose sequences have not been scheduled yet (the waiting limit).
+  std::atomic<int64_t> waiting_requests_{0};
 
   // Owned by the stepping thread.
   std::unordered_map<uint64_t, std::unique_ptr<Request>> requests_;

@@ -308,12 +308,8 @@ void GenerationJob::OnEvent(int32_t prompt_index, const engine::TokenEvent& e) {
     piece = c.stop->Push(piece);
     EmitText(index, piece, has_logprob ? &logprob_delta : nullptr);
     if (c.stop->stopped()) {
-      uint64_t id;
-      {
-        std::lock_guard lock(ids_mu_);
-        id = engine_ids_[prompt_index];
-      }
-      model_->engine().Abort(id, e.index);
+      // The event's own id: the first event can arrive before AddEngineRequest has run.
+      model_->engine().Abort(e.request_id, e.index);
       FinishChoice(index, "stop", "");
       return;
     }

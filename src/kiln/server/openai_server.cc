@@ -22,6 +22,7 @@ HttpResponse JsonResponse(int status, const ojson& body) {
 HttpResponse Error(int status, std::string_view message, std::string_view param = {}) {
   const char* type = status == 401   ? "authentication_error"
                      : status == 404 ? "not_found_error"
+                     : status == 429 ? "rate_limit_error"
                      : status >= 500 ? "server_error"
                                      : "invalid_request_error";
   ojson body = {{"error",
@@ -30,6 +31,17 @@ HttpResponse Error(int status, std::string_view message, std::string_view param 
                   {"param", param.empty() ? ojson(nullptr) : ojson(std::string(param))},
                   {"code", status}}}};
   return JsonResponse(status, body);
+}
+
+// The answer to a request the engine would not queue: 429 with Retry-After when it is busy, 400
+// when the request itself is wrong.
+HttpResponse SubmitError(const Status& status) {
+  if (status.code() == StatusCode::kUnavailable) {
+    HttpResponse r = Error(429, status.message());
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+  return Error(400, status.message());
 }
 
 // Parses a request body as JSON; on failure says where and why.
@@ -289,12 +301,21 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
     }
   }
 
+  if (req.options.sampling.n > options_.max_seqs_per_request) {
+    exchange->Respond(Error(400,
+                            "n=" + std::to_string(req.options.sampling.n) +
+                                " asks for more sequences than this server allows in one "
+                                "request (" +
+                                std::to_string(options_.max_seqs_per_request) + ")",
+                            "n"));
+    return;
+  }
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
   auto submitted = model->engine().Submit(
       ids, ForPrompt(req.options.sampling, *model, ids.size()),
       [job](const engine::TokenEvent& e) { job->OnEvent(0, e); }, constraint);
   if (!submitted.ok()) {
-    exchange->Respond(Error(400, submitted.status().message()));
+    exchange->Respond(SubmitError(submitted.status()));
     return;
   }
   job->AddEngineRequest(0, *submitted, static_cast<int64_t>(ids.size()));
@@ -313,6 +334,17 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   }
   CompletionRequest& req = std::get<CompletionRequest>(parsed);
   if (!ModelMatches(req.options.model, *model, *exchange)) return;
+  const int64_t sequences = static_cast<int64_t>(req.prompts.size()) * req.options.sampling.n;
+  if (sequences > options_.max_seqs_per_request) {
+    exchange->Respond(Error(400,
+                            std::to_string(req.prompts.size()) +
+                                " prompts x n=" + std::to_string(req.options.sampling.n) +
+                                " ask for " + std::to_string(sequences) +
+                                " sequences; this server allows at most " +
+                                std::to_string(options_.max_seqs_per_request) + " per request",
+                            req.prompts.size() > 1 ? "prompt" : "n"));
+    return;
+  }
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> texts;
   for (const auto& p : req.prompts) {
@@ -338,19 +370,20 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   s.echo_logprobs = req.echo && req.options.logprobs;
   if (req.options.sampling.prompt_logprobs) s.prompt_ids = prompts;
   auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
-  std::vector<uint64_t> submitted;
+  // All prompts are checked before any is queued, so a bad one is a clean 400 before the first
+  // token of a good one can start a stream.
+  std::vector<engine::Submission> submissions;
   for (int32_t i = 0; i < static_cast<int32_t>(prompts.size()); ++i) {
-    auto id = model->engine().Submit(prompts[i],
-                                     ForPrompt(req.options.sampling, *model, prompts[i].size()),
-                                     [job, i](const engine::TokenEvent& e) { job->OnEvent(i, e); });
-    if (!id.ok()) {
-      for (uint64_t done : submitted) model->engine().Abort(done);
-      std::string where = prompts.size() > 1 ? "prompt " + std::to_string(i) + ": " : "";
-      exchange->Respond(Error(400, where + id.status().message()));
-      return;
-    }
-    submitted.push_back(*id);
-    job->AddEngineRequest(i, *id, static_cast<int64_t>(prompts[i].size()));
+    submissions.push_back({prompts[i], ForPrompt(req.options.sampling, *model, prompts[i].size()),
+                           [job, i](const engine::TokenEvent& e) { job->OnEvent(i, e); }, nullptr});
+  }
+  auto ids = model->engine().SubmitAll(std::move(submissions));
+  if (!ids.ok()) {
+    exchange->Respond(SubmitError(ids.status()));
+    return;
+  }
+  for (int32_t i = 0; i < static_cast<int32_t>(prompts.size()); ++i) {
+    job->AddEngineRequest(i, (*ids)[i], static_cast<int64_t>(prompts[i].size()));
   }
   exchange->OnCancel([job] { job->Cancel(); });
 }

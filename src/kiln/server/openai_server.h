@@ -20,6 +20,8 @@ namespace kiln::server {
 struct OpenAiServerOptions {
   HttpServerOptions http;
   std::string api_key;  // empty: no authentication
+  // The most sequences one request may ask for (prompts x n); more is a 400.
+  int64_t max_seqs_per_request = 256;
 };
 
 class OpenAiServer {

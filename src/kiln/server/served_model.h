@@ -25,6 +25,8 @@ struct ModelOptions {
   int64_t max_model_len = 0;      // 0: the model's context length, at most 4096
   int32_t max_num_seqs = 16;
   int64_t max_num_batched_tokens = 2048;
+  // Requests that may wait for a free sequence slot at once; more get 429. 0: no limit.
+  int64_t max_queued_requests = 256;
   std::string device = "cpu";
   int threads = 0;  // ONNX Runtime intra-op threads; 0: one per core
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
