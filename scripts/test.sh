@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds everything (warnings are errors), runs the C++
 # unit tests (ctest), the Python tests that compare Kiln with reference implementations (pytest),
-# and a short run of each fuzz target under AddressSanitizer and UBSan.
+# the engine and server tests again under ThreadSanitizer, and a short run of each fuzz target under
+# AddressSanitizer and UBSan.
 #
 # KILN_FUZZ_SECONDS: seconds per fuzz target (default 15; 0 skips fuzzing).
 # KILN_FUZZ_SEED: libFuzzer seed for that run (default 1, so a commit's run can be repeated input
@@ -21,6 +22,8 @@ export KILN_SMOLLM2_GGUF
 
 log "Tests: C++ unit tests (ctest)"
 ctest --test-dir "$KILN_BUILD_DIR" --output-on-failure -j "$(nproc)"
+
+bash "$KILN_ROOT/scripts/tsan.sh"
 
 log "Tests: Python comparison tests (pytest)"
 KILN_HOME_FOR_TESTS="$(mktemp -d)"
