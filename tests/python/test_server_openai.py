@@ -93,7 +93,16 @@ def test_chat_stream_equals_non_stream(client):
     assert usage.prompt_tokens == full.usage.prompt_tokens
 
 
+def warm_prefix_cache(client, **request):
+    """Sends `request` once so that its prompt is in the prefix cache. Requests compared for
+    equality after this are computed the same way; a prompt taken from the cache and a fresh one
+    may part at an int4 near-tie (near_tie.py)."""
+    kind = client.chat.completions if "messages" in request else client.completions
+    kind.create(model=MODEL, **{**request, "max_tokens": 1, "stream": False})
+
+
 def test_completions_plain_streamed_echo_and_logprobs(client):
+    warm_prefix_cache(client, prompt="The quick brown fox", temperature=0)
     r = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=12,
                                   temperature=0)
     assert r.choices[0].text and r.usage.completion_tokens <= 12
@@ -105,9 +114,10 @@ def test_completions_plain_streamed_echo_and_logprobs(client):
                                   temperature=0, echo=True, logprobs=3)
     assert e.choices[0].text.startswith("The quick brown fox")
     # Streamed with echo, the prompt comes first and the whole equals the unstreamed text.
+    # With logprobs, both score the prompt and so both compute it fresh (no prefix cache).
     chunks = [c.choices[0].text for c in client.completions.create(
         model=MODEL, prompt="The quick brown fox", max_tokens=5, temperature=0, echo=True,
-        stream=True) if c.choices]
+        logprobs=3, stream=True) if c.choices]
     assert chunks[0] == "The quick brown fox"
     assert "".join(chunks) == e.choices[0].text
     lp = e.choices[0].logprobs
@@ -157,6 +167,7 @@ def test_stop_strings_n_and_seed(client):
                                   temperature=0, stop=[" 7"])
     assert r.choices[0].finish_reason == "stop"
     assert " 7" not in r.choices[0].text and "6" in r.choices[0].text
+    warm_prefix_cache(client, n=3, messages=[{"role": "user", "content": "Tell me a story"}])
     a = client.chat.completions.create(model=MODEL, n=3, seed=11, temperature=1.0, max_tokens=12,
                                        messages=[{"role": "user", "content": "Tell me a story"}])
     b = client.chat.completions.create(model=MODEL, n=3, seed=11, temperature=1.0, max_tokens=12,

@@ -1,5 +1,5 @@
 // onnx_genai_generate FOLDER [--slots N] [--max-model-len N] [--sequential] [--arrivals N]
-//                           [--threads N]
+//                           [--threads N] [--prefix-caching]
 //
 // Reads one JSON object per line on stdin, {"prompt": [ids...], "max_tokens": N, "temperature":
 // T, "seed": S, "logprobs": K}, runs them all through the engine on the onnx-genai executor, and
@@ -29,11 +29,13 @@ int main(int argc, char** argv) {
   kiln::onnx::GenaiExecutorOptions options;
   bool sequential = false;
   size_t arrivals = 1;
+  bool prefix_caching = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--slots" && i + 1 < argc) options.max_num_seqs = std::stoi(argv[++i]);
     if (a == "--max-model-len" && i + 1 < argc) options.max_model_len = std::stoll(argv[++i]);
     if (a == "--sequential") sequential = true;
+    if (a == "--prefix-caching") prefix_caching = true;
     if (a == "--arrivals" && i + 1 < argc) arrivals = std::max(1, std::stoi(argv[++i]));
     if (a == "--threads" && i + 1 < argc) options.intra_op_threads = std::stoi(argv[++i]);
   }
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   config.eos_token_ids = (*executor)->config().eos_token_ids;
   config.scheduler.max_num_seqs = options.max_num_seqs;
   config.scheduler.max_num_batched_tokens = 2048;
+  config.enable_prefix_caching = prefix_caching;
   kiln::engine::Engine engine(config, std::move(executor).value());
 
   std::vector<nlohmann::json> requests;

@@ -89,6 +89,9 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-num-batched-tokens", args->model.max_num_batched_tokens,
                   "Tokens computed per engine step")
       ->capture_default_str();
+  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching",
+                args->model.enable_prefix_caching,
+                "Reuse the KV cache of a prompt prefix computed before (default on)");
   cmd->add_option("--max-queued-requests", args->model.max_queued_requests,
                   "Requests that may wait for a sequence slot at once; more get 429 with "
                   "Retry-After (0: no limit)")

@@ -42,8 +42,13 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
       executor_(std::move(executor)),
       vocab_size_(executor_->vocab_size()),
       blocks_(executor_->kv_geometry().num_blocks, executor_->kv_geometry().block_size,
-              config.enable_prefix_caching),
-      scheduler_(config.scheduler, &blocks_) {}
+              config.enable_prefix_caching && !executor_->has_slot_prefix_cache()),
+      scheduler_(config.scheduler, &blocks_) {
+  if (config.enable_prefix_caching && executor_->has_slot_prefix_cache()) {
+    scheduler_.SetPrefixSource(
+        [this](const Sequence& seq) { return executor_->AdmitWithCachedPrefix(seq); });
+  }
+}
 
 Engine::~Engine() { Stop(); }
 
@@ -379,8 +384,10 @@ void Engine::UpdateStats(int64_t generated, int64_t preempted) {
   stats_.kv_cache_usage = blocks_.usage();
   stats_.generation_tokens_total += generated;
   stats_.preemptions_total += preempted;
-  stats_.prefix_cache_queries_total = blocks_.prefix_cache_queried_tokens();
-  stats_.prefix_cache_hits_total = blocks_.prefix_cache_hit_tokens();
+  stats_.prefix_cache_queries_total =
+      blocks_.prefix_cache_queried_tokens() + scheduler_.prefix_source_queried_tokens();
+  stats_.prefix_cache_hits_total =
+      blocks_.prefix_cache_hit_tokens() + scheduler_.prefix_source_hit_tokens();
 }
 
 EngineStats Engine::stats() const {

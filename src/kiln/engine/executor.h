@@ -30,6 +30,17 @@ class Executor {
 
   // A sequence has left the engine (finished, aborted or preempted).
   virtual void Release(const Sequence& seq) { (void)seq; }
+
+  // Prefix caching for a cache that is not paged (one slot per sequence), called as a sequence
+  // with nothing computed is admitted: the executor may give it a slot that already holds the KV
+  // of a prefix of its tokens, left by an earlier sequence. Returns how many leading tokens are
+  // held (at most all but the last; 0 for none). Paged runtimes share blocks through the
+  // BlockManager instead and leave this alone (has_slot_prefix_cache false).
+  virtual bool has_slot_prefix_cache() const { return false; }
+  virtual int64_t AdmitWithCachedPrefix(const Sequence& seq) {
+    (void)seq;
+    return 0;
+  }
 };
 
 }  // namespace kiln::engine

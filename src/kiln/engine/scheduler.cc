@@ -94,7 +94,8 @@ SchedulerStep Scheduler::Schedule() {
   while (step.preempted.empty() && !waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    if (seq->blocks.blocks.empty() && !seq->needs_prompt_logits) {
+    const bool fresh = seq->blocks.blocks.empty() && !seq->needs_prompt_logits;
+    if (fresh) {
       seq->num_computed_tokens = blocks_->AllocateCachedPrefix(seq->tokens, &seq->blocks);
       seq->num_cached_prompt_tokens = seq->num_computed_tokens;
     }
@@ -105,6 +106,14 @@ SchedulerStep Scheduler::Schedule() {
       blocks_->Free(&seq->blocks);
       seq->num_computed_tokens = 0;
       break;
+    }
+    if (fresh && prefix_source_ && seq->num_computed_tokens == 0) {
+      const int64_t held = prefix_source_(*seq);
+      prefix_queried_tokens_ += seq->num_tokens();
+      prefix_hit_tokens_ += held;
+      seq->num_computed_tokens = held;
+      seq->num_cached_prompt_tokens = std::min(held, seq->num_prompt_tokens);
+      n = cap(seq->num_uncomputed());
     }
     waiting_.pop_front();
     running_.push_back(seq);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "kiln/engine/block_manager.h"
@@ -49,6 +50,16 @@ class Scheduler {
   // Takes a sequence out (finished or aborted) and frees its blocks.
   void Remove(Sequence* seq);
 
+  // With prefix caching on a runtime whose cache is not paged: asked, as a sequence is admitted
+  // with nothing computed, how many leading tokens its cache already holds
+  // (Executor::AdmitWithCachedPrefix).
+  void SetPrefixSource(std::function<int64_t(const Sequence&)> source) {
+    prefix_source_ = std::move(source);
+  }
+  // Tokens looked up and found through the prefix source (the BlockManager counts its own).
+  int64_t prefix_source_queried_tokens() const { return prefix_queried_tokens_; }
+  int64_t prefix_source_hit_tokens() const { return prefix_hit_tokens_; }
+
   SchedulerStep Schedule();
   // Records that a step's chunks were computed.
   void Complete(const SchedulerStep& step);
@@ -65,6 +76,9 @@ class Scheduler {
   BlockManager* blocks_;
   std::vector<Sequence*> running_;  // in admission order; the back is the newest
   std::deque<Sequence*> waiting_;
+  std::function<int64_t(const Sequence&)> prefix_source_;
+  int64_t prefix_queried_tokens_ = 0;
+  int64_t prefix_hit_tokens_ = 0;
 };
 
 }  // namespace kiln::engine

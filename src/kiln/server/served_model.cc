@@ -132,6 +132,7 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   ec_config.eos_token_ids = m->eos_ids_;
   ec_config.scheduler.max_num_seqs = options.max_num_seqs;
   ec_config.max_waiting_requests = options.max_queued_requests;
+  ec_config.enable_prefix_caching = options.enable_prefix_caching;
   ec_config.scheduler.max_num_batched_tokens = std::max<int64_t>(options.max_num_batched_tokens, 1);
   m->engine_ = std::make_unique<engine::Engine>(ec_config, std::move(executor));
   m->engine_->Start();

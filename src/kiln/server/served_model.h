@@ -25,6 +25,7 @@ struct ModelOptions {
   int64_t max_model_len = 0;      // 0: the model's context length, at most 4096
   int32_t max_num_seqs = 16;
   int64_t max_num_batched_tokens = 2048;
+  bool enable_prefix_caching = true;
   // Requests that may wait for a free sequence slot at once; more get 429. 0: no limit.
   int64_t max_queued_requests = 256;
   std::string device = "cpu";

@@ -29,7 +29,8 @@ GenaiExecutor::GenaiExecutor(GenaiConfig config, int64_t max_len, int32_t slots)
       num_slots_(slots),
       impl_(std::make_unique<Impl>()),
       seq_in_slot_(slots, 0),
-      slot_length_(slots, 0) {}
+      slot_length_(slots, 0),
+      slot_tokens_(slots) {}
 
 GenaiExecutor::~GenaiExecutor() = default;
 
@@ -130,6 +131,7 @@ Result<int32_t> GenaiExecutor::SlotFor(const engine::Sequence& seq) {
     if (seq_in_slot_[s] == 0) {
       seq_in_slot_[s] = seq.id;
       slot_length_[s] = 0;
+      slot_tokens_[s].clear();
       slot_of_[seq.id] = s;
       return s;
     }
@@ -140,9 +142,57 @@ Result<int32_t> GenaiExecutor::SlotFor(const engine::Sequence& seq) {
 void GenaiExecutor::Release(const engine::Sequence& seq) {
   auto it = slot_of_.find(seq.id);
   if (it == slot_of_.end()) return;
-  seq_in_slot_[it->second] = 0;
-  slot_length_[it->second] = 0;
+  const int32_t s = it->second;
+  seq_in_slot_[s] = 0;
+  // The slot keeps what was computed, for a later sequence with the same prefix; a filler row
+  // lands just past it.
+  const int64_t computed = std::min<int64_t>(slot_length_[s], seq.num_tokens());
+  slot_tokens_[s].assign(seq.tokens.begin(), seq.tokens.begin() + computed);
+  slot_length_[s] = computed;
   slot_of_.erase(it);
+}
+
+int64_t GenaiExecutor::AdmitWithCachedPrefix(const engine::Sequence& seq) {
+  if (slot_of_.count(seq.id) != 0 || seq.num_tokens() < 2) return 0;
+  int32_t target = -1;
+  for (int32_t s = 0; s < num_slots_ && target < 0; ++s) {
+    if (seq_in_slot_[s] == 0) target = s;
+  }
+  if (target < 0) return 0;                    // Execute reports the missing slot
+  const int64_t limit = seq.num_tokens() - 1;  // the last token is computed for its logits
+  int32_t donor = -1;
+  int64_t best = 0;
+  for (int32_t s = 0; s < num_slots_; ++s) {
+    if (seq_in_slot_[s] != 0) continue;
+    const std::vector<int32_t>& held = slot_tokens_[s];
+    const int64_t n = std::min<int64_t>(limit, static_cast<int64_t>(held.size()));
+    int64_t common = 0;
+    while (common < n && held[common] == seq.tokens[common]) ++common;
+    if (common > best || (common == best && common > 0 && s == target)) {
+      best = common;
+      donor = s;
+    }
+  }
+  seq_in_slot_[target] = seq.id;
+  slot_of_[seq.id] = target;
+  if (best > 0 && donor != target) CopySlotPrefix(donor, target, best);
+  slot_tokens_[target].clear();
+  slot_length_[target] = best;
+  return best;
+}
+
+void GenaiExecutor::CopySlotPrefix(int32_t from, int32_t to, int64_t count) {
+  Impl& impl = *impl_;
+  const int64_t head_stride = max_len_ * config_.head_size;
+  const size_t bytes = static_cast<size_t>(count * config_.head_size) * sizeof(float);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    for (float* base : {impl.keys[l].get(), impl.values[l].get()}) {
+      for (int64_t h = 0; h < config_.num_key_value_heads; ++h) {
+        std::memcpy(base + to * impl.slot_stride + h * head_stride,
+                    base + from * impl.slot_stride + h * head_stride, bytes);
+      }
+    }
+  }
 }
 
 Status GenaiExecutor::Forward(int32_t first_slot, const std::vector<Row>& rows, int64_t seq_len,
@@ -270,7 +320,10 @@ Status GenaiExecutor::Execute(const engine::SchedulerStep& step, std::vector<flo
   static const int32_t kFillerToken = 0;
   std::vector<Row> rows;
   for (int32_t s = lo; s <= hi; ++s) {
-    rows.push_back(Row{&kFillerToken, 1, std::min<int64_t>(slot_length_[s], max_len_ - 1)});
+    const int64_t at = std::min<int64_t>(slot_length_[s], max_len_ - 1);
+    rows.push_back(Row{&kFillerToken, 1, at});
+    // A free slot's cached tokens end where the filler writes.
+    if (static_cast<int64_t>(slot_tokens_[s].size()) > at) slot_tokens_[s].resize(at);
   }
   std::vector<std::pair<int32_t, float*>> wanted;
   for (size_t i : decodes) {

@@ -8,6 +8,11 @@
 // prefill chunks run one forward pass each. Slots are handed out lowest-first, so the decode
 // batch stays dense; a slot in the range that does not decode this step gets a filler row whose
 // cache write lands on its first unwritten position, where it is overwritten before it is read.
+//
+// Prefix caching: a free slot keeps the KV of the tokens its last sequence computed. A sequence
+// admitted with the engine's prefix caching on takes the lowest free slot, and the free slot
+// whose tokens share the longest prefix with its own lends that prefix (copied in place: tens of
+// megabytes at most, against a prefill of the same tokens), so only the rest is computed.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +46,8 @@ class GenaiExecutor : public engine::Executor {
   int64_t vocab_size() const override { return config_.vocab_size; }
   Status Execute(const engine::SchedulerStep& step, std::vector<float>* logits) override;
   void Release(const engine::Sequence& seq) override;
+  bool has_slot_prefix_cache() const override { return true; }
+  int64_t AdmitWithCachedPrefix(const engine::Sequence& seq) override;
 
   const GenaiConfig& config() const { return config_; }
   int64_t max_model_len() const { return max_len_; }
@@ -57,6 +64,8 @@ class GenaiExecutor : public engine::Executor {
   };
   GenaiExecutor(GenaiConfig config, int64_t max_len, int32_t slots);
   Result<int32_t> SlotFor(const engine::Sequence& seq);
+  // Copies the KV of positions [0, count) of slot `from` into slot `to`, every layer.
+  void CopySlotPrefix(int32_t from, int32_t to, int64_t count);
   // One forward pass over slots [first_slot, first_slot + rows.size()), each row `seq_len`
   // tokens. Copies the logits of each (row, destination) in `wanted` to its destination: the
   // last position's, or with `all_positions` every position's (seq_len rows).
@@ -71,6 +80,8 @@ class GenaiExecutor : public engine::Executor {
   std::unordered_map<uint64_t, int32_t> slot_of_;  // sequence id -> slot
   std::vector<uint64_t> seq_in_slot_;              // 0 when free
   std::vector<int64_t> slot_length_;               // computed tokens in each slot
+  // A free slot's reusable content: the tokens whose KV it holds at positions 0, 1, ...
+  std::vector<std::vector<int32_t>> slot_tokens_;
 };
 
 }  // namespace kiln::onnx

@@ -1,0 +1,97 @@
+"""Prefix caching on the onnx-genai runtime: a free KV slot keeps what its last sequence
+computed, and a later prompt that shares a prefix with it computes only the rest. Results equal
+those without caching (exactly in f32; up to near-ties in int4, where a cached prefix changes
+how many rows each forward pass has), and the hits are counted in usage and in vLLM's metrics."""
+import json
+import re
+import subprocess
+import urllib.request
+
+import pytest
+from tokenizers import Tokenizer
+
+from kiln_server import KilnServer
+from near_tie import check_near_ties
+
+SYSTEM = ("You are a careful assistant for a library. Answer in one short sentence, name the "
+          "shelf where the book is kept, and never invent a title that the catalogue lacks. ")
+QUESTIONS = ["Where are the atlases?", "Where is poetry?", "Where are the cookbooks?",
+             "Where is the history of Rome?", "Where are the novels?", "Where is chess?"]
+
+
+def generate(tool, folder, prompts, *flags, logprobs=None):
+    lines = "".join(json.dumps({"prompt": p, "max_tokens": 12, **(
+        {"logprobs": logprobs} if logprobs else {})}) + "\n" for p in prompts)
+    proc = subprocess.run([tool("onnx_genai_generate"), str(folder), "--max-model-len", "512",
+                           "--slots", "4", *flags], input=lines, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def shared_prefix_prompts(smollm2_genai):
+    tok = Tokenizer.from_file(str(smollm2_genai / "tokenizer.json"))
+    prompts = [tok.encode(SYSTEM + q).ids for q in QUESTIONS]
+    # Repeats too: a prompt seen before is held whole but for its last token.
+    return prompts + prompts[:2]
+
+
+@pytest.fixture(scope="module")
+def smollm2_genai_f32_for_cache(kiln_bin, smollm2_hf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "smollm2-f32-cache"
+    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("flags", [("--sequential",), ("--arrivals", "2")])
+def test_f32_results_with_prefix_caching_equal_those_without(
+        tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, flags):
+    cached = generate(tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, *flags,
+                      "--prefix-caching")
+    uncached = generate(tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, *flags)
+    assert [r["tokens"] for r in cached] == [r["tokens"] for r in uncached]
+
+
+def test_int4_results_with_prefix_caching_differ_only_at_near_ties(tool, smollm2_genai,
+                                                                    shared_prefix_prompts):
+    cached = generate(tool, smollm2_genai, shared_prefix_prompts, "--sequential",
+                      "--prefix-caching", logprobs=5)
+    uncached = generate(tool, smollm2_genai, shared_prefix_prompts, "--sequential", logprobs=5)
+    check_near_ties(uncached, cached, ("uncached", "cached"))
+
+
+def counter(server, name):
+    with urllib.request.urlopen(server.base_url + "/metrics") as r:
+        text = r.read().decode()
+    m = re.search(r"^" + re.escape(name) + r"\{[^}]*\} (\S+)$", text, re.M)
+    assert m, name
+    return float(m.group(1))
+
+
+@pytest.mark.parametrize("caching", [True, False])
+def test_served_prompts_reuse_a_shared_prefix_and_count_it(kiln_bin, smollm2_genai, caching):
+    flags = [] if caching else ["--no-enable-prefix-caching"]
+    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 1024, *flags)
+    try:
+        client = s.client()
+        messages = [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": QUESTIONS[0]}]
+        first = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=8)
+        hits_before = counter(s, "vllm:prefix_cache_hits_total")
+        messages[1]["content"] = QUESTIONS[1]
+        second = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=8)
+        cached = second.usage.prompt_tokens_details.cached_tokens \
+            if second.usage.prompt_tokens_details else 0
+        hits = counter(s, "vllm:prefix_cache_hits_total") - hits_before
+        if caching:
+            # The system prompt and the start of the user turn are shared.
+            assert cached >= 40 and cached < second.usage.prompt_tokens, second.usage
+            assert hits == cached
+            assert counter(s, "vllm:prefix_cache_queries_total") >= \
+                first.usage.prompt_tokens + second.usage.prompt_tokens
+        else:
+            assert cached == 0 and hits == 0
+    finally:
+        assert s.stop() == 0, s.output()
