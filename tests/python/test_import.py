@@ -9,6 +9,7 @@ import pytest
 
 import gguf
 import reference_llama
+from near_tie import check_near_ties
 
 GGUF_TO_HF = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -193,8 +194,12 @@ def _prompt_ids(reader):
     return [tok.encode(p).ids for p in PROMPTS]
 
 
-def test_next_token_matches_llama_cpp(imported_f32, smollm2_gguf, reader):
-    xllamacpp = pytest.importorskip("xllamacpp")
+def test_next_token_matches_llama_cpp_up_to_near_ties(imported_f32, smollm2_gguf, reader):
+    """A numpy forward pass over the imported folder (f32, the GGUF's weights dequantized) picks
+    llama.cpp's next token on the original GGUF, or one nearly tied with it: llama.cpp's Q4_1
+    kernels quantize activations to 8 bits, so the two differ by rounding (near_tie.py). Left
+    in GGUF's rotary permutation, the Q/K rows give unrelated tokens, far outside the top 5."""
+    import xllamacpp
     prompts = _prompt_ids(reader)
     params = xllamacpp.CommonParams()
     params.model.path = str(smollm2_gguf)
@@ -205,16 +210,20 @@ def test_next_token_matches_llama_cpp(imported_f32, smollm2_gguf, reader):
     params.warmup = False
     server = xllamacpp.Server(params)
     model = reference_llama.LlamaModel(imported_f32)
-    agree, report = 0, []
-    for text, ids in zip(PROMPTS, prompts):
+    theirs_runs, ours_runs = [], []
+    for ids in prompts:
         res = server.handle_completions({"prompt": ids, "n_predict": 1, "temperature": 0,
-                                         "n_probs": 2, "cache_prompt": False})
-        top = res["choices"][0]["logprobs"]["content"][0]
-        theirs = top["id"]
-        ours = int(np.argmax(model.logits(ids)))
-        agree += ours == theirs
-        report.append((text, ours, theirs, top["top_logprobs"]))
-    mismatches = [r for r in report if r[1] != r[2]]
+                                         "n_probs": 5, "cache_prompt": False})
+        first = res["choices"][0]["logprobs"]["content"][0]
+        top = [[t["id"], t["logprob"]] for t in first["top_logprobs"]]
+        theirs_runs.append({"tokens": [first["id"]], "logprobs": [[first["logprob"], top]]})
+        logits = model.logits(ids).astype(np.float64)
+        logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        best = np.argsort(-logprobs)[:5]
+        ours_runs.append({"tokens": [int(best[0])],
+                          "logprobs": [[float(logprobs[best[0]]),
+                                        [[int(t), float(logprobs[t])] for t in best]]]})
     assert len(prompts) >= 20
-    assert not mismatches, mismatches
-    assert agree == len(prompts)
+    diverged = check_near_ties(theirs_runs, ours_runs, ("llama.cpp", "kiln import"))
+    print(f"{len(prompts) - diverged} of {len(prompts)} next tokens equal llama.cpp's; "
+          f"{diverged} are near-ties")
