@@ -88,3 +88,14 @@ def smollm2_genai(kiln_bin, smollm2_hf, tmp_path_factory):
     subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "int4"], check=True,
                    capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_genai_f32(kiln_bin, smollm2_hf, tmp_path_factory):
+    """The default model as `kiln convert --precision f32` writes it: each row computed alone, so
+    results do not depend on batch composition or on the prefix cache."""
+    import subprocess
+    out = tmp_path_factory.mktemp("models") / "smollm2-f32"
+    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
+                   capture_output=True)
+    return out

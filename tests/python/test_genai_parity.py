@@ -124,14 +124,6 @@ def test_near_tie_check_rejects_unrelated_outputs(tool, smollm2_genai, many_prom
     assert check_near_ties(runs, runs) == 0
 
 
-@pytest.fixture(scope="module")
-def smollm2_genai_f32(kiln_bin, smollm2_hf, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "smollm2-f32"
-    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
-                   capture_output=True)
-    return out
-
-
 def test_f32_batched_decoding_equals_one_at_a_time(tool, smollm2_genai_f32, many_prompt_ids):
     """f32 MatMul and attention compute each row alone, whatever else is in the batch."""
     ids = many_prompt_ids[::4]

@@ -37,20 +37,12 @@ def shared_prefix_prompts(smollm2_genai):
     return prompts + prompts[:2]
 
 
-@pytest.fixture(scope="module")
-def smollm2_genai_f32_for_cache(kiln_bin, smollm2_hf, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "smollm2-f32-cache"
-    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
-                   capture_output=True)
-    return out
-
-
 @pytest.mark.parametrize("flags", [("--sequential",), ("--arrivals", "2")])
 def test_f32_results_with_prefix_caching_equal_those_without(
-        tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, flags):
-    cached = generate(tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, *flags,
+        tool, smollm2_genai_f32, shared_prefix_prompts, flags):
+    cached = generate(tool, smollm2_genai_f32, shared_prefix_prompts, *flags,
                       "--prefix-caching")
-    uncached = generate(tool, smollm2_genai_f32_for_cache, shared_prefix_prompts, *flags)
+    uncached = generate(tool, smollm2_genai_f32, shared_prefix_prompts, *flags)
     assert [r["tokens"] for r in cached] == [r["tokens"] for r in uncached]
 
 
