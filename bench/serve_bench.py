@@ -13,7 +13,11 @@ alike. A figure is the median of its repeats, and a ratio is the median of the p
 ratios. Prints both, the ratios, and the load average before and after: a run whose load
 exceeded the core count is not a result.
 
+Then, unless --no-fidelity, bench/fidelity_bench.py: perplexity and decode speed for each way
+`kiln convert` can write the default model's GGUF (its exit status is this script's).
+
   python bench/serve_bench.py [--model DIR] [--kiln BIN] [--tokens 128] [--concurrency 1,4,16]
+                              [--no-fidelity]
 """
 import argparse
 import asyncio
@@ -202,10 +206,10 @@ class Peer:
 class Kiln:
     """`kiln serve` on the folder, measured through HTTP."""
 
-    def __init__(self, kiln_bin, model, spec):
+    def __init__(self, kiln_bin, model, spec, max_model_len=1024):
         self.spec = spec
-        self.server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
-                                 max(spec["concurrency"]))
+        self.server = KilnServer(kiln_bin, model, "--max-model-len", max_model_len,
+                                 "--max-num-seqs", max(spec["concurrency"]))
         # Warm-up at the highest concurrency: Kiln's KV cache commits each sequence slot's
         # memory on first use, which is not what a measurement should time.
         n = max(spec["concurrency"])
@@ -244,6 +248,7 @@ def main():
     ap.add_argument("--tokens", default=128, type=int)
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--repeats", default=3, type=int)
+    ap.add_argument("--no-fidelity", action="store_true")
     args = ap.parse_args()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(args.model / "tokenizer.json"))
@@ -297,7 +302,12 @@ def main():
     print(f"load average after: {after:.2f} ({cores} cores)")
     if max(before, after) > cores:
         print("WARNING: load exceeded the core count; this run is not a result")
+    if not args.no_fidelity:
+        import fidelity_bench
+        print(flush=True)
+        return fidelity_bench.main(["--kiln", str(args.kiln), "--repeats", str(args.repeats)])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
