@@ -11,9 +11,15 @@ Both stay loaded for the whole run and take turns: each measurement is taken fro
 from the peer, --repeats times (3 by default), so drift on a shared machine falls on both sides
 alike. A figure is the median of its repeats, and a ratio is the median of the per-repeat
 ratios. Prints both, the ratios, and the load average before and after: a run whose load
-exceeded the core count is not a result.
+exceeded the core count is not a result. Before each measurement it waits (up to --max-wait
+seconds) for the load average to fall below the core count, and exits with status 2 when it
+does not.
+
+Then, unless --no-fidelity, bench/fidelity_bench.py: perplexity and decode speed for each way
+`kiln convert` can write the default model's GGUF (its exit status is this script's).
 
   python bench/serve_bench.py [--model DIR] [--kiln BIN] [--tokens 128] [--concurrency 1,4,16]
+                              [--no-fidelity]
 """
 import argparse
 import asyncio
@@ -202,10 +208,10 @@ class Peer:
 class Kiln:
     """`kiln serve` on the folder, measured through HTTP."""
 
-    def __init__(self, kiln_bin, model, spec):
+    def __init__(self, kiln_bin, model, spec, max_model_len=1024):
         self.spec = spec
-        self.server = KilnServer(kiln_bin, model, "--max-model-len", 1024, "--max-num-seqs",
-                                 max(spec["concurrency"]))
+        self.server = KilnServer(kiln_bin, model, "--max-model-len", max_model_len,
+                                 "--max-num-seqs", max(spec["concurrency"]))
         # Warm-up at the highest concurrency: Kiln's KV cache commits each sequence slot's
         # memory on first use, which is not what a measurement should time.
         n = max(spec["concurrency"])
@@ -244,6 +250,8 @@ def main():
     ap.add_argument("--tokens", default=128, type=int)
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--repeats", default=3, type=int)
+    ap.add_argument("--no-fidelity", action="store_true")
+    ap.add_argument("--max-wait", default=300, type=int)
     args = ap.parse_args()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(args.model / "tokenizer.json"))
@@ -258,8 +266,9 @@ def main():
     long = tok.encode(text).ids[:512]
     spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency}
 
+    from fidelity_bench import wait_for_quiet
     cores = os.cpu_count()
-    before = loadavg()
+    before = wait_for_quiet(args.max_wait)
     print(f"load average before: {before:.2f} ({cores} cores)")
     print(f"model: {args.model}")
     # (label, what Kiln measures, concurrency, what the peer measures, higher is better)
@@ -276,6 +285,7 @@ def main():
         for label, what, n, peer_what, higher_better in rows:
             ks, ps, ratios = [], [], []
             for _ in range(args.repeats):
+                wait_for_quiet(args.max_wait)
                 k = kiln.measure(what, n)
                 p = peer.measure(peer_what, n)
                 ks.append(k)
@@ -295,9 +305,16 @@ def main():
     print("(ratios > 1 mean Kiln is better; for time to first token the ratio is peer/kiln;")
     print(" each figure is the median of its repeats, each taken from both in turn)")
     print(f"load average after: {after:.2f} ({cores} cores)")
-    if max(before, after) > cores:
-        print("WARNING: load exceeded the core count; this run is not a result")
+    if after > cores:
+        print("INVALID RUN: load exceeded the core count by the end")
+        return 2
+    if not args.no_fidelity:
+        import fidelity_bench
+        print(flush=True)
+        return fidelity_bench.main(["--kiln", str(args.kiln), "--repeats", str(args.repeats),
+                                    "--max-wait", str(args.max_wait)])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

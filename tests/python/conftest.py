@@ -81,13 +81,15 @@ def smollm2_hf(kiln_bin, smollm2_gguf, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smollm2_genai(kiln_bin, smollm2_hf, tmp_path_factory):
-    """The default model as `kiln convert --precision int4` writes it (what `kiln serve` runs)."""
+def smollm2_genai(tmp_path_factory):
+    """The default model folder as scripts/install_model.sh makes it (what `kiln serve` runs),
+    in a model store of its own."""
     import subprocess
-    out = tmp_path_factory.mktemp("models") / "smollm2"
-    subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "int4"], check=True,
-                   capture_output=True)
-    return out
+    home = tmp_path_factory.mktemp("kiln_home")
+    subprocess.run(["bash", str(ROOT / "scripts" / "install_model.sh")], check=True,
+                   capture_output=True, env={**os.environ, "KILN_HOME": str(home),
+                                             "KILN_BUILD_DIR": str(BUILD_DIR)})
+    return home / "models" / "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import subprocess
 
+import gguf
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -20,6 +21,7 @@ import pytest
 from onnx import defs, numpy_helper
 
 import genai_reference
+import tiny_gguf
 from tiny_llama import BOS, EOS, IM_END, Reference, write_tiny_llama
 
 ORT_VERSION = "1.32.0"
@@ -467,6 +469,132 @@ def test_int4_logits_close_to_f32_and_same_greedy_tokens(tiny, converted):
 
 
 # --------------------------------------------------------------------------------------------
+# GGUF files: `kiln convert model.gguf --precision gguf` keeps the file's blocks
+
+Q = tiny_gguf.Q
+GGUF_VARIANTS = {
+    # The default model's mix: Q4_1 layers, a tied Q8_0 embedding.
+    "q4_1-tied-q8_0": {},
+    "q4_0": {"types": {k: Q.Q4_0 for k in ["embed", "attn_q", "attn_k", "attn_v", "attn_output",
+                                          "ffn_gate", "ffn_up", "ffn_down"]}, "seed": 1},
+    "q8_0-untied": {"types": {k: Q.Q8_0 for k in ["embed", "output", "attn_q", "attn_k",
+                                                 "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                                                 "ffn_down"]}, "tie": False, "seed": 2},
+    # Types MatMulNBits cannot hold exactly, written in f32: a Q5_0 v in the q/k/v stack, an
+    # F16 down projection, a tied Q4_1 embedding (gathered in f32, lm_head still in blocks),
+    # and Q4_0 next to Q4_1 in gate/up.
+    "fallbacks": {"types": {"attn_v": Q.Q5_0, "ffn_down": Q.F16, "embed": Q.Q4_1,
+                            "ffn_up": Q.Q4_0}, "seed": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf_model(tmp_path_factory, smollm2_gguf):
+    """name -> (GGUF path, Reference over its dequantized weights), written once per module."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            path = tmp_path_factory.mktemp("gguf_" + name) / "model.gguf"
+            cache[name] = (path, tiny_gguf.write_tiny_gguf(path, smollm2_gguf,
+                                                           **GGUF_VARIANTS[name]))
+        return cache[name]
+    return get
+
+
+def ops_of(folder):
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    ops = {}
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        ops.setdefault(node.op_type, []).append((node, attrs))
+    return ops
+
+
+@pytest.mark.parametrize("name", list(GGUF_VARIANTS))
+def test_gguf_blocks_graph_equals_reference_on_dequantized_gguf(tiny_gguf_model, kiln_bin,
+                                                                tmp_path, name):
+    """With f32 activations (accuracy level 0) the graph computes the GGUF's own weights as
+    gguf.quants.dequantize reads them: every path is exact up to f32 rounding."""
+    path, ref = tiny_gguf_model(name)
+    out = tmp_path / "genai"
+    convert(kiln_bin, path, out, "gguf", "--accuracy-level", "0")
+    model = OrtModel(out / "model.onnx")
+    logits, past, _ = model.run([PROMPT], model.empty_past())
+    expected, ref_past = ref.forward(PROMPT)
+    np.testing.assert_allclose(logits[0], expected, rtol=0, atol=ATOL)
+    for _ in range(3):
+        token = int(np.argmax(expected[-1]))
+        logits, past, _ = model.run([[token]], past)
+        expected, ref_past = ref.forward([token], ref_past)
+        np.testing.assert_allclose(logits[0], expected, rtol=0, atol=ATOL)
+    # f32 from the same file: the reference the gguf path is measured against.
+    f32 = tmp_path / "f32"
+    convert(kiln_bin, path, f32, "f32")
+    f32_logits, _, _ = OrtModel(f32 / "model.onnx").run([PROMPT], model.empty_past())
+    np.testing.assert_allclose(f32_logits[0], ref.forward(PROMPT)[0], rtol=0, atol=ATOL)
+
+
+def test_gguf_blocks_are_the_files_codes(tiny_gguf_model, kiln_bin, tmp_path):
+    """The default model's mix: every projection is a 4-bit MatMulNBits on the Q4_1 codes (with
+    integer zero points) plus the product of its block sums and block offsets, lm_head an 8-bit
+    MatMulNBits on the Q8_0 codes that GatherBlockQuantized also reads for the embedding; no f32
+    weight but the norms and the small offset matrices."""
+    path, ref = tiny_gguf_model("q4_1-tied-q8_0")
+    out = tmp_path / "genai"
+    convert(kiln_bin, path, out, "gguf")
+    ops = ops_of(out)
+    nbits = {node.name: attrs for node, attrs in ops["MatMulNBits"]}
+    assert len(nbits) == 2 * 4 + 1
+    for node_name, attrs in nbits.items():
+        assert attrs["accuracy_level"] == 4 and attrs["block_size"] == 32, node_name
+        assert attrs["bits"] == (8 if node_name == "/lm_head/MatMul_Q8" else 4), node_name
+    matmuls = sorted(node.name.rsplit("/", 2)[-2] for node, _ in ops["MatMul"])
+    assert matmuls == ["BlockOffsets"] * 2 * 4 + ["BlockSums"] * 2 * 4
+    [(gather, attrs)] = ops["GatherBlockQuantized"]
+    assert attrs["bits"] == 8 and attrs["block_size"] == 32
+    assert all(n.name.startswith("/model/attn_mask") for n, _ in ops.get("Gather", []))
+
+    init = initializers(out / "model.onnx")
+    reader = gguf.GGUFReader(str(path))
+    raw = {t.name: np.asarray(t.data) for t in reader.tensors}
+    # Q8_0 blocks: f16 d, 32 int8 codes; stored as code + 128 with d as the scale.
+    embed = raw["token_embd.weight"].reshape(-1, 34)
+    codes = embed[:, 2:].view(np.int8).astype(np.int16) + 128
+    np.testing.assert_array_equal(init["lm_head.MatMul.weight_Q8"].reshape(-1, 32), codes)
+    np.testing.assert_array_equal(init["lm_head.MatMul.weight_scales"].reshape(-1),
+                                  embed[:, :2].copy().view(np.float16).astype(np.float32)[:, 0])
+    # Q4_1 blocks: f16 d, f16 m, 16 bytes holding elements j and j + 16 in byte j.
+    down = raw["blk.1.ffn_down.weight"].reshape(-1, 20)
+    d = down[:, 0:2].copy().view(np.float16).astype(np.float32)[:, 0]
+    m = down[:, 2:4].copy().view(np.float16).astype(np.float32)[:, 0]
+    q = np.concatenate([down[:, 4:] & 15, down[:, 4:] >> 4], axis=1).astype(np.float32)
+    base = "model.layers.1.mlp.down_proj.MatMul.weight"
+    packed = init[base + "_Q4"].reshape(-1, 16)
+    np.testing.assert_array_equal(np.stack([packed & 15, packed >> 4], -1).reshape(-1, 32), q)
+    np.testing.assert_array_equal(init[base + "_scales"].reshape(-1), d)
+    n, blocks = init[base + "_scales"].shape
+    zp = init[base + "_zero_points"]
+    z = np.stack([zp & 15, zp >> 4], -1).reshape(n, -1)[:, :blocks].reshape(-1)
+    np.testing.assert_array_equal(z, np.clip(np.round(-m / d), 0, 15))
+    offsets = init[base + "_block_offsets"].T.reshape(-1)
+    np.testing.assert_allclose(offsets, m + z * d, rtol=0, atol=1e-6)
+    # d * (q - z) + offset is the weight as gguf dequantizes it.
+    weights = (d[:, None] * (q - z[:, None]) + offsets[:, None]).reshape(n, -1)
+    np.testing.assert_allclose(weights, ref.w["model.layers.1.mlp.down_proj.weight"], rtol=0,
+                               atol=1e-6)
+
+
+def test_gguf_precision_needs_a_gguf_file(tiny, kiln_bin, tmp_path):
+    proc = subprocess.run([kiln_bin, "convert", tiny("llama-tied")[0], tmp_path / "out",
+                           "--precision", "gguf"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "give the .gguf file as input" in proc.stderr, proc.stderr
+    proc = subprocess.run([kiln_bin, "convert", tiny("llama-tied")[0], tmp_path / "out",
+                           "--accuracy-level", "5"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "--accuracy-level must be 0 to 4" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
 # onnxruntime-genai
 
 
@@ -557,7 +685,7 @@ SMOLLM2_CHAT = ("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
 def smollm2_hf(kiln_bin, tmp_path_factory):
     """SmolLM2-135M-Instruct as a Hugging Face folder: the one `kiln import` keeps under
     ~/.kiln/models, else `kiln import` of the shipped GGUF into a temporary folder."""
-    kept = KILN_MODELS / "smollm2-135m-instruct"
+    kept = KILN_MODELS / "smollm2-135m-instruct-hf"
     if (kept / "config.json").exists():
         return kept
     help_text = subprocess.run([kiln_bin, "--help"], capture_output=True, text=True).stdout

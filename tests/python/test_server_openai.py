@@ -57,7 +57,10 @@ def test_models_list_and_retrieve(client):
 
 
 def test_chat_answers_and_counts_usage(client, server):
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    # Not "What is the capital of France?": for it the GGUF's own weights (f32) put "The" and "L"
+    # within 0.08 nats of each other as the first token, so int8 activations can tip the reply
+    # into French. Here "The" leads by 1.4 nats.
+    messages = [{"role": "user", "content": "Name the capital of France."}]
     r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=24,
                                        temperature=0)
     choice = r.choices[0]
