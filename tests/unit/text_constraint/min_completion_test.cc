@@ -1,5 +1,5 @@
 // Shortest completions: JsonMatcher::MinCompletionBytes against a breadth-first search over
-// single bytes on small grammars.
+// single bytes on small grammars, and the budgeted TokenMasker against trying every token.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "json_schema_check.h"
+#include "kiln/text/json_constraint.h"
 #include "kiln/text/json_matcher.h"
 #include "kiln/text/json_schema_grammar.h"
+#include "kiln/text/token_masker.h"
 
 namespace kiln::text {
 namespace {
@@ -182,6 +184,87 @@ TEST(MinCompletionTest, ShortestPathIsAValidDocument) {
     EXPECT_TRUE(testing::Validate(ojson::parse(c.schema), nlohmann::json::parse(text)))
         << c.schema << "\n"
         << text;
+  }
+}
+
+TokenBytes SmallVocabulary() {
+  std::vector<std::string> v;
+  for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
+  for (const char* t :
+       {"\":",      "\",\"",  "\"}",         "{\"",        "[{",  "}]",      "]}",   "true",
+        "null",     "12",     "-1",          "0.",         "\\u", "\\ud83d", "aaaa", "abcdefgh",
+        "\"a\":\"", "\"c\":", "\"deep\":[[", "\"k3\":[\"", "yes", "1000",    "  ",   "\xC3\xA9"}) {
+    v.push_back(t);
+  }
+  return TokenBytes::FromStrings(std::move(v));
+}
+
+// The budgeted mask is exactly the tokens the matcher accepts after which the completion fits.
+TEST(MinCompletionTest, BudgetedMaskMatchesBruteForce) {
+  const TokenBytes tokens = SmallVocabulary();
+  auto masker = TokenMasker::Create(tokens);
+  ASSERT_TRUE(masker->spells_every_byte());
+  std::mt19937 rng(5);
+  std::vector<uint8_t> mask(tokens.size());
+  for (const Case& c : kCases) {
+    JsonGrammarOptions options;
+    options.max_depth = c.max_depth;
+    auto grammar = Compile(c.schema, options);
+    for (int walk = 0; walk < 8; ++walk) {
+      JsonMatcher m(grammar);
+      for (int step = 0; step < 30 && !m.IsComplete(); ++step) {
+        const uint32_t needed = m.MinCompletionBytes();
+        const uint32_t budget = needed - 1 + rng() % 4;  // at least enough for one more byte
+        masker->FillAllowed(m, mask, budget);
+        std::vector<int32_t> allowed;
+        for (size_t id = 0; id < tokens.size(); ++id) {
+          JsonMatcher copy = m;
+          const bool fits = copy.Accept(tokens.bytes[id]) && copy.MinCompletionBytes() <= budget;
+          ASSERT_EQ(mask[id] != 0, fits) << c.schema << " token '" << tokens.bytes[id] << "'";
+          if (fits) allowed.push_back(static_cast<int32_t>(id));
+        }
+        ASSERT_FALSE(allowed.empty()) << c.schema;
+        ASSERT_TRUE(m.Accept(tokens.bytes[allowed[rng() % allowed.size()]]));
+      }
+    }
+  }
+}
+
+// Under any budget from the shortest document up, random choices among the allowed tokens end
+// in a whole document within the budget, and that document validates.
+TEST(MinCompletionTest, ConstraintFinishesWithinTheBudget) {
+  const TokenBytes tokens = SmallVocabulary();
+  auto masker = TokenMasker::Create(tokens);
+  const int32_t eos = static_cast<int32_t>(tokens.size());
+  std::mt19937 rng(9);
+  std::vector<uint8_t> mask(tokens.size() + 1);
+  for (const Case& c : kCases) {
+    JsonGrammarOptions options;
+    options.max_depth = c.max_depth;
+    auto grammar = Compile(c.schema, options);
+    for (uint32_t extra : {0u, 1u, 2u, 5u, 20u}) {
+      const int64_t budget = grammar->min_document_bytes() + extra;
+      for (int walk = 0; walk < 4; ++walk) {
+        JsonConstraint constraint(masker, grammar, {eos});
+        std::string text;
+        for (int64_t left = budget; left > 0 && !constraint.ended(); --left) {
+          constraint.FillAllowed(mask, left);
+          std::vector<int32_t> allowed;
+          for (size_t id = 0; id < mask.size(); ++id) {
+            if (mask[id]) allowed.push_back(static_cast<int32_t>(id));
+          }
+          ASSERT_FALSE(allowed.empty()) << c.schema << "\nafter: " << text;
+          const int32_t id = allowed[rng() % allowed.size()];
+          constraint.Accept(id);
+          ASSERT_FALSE(constraint.failed());
+          if (id != eos) text += tokens.bytes[id];
+        }
+        ASSERT_TRUE(constraint.IsComplete()) << c.schema << " budget " << budget << "\n" << text;
+        EXPECT_TRUE(testing::Validate(ojson::parse(c.schema), nlohmann::json::parse(text)))
+            << c.schema << "\n"
+            << text;
+      }
+    }
   }
 }
 
