@@ -1,8 +1,12 @@
 // Fuzzes JSON Schema compilation and the matcher and masker it drives. The input is a schema and
 // a document separated by a NUL byte (a schema that does not compile falls back to "any value").
-// Beyond not crashing, each step checks the properties generation relies on: the mask equals
-// what Accept says token by token, a mask is never empty before the document is complete, and a
-// complete document parses and validates against the schema.
+// Beyond not crashing, each step checks the properties generation relies on: the mask, under a
+// budget of bytes left that the input sets at or above the shortest completion less one, equals
+// what Accept and MinCompletionBytes say token by token; such a mask is never empty before the
+// document is complete; the shortest completion is 0 exactly when the document is complete and
+// one byte never shortens it by more than one; and a complete document parses and validates
+// against the schema.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -84,15 +88,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The document is read in chunks of 1-3 bytes; each chunk the matcher takes is checked
   // against the mask it was offered.
   for (size_t pos = 0, step = 0; pos < doc.size() && step < 32; ++step) {
-    masker.FillAllowed(matcher, mask);
+    const uint32_t needed = matcher.MinCompletionBytes();
+    Check((needed == 0) == matcher.IsComplete());
+    // Budgets from one byte short of the shortest completion (only tokens that shorten it
+    // fit) to a few bytes over; every fourth step none.
+    const uint8_t pick = static_cast<uint8_t>(doc[pos]);
+    const uint32_t budget = pick % 4 == 3 || needed >= kiln::text::kJsonNoCompletion
+                                ? TokenMasker::kNoBudget
+                                : std::max(needed, 1u) + (pick >> 2) % 4 - 1;
+    masker.FillAllowed(matcher, mask, budget);
     bool any = false;
     for (size_t id = 0; id < tokens.size(); ++id) {
       JsonMatcher copy = matcher;
-      Check((mask[id] != 0) == copy.Accept(tokens.bytes[id]));
+      const bool accepted = copy.Accept(tokens.bytes[id]);
+      if (accepted && tokens.bytes[id].size() == 1) Check(copy.MinCompletionBytes() + 1 >= needed);
+      Check((mask[id] != 0) == (accepted && (budget == TokenMasker::kNoBudget ||
+                                             copy.MinCompletionBytes() <= budget)));
       any = any || mask[id] != 0;
     }
     Check(any || matcher.IsComplete());
-    size_t len = 1 + static_cast<uint8_t>(doc[pos]) % 3;
+    size_t len = 1 + pick % 3;
     std::string_view chunk = doc.substr(pos, len);
     JsonMatcher before = matcher;
     if (!matcher.Accept(chunk)) {

@@ -335,7 +335,9 @@ bool Engine::Step() {
     std::span<const uint8_t> allowed;
     if (constraint != nullptr) {
       allowed_.assign(static_cast<size_t>(vocab_size_), 0);
-      constraint->FillAllowed(allowed_);
+      const int64_t tokens_left =
+          std::min(request->max_total_tokens, config_.max_model_len) - seq->num_tokens();
+      constraint->FillAllowed(allowed_, tokens_left);
       allowed = allowed_;
     }
     SampledToken sampled = sampler.Sample(logits, allowed);

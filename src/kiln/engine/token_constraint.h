@@ -14,8 +14,10 @@ class TokenConstraint {
  public:
   virtual ~TokenConstraint() = default;
   // Sets allowed[t] to 1 for every token that may come next and 0 for the rest. `allowed` holds
-  // one entry per vocabulary id.
-  virtual void FillAllowed(std::span<uint8_t> allowed) = 0;
+  // one entry per vocabulary id. `tokens_left` is how many tokens the sequence may still
+  // generate, this one included (the lesser of what max_tokens and the context leave), so a
+  // constraint that has something to finish (a JSON document) can finish it in time.
+  virtual void FillAllowed(std::span<uint8_t> allowed, int64_t tokens_left) = 0;
   // Records the sampled token.
   virtual void Accept(int32_t token) = 0;
 };

@@ -287,14 +287,37 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
     }
     grammar = *compiled;
   }
+  if (grammar && (forced_call || !use_tools)) {
+    // The reply is the document: refuse a budget that cannot hold the shortest one, counted as
+    // one token per byte, as the constraint counts it.
+    const int64_t context_left = model->max_model_len() - static_cast<int64_t>(ids.size());
+    const auto& max_tokens = req.options.sampling.max_tokens;
+    const int64_t budget = max_tokens ? std::min(*max_tokens, context_left) : context_left;
+    const int64_t shortest = grammar->min_document_bytes();
+    if (context_left > 0 && shortest > budget) {
+      const std::string what = use_tools ? "tool call" : "JSON document response_format allows";
+      const std::string room = max_tokens && *max_tokens <= context_left
+                                   ? "max_tokens is " + std::to_string(*max_tokens)
+                                   : "the context leaves room for " + std::to_string(context_left) +
+                                         " (max_model_len " +
+                                         std::to_string(model->max_model_len()) + ", prompt of " +
+                                         std::to_string(ids.size()) + " tokens)";
+      exchange->Respond(Error(400,
+                              "the shortest " + what + " takes " + std::to_string(shortest) +
+                                  " tokens (one per byte), but " + room,
+                              "max_tokens"));
+      return;
+    }
+  }
   if (grammar) {
     auto masker = model->token_masker();
     auto bytes = model->token_bytes();
     std::vector<int32_t> eos = model->eos_ids();
     if (use_tools && !forced_call) {
+      auto trigger_tokens = TriggerTokens::Find(*bytes, kToolCallOpen);
       constraint = [=] {
-        return std::make_unique<TriggeredJsonConstraint>(bytes, masker, grammar, eos,
-                                                         kToolCallOpen);
+        return std::make_unique<TriggeredJsonConstraint>(bytes, masker, grammar, eos, kToolCallOpen,
+                                                         trigger_tokens);
       };
     } else {
       constraint = [=] { return std::make_unique<JsonOutputConstraint>(masker, grammar, eos); };

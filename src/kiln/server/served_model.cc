@@ -55,6 +55,12 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   m->token_bytes_ =
       std::make_shared<text::TokenBytes>(text::TokenBytes::FromTokenizer(m->tokenizer_));
   m->token_masker_ = text::TokenMasker::Create(*m->token_bytes_);
+  if (!m->token_masker_->spells_every_byte()) {
+    LogWarning(
+        "the vocabulary lacks single-byte tokens for some bytes JSON can need: structured "
+        "output still follows its schema, but a reply near max_tokens may be cut before its "
+        "document is complete");
+  }
 
   // tokenizer_config.json: chat template and the bos/eos strings templates refer to.
   std::string template_source;

@@ -2,11 +2,18 @@
 //
 // Each step the engine asks FillAllowed for the tokens that keep the output a prefix of a
 // document the grammar allows (end-of-sequence tokens only once the document is complete),
-// samples among them, and reports the chosen token with Accept. Built from a TokenMasker shared
-// by every sequence of the model and a grammar shared by the request's sequences.
+// samples among them, and reports the chosen token with Accept. Given the tokens left, it allows
+// only tokens after which the document can still be finished in time, counting one token per
+// byte of the shortest completion: with a vocabulary that spells every byte as a token
+// (TokenMasker::spells_every_byte) a budget that holds the shortest document always ends in a
+// whole one. Should no token fit (a budget below that, or a vocabulary missing a byte the
+// shortest completion needs), the budget is dropped for that step rather than leave no choice.
+// Built from a TokenMasker shared by every sequence of the model and a grammar shared by the
+// request's sequences.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <vector>
@@ -17,6 +24,11 @@
 
 namespace kiln::text {
 
+// Fills `allowed` with the tokens `masker` allows after `matcher` when `tokens_left` tokens
+// remain, as JsonConstraint::FillAllowed does (for constraints that hold their own matcher).
+void FillWithinBudget(const TokenMasker& masker, JsonMatcher& matcher, int64_t tokens_left,
+                      std::span<uint8_t> allowed);
+
 class JsonConstraint {
  public:
   JsonConstraint(std::shared_ptr<const TokenMasker> masker,
@@ -24,7 +36,9 @@ class JsonConstraint {
 
   // One entry per token id (entries past the vocabulary are set to 0). After a token the
   // grammar refused (see failed()), only end-of-sequence tokens are allowed.
-  void FillAllowed(std::span<uint8_t> allowed);
+  // `tokens_left`: tokens the sequence may still generate, this one included.
+  void FillAllowed(std::span<uint8_t> allowed,
+                   int64_t tokens_left = std::numeric_limits<int64_t>::max());
   // Advances past `token`. A token FillAllowed did not allow marks the constraint failed.
   void Accept(int32_t token);
   // True once a whole document has been generated.

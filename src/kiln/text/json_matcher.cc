@@ -125,7 +125,7 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const JsonGrammar> grammar)
   Frame root;
   root.node = JsonGrammar::kRootNode;
   root.state = kRootBefore;
-  arena_.push_back({root, -1, 0});
+  arena_.push_back({root, -1, 0, 0});
   tops_.push_back(0);
 }
 
@@ -148,8 +148,14 @@ JsonMatcher& JsonMatcher::operator=(const JsonMatcher& other) {
 }
 
 int32_t JsonMatcher::Push(const Frame& frame, int32_t parent) {
-  int32_t depth = parent >= 0 ? arena_[parent].depth + 1 : 0;
-  arena_.push_back({frame, parent, depth});
+  int32_t depth = 0;
+  uint32_t below = 0;
+  if (parent >= 0) {
+    const Entry& p = arena_[parent];
+    depth = p.depth + 1;
+    below = SaturatingAdd(p.below, RestBytes(p));
+  }
+  arena_.push_back({frame, parent, depth, below});
   return static_cast<int32_t>(arena_.size() - 1);
 }
 
@@ -611,6 +617,139 @@ bool JsonMatcher::AcceptsEnd(int32_t top) const {
 
 bool JsonMatcher::IsComplete() const {
   return std::any_of(tops_.begin(), tops_.end(), [&](int32_t t) { return AcceptsEnd(t); });
+}
+
+uint32_t JsonMatcher::RestBytes(const Entry& e) const {
+  const Frame& f = e.frame;
+  const JsonNode& g = grammar_->node(f.node);
+  // The value of this frame may nest `levels` deep; its children one less.
+  const int levels = max_depth_ - e.depth + 1;
+  switch (g.kind) {
+    case JsonNodeKind::kRoot:
+      return f.state == kRootAfter ? 0 : grammar_->min_document_bytes();
+    case JsonNodeKind::kObject: {
+      if (g.additional >= 0) {  // free-form keys
+        const uint32_t value = grammar_->min_value_bytes(g.additional, levels - 1);
+        switch (f.state) {
+          case kObjColon:
+            return SaturatingAdd(value, 2);  // :value}
+          case kObjValue:
+            return SaturatingAdd(value, 1);
+          case kObjNext:
+            return SaturatingAdd(value, 4);  // "":value}
+          default:
+            return 1;
+        }
+      }
+      const auto required_after = [&](uint32_t first) {
+        return SaturatingAdd(grammar_->min_required_bytes(f.node, first, levels), 1);
+      };
+      const auto value_then_rest = [&]() {
+        return SaturatingAdd(grammar_->min_value_bytes(g.properties[f.a].value, levels - 1),
+                             required_after(f.a + 1));
+      };
+      switch (f.state) {
+        case kObjFirst:  // members without a leading comma, then '}'
+          return std::max<uint32_t>(grammar_->min_required_bytes(f.node, f.a, levels), 1);
+        case kObjKey:
+          return SaturatingAdd(static_cast<uint32_t>(g.properties[f.a].key.size() - f.b) + 1,
+                               value_then_rest());
+        case kObjColon:
+          return SaturatingAdd(1, value_then_rest());
+        case kObjValue:
+          return value_then_rest();
+        case kObjAfter:
+          return required_after(f.a);
+        case kObjNext:
+          return SaturatingAdd(grammar_->min_member_bytes(f.node, f.a, levels), 1);
+      }
+      return kJsonNoCompletion;
+    }
+    case JsonNodeKind::kArray: {
+      // Each item is its value and a comma or, for the last, the closing bracket.
+      const uint32_t item = SaturatingAdd(grammar_->min_value_bytes(g.items, levels - 1), 1);
+      // kArrValue: after ',', where one more item must come.
+      const uint32_t items = f.state == kArrValue ? f.a + 1 : f.a;
+      const uint32_t missing =
+          (g.min_items > items ? g.min_items - items : 0) + (f.state == kArrValue ? 1 : 0);
+      const uint32_t bytes = static_cast<uint32_t>(
+          std::min<uint64_t>(static_cast<uint64_t>(missing) * item, kJsonNoCompletion));
+      // After '[' or an item, the bracket may close at once; otherwise the last item closes it.
+      return f.state == kArrAfter || missing == 0 ? SaturatingAdd(bytes, 1) : bytes;
+    }
+    case JsonNodeKind::kString: {
+      const uint32_t close =
+          1 + (g.min_length > f.a ? std::min(g.min_length - f.a, kJsonNoCompletion - 2) : 0);
+      switch (f.state) {
+        case kStrEscape:
+          return SaturatingAdd(close, 1);
+        case kStrHex: {
+          // Four digits that begin D8..DB make a high surrogate, which a \uDC00 must follow.
+          const bool high = f.x == 0 && ((f.b == 2 && f.u >= 0xD8 && f.u <= 0xDB) ||
+                                         (f.b == 3 && f.u >= 0xD80 && f.u <= 0xDBF));
+          return SaturatingAdd(close, 4 - f.b + (high ? 6 : 0));
+        }
+        case kStrLowBackslash:
+          return SaturatingAdd(close, 6);
+        case kStrLowU:
+          return SaturatingAdd(close, 5);
+        case kStrUtf8:
+          return SaturatingAdd(close, f.x);
+        default:
+          return close;
+      }
+    }
+    case JsonNodeKind::kNumber:
+      switch (f.state) {
+        case kNumMinus:
+          return MinNumberEnding(g, true, 0, 0, -1, 0);
+        case kNumZero:
+        case kNumInt:
+          return MinNumberEnding(g, f.x != 0, f.u, f.a, -1, 0);
+        case kNumDot:
+        case kNumFrac:
+          return MinNumberEnding(g, f.x != 0, f.u, f.a, static_cast<int>(f.b), f.w);
+        case kNumExp:
+        case kNumExpSign:
+          return 1;
+        default:
+          return 0;
+      }
+    case JsonNodeKind::kLiteral:
+      return grammar_->min_literal_size(f.node, f.a, static_cast<uint32_t>(f.u)) - f.b;
+    case JsonNodeKind::kAnyOf:
+      break;
+  }
+  return kJsonNoCompletion;
+}
+
+uint32_t JsonMatcher::MinCompletionBytes(const std::vector<int32_t>& threads) const {
+  uint32_t best = kJsonNoCompletion;
+  for (int32_t top : threads) {
+    const Entry& e = arena_[top];
+    best = std::min(best, SaturatingAdd(e.below, RestBytes(e)));
+  }
+  return best;
+}
+
+std::string JsonMatcher::StateKey() const {
+  std::vector<std::string> stacks;
+  for (int32_t top : tops_) {
+    std::string stack;
+    for (int32_t i = top; i >= 0; i = arena_[i].parent) {
+      const Frame& f = arena_[i].frame;
+      stack += std::to_string(f.node) + ":" + std::to_string(f.state) + ":" + std::to_string(f.ws) +
+               ":" + std::to_string(f.x) + ":" + std::to_string(f.y) + ":" + std::to_string(f.a) +
+               ":" + std::to_string(f.b) + ":" + std::to_string(f.u) + ":" + std::to_string(f.w) +
+               "/";
+    }
+    stacks.push_back(std::move(stack));
+  }
+  std::sort(stacks.begin(), stacks.end());
+  stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
+  std::string key;
+  for (const std::string& s : stacks) key += s + "|";
+  return key;
 }
 
 bool JsonMatcher::InStringBody(int32_t top, uint32_t* room) const {

@@ -7,12 +7,17 @@
 // on the way back. Every accepted prefix can still be completed to a value the grammar allows,
 // so a mask is never empty before IsComplete().
 //
+// Each entry also records the bytes the frames below it need to finish once it is done, so the
+// fewest bytes that complete a document from any state (MinCompletionBytes) cost one look at each
+// thread's top.
+//
 // Not thread-safe; one per sequence. Copies are independent and cheap: the arena is compacted
 // as it grows, so a copy is at most a few hundred small entries.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +41,12 @@ class JsonMatcher {
   bool Accept(std::string_view bytes);
   // True if what was accepted is a whole document (trailing whitespace allowed).
   bool IsComplete() const;
+  // The fewest bytes that make what was accepted a whole document: 0 once complete, otherwise
+  // the length of the shortest continuation the grammar allows (kJsonNoCompletion: none).
+  uint32_t MinCompletionBytes() const { return MinCompletionBytes(tops_); }
+  // Text that is equal for two matchers of one grammar in the same state (the same stacks), so
+  // searches over states can tell which they have seen.
+  std::string StateKey() const;
   const JsonGrammar& grammar() const { return *grammar_; }
   size_t thread_count() const { return tops_.size(); }
 
@@ -58,7 +69,8 @@ class JsonMatcher {
   struct Entry {
     Frame frame;
     int32_t parent = -1;
-    int32_t depth = 0;  // the root is 0, the top-level value 1
+    int32_t depth = 0;   // the root is 0, the top-level value 1
+    uint32_t below = 0;  // fewest bytes that finish the frames below once this one is done
   };
   static constexpr int kEnd = 256;  // the end of input, fed to test completion
 
@@ -78,6 +90,10 @@ class JsonMatcher {
   // Feeds `c` to every thread in `from`, writing the distinct successors to `to`.
   void Step(const std::vector<int32_t>& from, int c, std::vector<int32_t>* to);
   bool AcceptsEnd(int32_t top) const;
+  // Fewest bytes that finish the value of `e`'s frame from its state, children it has yet to
+  // start included (a child already on the stack is counted by its own entry).
+  uint32_t RestBytes(const Entry& e) const;
+  uint32_t MinCompletionBytes(const std::vector<int32_t>& threads) const;
   // True if the thread at `top` is inside a string body, where nearly every token is allowed
   // (the masker's fast path); `room` gets the code points it may still add.
   bool InStringBody(int32_t top, uint32_t* room) const;

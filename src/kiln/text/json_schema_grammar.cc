@@ -1,6 +1,7 @@
 #include "kiln/text/json_schema_grammar.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <set>
@@ -157,6 +158,7 @@ class JsonSchemaCompiler {
     grammar->nodes_ = std::move(nodes_);
     grammar->key_node_ = key_;
     grammar->options_ = options_;
+    grammar->ComputeShortest();
     return std::shared_ptr<const JsonGrammar>(std::move(grammar));
   }
 
@@ -653,6 +655,185 @@ class JsonSchemaCompiler {
   int32_t any_ = -1;
   int32_t key_ = -1;
 };
+
+namespace {
+
+using Wide = __int128;
+
+Wide Pow10(int n) {
+  Wide v = 1;
+  while (n-- > 0) v *= 10;
+  return v;
+}
+
+// Whether base + k * step, for some k >= 0, lies within [lo, hi].
+bool GridHits(Wide base, Wide step, Wide lo, Wide hi) {
+  Wide first = lo <= base ? base : base + (lo - base + step - 1) / step * step;
+  return first <= hi;
+}
+
+uint32_t Times(uint32_t count, uint32_t bytes) {
+  uint64_t product = static_cast<uint64_t>(count) * bytes;
+  return product >= kJsonNoCompletion ? kJsonNoCompletion : static_cast<uint32_t>(product);
+}
+
+}  // namespace
+
+uint32_t MinNumberEnding(const JsonNode& node, bool negative, uint64_t int_part,
+                         uint32_t int_digits, int fraction_digits, uint64_t fraction) {
+  const bool dot = fraction_digits >= 0;
+  if (!node.bounded) {
+    if (dot) return fraction_digits == 0 ? 1 : 0;
+    return int_digits == 0 ? 1 : 0;
+  }
+  // Values are magnitudes on the node's integer grid (scaled by 10^6 unless an integer); a
+  // negative number is never zero.
+  const int frac = kJsonBoundedFractionDigits;
+  const Wide scale = node.integer ? 1 : Pow10(frac);
+  const Wide lo =
+      negative ? std::max<Wide>(-static_cast<Wide>(node.high), 1) : std::max<Wide>(node.low, 0);
+  const Wide hi = negative ? -static_cast<Wide>(node.low) : static_cast<Wide>(node.high);
+  if (lo > hi) return kJsonNoCompletion;
+  if (dot) {
+    const Wide unit = Pow10(frac - fraction_digits);
+    const Wide base = static_cast<Wide>(int_part) * scale + static_cast<Wide>(fraction) * unit;
+    for (int more = fraction_digits == 0 ? 1 : 0; fraction_digits + more <= frac; ++more) {
+      const Wide step = Pow10(frac - fraction_digits - more);
+      if (GridHits(base, step, lo, std::min(hi, base + unit - step))) {
+        return static_cast<uint32_t>(more);
+      }
+    }
+    return kJsonNoCompletion;
+  }
+  uint32_t best = kJsonNoCompletion;
+  for (uint32_t more = 0; more < best && more <= 17; ++more) {
+    Wide first, last;  // the integer parts `more` further digits can make
+    if (more == 0) {
+      if (int_digits == 0) continue;
+      first = last = int_part;
+    } else if (int_digits > 0 && int_part == 0) {
+      break;  // nothing follows a leading zero
+    } else if (int_digits == 0) {
+      first = more == 1 ? 0 : Pow10(static_cast<int>(more) - 1);
+      last = Pow10(static_cast<int>(more)) - 1;
+    } else {
+      first = static_cast<Wide>(int_part) * Pow10(static_cast<int>(more));
+      last = first + Pow10(static_cast<int>(more)) - 1;
+    }
+    if (first * scale > hi) break;
+    if (GridHits(first * scale, scale, lo, std::min(hi, last * scale))) {
+      best = more;
+      break;
+    }
+    if (node.integer) continue;
+    for (uint32_t digits = 1; digits <= static_cast<uint32_t>(frac); ++digits) {
+      const Wide step = Pow10(frac - static_cast<int>(digits));
+      if (GridHits(first * scale, step, lo, std::min(hi, last * scale + scale - step))) {
+        best = std::min(best, more + 1 + digits);
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+uint32_t JsonGrammar::min_literal_size(int32_t node, uint32_t first, uint32_t last) const {
+  const auto& table = nodes_[static_cast<size_t>(node)].shortest_literal;
+  if (first >= last) return kJsonNoCompletion;
+  const int k = std::bit_width(last - first) - 1;
+  return std::min(table[k][first], table[k][last - (1u << k)]);
+}
+
+// Row r holds values nesting at most r + 1 levels; a container's members come from row r - 1.
+// A row depends only on the one before it, so once two rows agree every later row would too.
+void JsonGrammar::ComputeShortest() {
+  const size_t count = nodes_.size();
+  member_offset_.assign(count, 0);
+  size_t members = 0;
+  for (size_t i = 0; i < count; ++i) {
+    JsonNode& n = nodes_[i];
+    if (n.kind == JsonNodeKind::kObject) {
+      member_offset_[i] = static_cast<uint32_t>(members);
+      members += n.properties.size() + 1;
+    }
+    if (n.kind == JsonNodeKind::kLiteral) {
+      auto& table = n.shortest_literal;
+      table.assign(1, {});
+      for (const std::string& l : n.literals) table[0].push_back(static_cast<uint32_t>(l.size()));
+      for (size_t width = 2; width <= n.literals.size(); width *= 2) {
+        const auto& half = table.back();
+        std::vector<uint32_t> level(n.literals.size() - width + 1);
+        for (size_t j = 0; j < level.size(); ++j) {
+          level[j] = std::min(half[j], half[j + width / 2]);
+        }
+        table.push_back(std::move(level));
+      }
+    }
+  }
+  const std::vector<uint32_t> nothing(count, kJsonNoCompletion);
+  rows_.clear();
+  for (int levels = 1; levels <= options_.max_depth; ++levels) {
+    const std::vector<uint32_t>& inner = rows_.empty() ? nothing : rows_.back().value;
+    ShortestRow row;
+    row.value.assign(count, kJsonNoCompletion);
+    row.required.assign(members, kJsonNoCompletion);
+    row.member.assign(members, kJsonNoCompletion);
+    for (size_t i = 0; i < count; ++i) {
+      const JsonNode& n = nodes_[i];
+      uint32_t& v = row.value[i];
+      switch (n.kind) {
+        case JsonNodeKind::kString:
+          v = SaturatingAdd(2, std::min(n.min_length, kJsonNoCompletion));
+          break;
+        case JsonNodeKind::kNumber:
+          v = std::min(MinNumberEnding(n, false, 0, 0, -1, 0),
+                       SaturatingAdd(1, MinNumberEnding(n, true, 0, 0, -1, 0)));
+          break;
+        case JsonNodeKind::kLiteral:
+          v = min_literal_size(static_cast<int32_t>(i), 0,
+                               static_cast<uint32_t>(n.literals.size()));
+          break;
+        case JsonNodeKind::kArray:
+          v = n.min_items == 0
+                  ? 2
+                  : SaturatingAdd(1, Times(n.min_items, SaturatingAdd(inner[n.items], 1)));
+          break;
+        case JsonNodeKind::kObject: {
+          const size_t base = member_offset_[i];
+          const size_t props = n.properties.size();
+          uint32_t* required = &row.required[base];
+          required[props] = 0;
+          for (size_t j = props; j-- > 0;) {
+            const auto& p = n.properties[j];
+            const uint32_t own = SaturatingAdd(
+                static_cast<uint32_t>(std::min<size_t>(p.key.size(), kJsonNoCompletion)) + 1,
+                inner[p.value]);
+            required[j] = p.required ? SaturatingAdd(SaturatingAdd(own, 1), required[j + 1])
+                                     : required[j + 1];
+            row.member[base + j] = std::min(
+                SaturatingAdd(own, required[j + 1]),
+                p.required || j + 1 == props ? kJsonNoCompletion : row.member[base + j + 1]);
+          }
+          v = required[0] == 0 ? 2 : SaturatingAdd(required[0], 1);
+          break;
+        }
+        case JsonNodeKind::kRoot:
+        case JsonNodeKind::kAnyOf:
+          break;
+      }
+    }
+    for (size_t i = 0; i < count; ++i) {
+      if (nodes_[i].kind != JsonNodeKind::kAnyOf) continue;
+      for (int32_t alt : nodes_[i].alternatives) {
+        row.value[i] = std::min(row.value[i], row.value[alt]);
+      }
+    }
+    const bool repeats = !rows_.empty() && rows_.back().value == row.value;
+    rows_.push_back(std::move(row));
+    if (repeats) break;
+  }
+  min_document_bytes_ = min_value_bytes(nodes_[kRootNode].child, options_.max_depth);
+}
 
 Result<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(
     const nlohmann::ordered_json& schema, const JsonGrammarOptions& options) {

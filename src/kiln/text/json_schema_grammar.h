@@ -19,6 +19,9 @@
 //   - whitespace: between tokens of the document (and before/after the top-level value), runs of
 //     at most `max_whitespace_run` bytes of ' ', '\n', '\t', '\r', so generation cannot stall in
 //     whitespace. Literal values from enum/const are matched compactly.
+// Shortest completions: the grammar also knows, for every node, the fewest bytes of compact JSON
+// a value of it takes when it may nest a given number of levels, so JsonMatcher can tell how many
+// bytes the shortest way to finish a document needs from any state (budget-aware decoding).
 // Keywords that constrain values but are not implemented (pattern, multipleOf, uniqueItems:
 // true, prefixItems, patternProperties, min/maxProperties, if/then/else, not, allOf of several
 // schemas, keywords beside $ref or anyOf) and unknown keywords are Unsupported errors that name
@@ -27,6 +30,7 @@
 // JSON Schema, so a value is valid whatever its format says.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -58,6 +62,12 @@ enum class JsonNodeKind : uint8_t {
 };
 
 inline constexpr uint32_t kJsonUnbounded = std::numeric_limits<uint32_t>::max();
+// A byte count that stands for "no completion": none exists, or it is at least this long.
+// Sums of byte counts saturate at it.
+inline constexpr uint32_t kJsonNoCompletion = 1u << 30;
+inline uint32_t SaturatingAdd(uint32_t a, uint32_t b) {
+  return a >= kJsonNoCompletion - b ? kJsonNoCompletion : a + b;
+}
 // Bounded non-integer numbers are handled as integers scaled by 10^6.
 inline constexpr int kJsonBoundedFractionDigits = 6;
 
@@ -87,6 +97,9 @@ struct JsonNode {
   int64_t low = 0, high = 0;
   // kLiteral: serialized JSON values, sorted bytewise, unique.
   std::vector<std::string> literals;
+  // kLiteral: [k][i] is the size of the shortest of literals[i .. i + 2^k) (a sparse table, so
+  // the shortest literal a partly matched range can still become is found in constant time).
+  std::vector<std::vector<uint32_t>> shortest_literal;
   // Nesting needed to finish a value of this node (1 for scalars); used to refuse starting a
   // value that could not be finished within max_depth.
   int32_t min_depth = 1;
@@ -114,11 +127,55 @@ class JsonGrammar {
   int32_t key_node() const { return key_node_; }
   const JsonGrammarOptions& options() const { return options_; }
 
+  // Shortest completions, in bytes of compact JSON; kJsonNoCompletion when there is none.
+  // `levels` is how deep a value may nest, itself included (a value at depth d of the document
+  // has max_depth - d + 1).
+  // The shortest document.
+  uint32_t min_document_bytes() const { return min_document_bytes_; }
+  // The shortest value of `node`.
+  uint32_t min_value_bytes(int32_t node, int levels) const {
+    return levels <= 0 ? kJsonNoCompletion : row(levels).value[static_cast<size_t>(node)];
+  }
+  // For object `node` (nesting `levels` itself): the bytes of `,"key":value` for each required
+  // property from index `first` on.
+  uint32_t min_required_bytes(int32_t node, uint32_t first, int levels) const {
+    return row(levels).required[member_offset_[static_cast<size_t>(node)] + first];
+  }
+  // For object `node` right after a ',' that precedes property candidate `first`: the fewest
+  // bytes of `"key":value` for one of the candidates, then the required properties after it.
+  uint32_t min_member_bytes(int32_t node, uint32_t first, int levels) const {
+    return row(levels).member[member_offset_[static_cast<size_t>(node)] + first];
+  }
+  // For literal `node`: the size of the shortest of literals[first .. last).
+  uint32_t min_literal_size(int32_t node, uint32_t first, uint32_t last) const;
+
  private:
   friend class JsonSchemaCompiler;
+  // The shortest-completion tables for one number of levels. Rows stop once they repeat: every
+  // deeper row would be the same.
+  struct ShortestRow {
+    std::vector<uint32_t> value;     // by node
+    std::vector<uint32_t> required;  // by member_offset_[object] + property index (count + 1)
+    std::vector<uint32_t> member;    // same indexing
+  };
+  void ComputeShortest();
+  const ShortestRow& row(int levels) const {
+    return rows_[std::min(static_cast<size_t>(levels), rows_.size()) - 1];
+  }
+
   std::vector<JsonNode> nodes_;
   int32_t key_node_ = -1;
   JsonGrammarOptions options_;
+  std::vector<ShortestRow> rows_;
+  std::vector<uint32_t> member_offset_;  // by node; objects only
+  uint32_t min_document_bytes_ = kJsonNoCompletion;
 };
+
+// Fewest bytes that end a number of `node` (kNumber) whose text so far is an optional minus sign
+// (`negative`), `int_digits` integer digits of value `int_part`, and, when `fraction_digits` is
+// not negative, a dot and that many fraction digits of value `fraction`. kJsonNoCompletion if
+// no ending gives a value the node allows. Exponents are the caller's business.
+uint32_t MinNumberEnding(const JsonNode& node, bool negative, uint64_t int_part,
+                         uint32_t int_digits, int fraction_digits, uint64_t fraction);
 
 }  // namespace kiln::text

@@ -5,11 +5,16 @@
 // rejected. Inside a string body, where nearly every token is allowed, tokens that cannot end
 // or escape a string (no quote, backslash, control byte, or incomplete UTF-8) are copied in from
 // a precomputed mask (less those too long for a maxLength) and only the rest are walked.
+// With a budget, a token is allowed only if the document can still be completed within the
+// budget's bytes after it (JsonMatcher::MinCompletionBytes): a trie subtree is dropped once even
+// its longest tokens could not bring the completion within budget (each byte shortens it by at
+// most one), and string-body tokens count the code points a minLength still needs.
 // Immutable after Create, so one masker may serve many sequences on many threads at once; each
 // call uses its matcher as scratch space.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -24,13 +29,22 @@ class TokenMasker {
  public:
   static std::shared_ptr<const TokenMasker> Create(TokenBytes tokens);
 
+  static constexpr uint32_t kNoBudget = std::numeric_limits<uint32_t>::max();
+
   size_t vocab_size() const { return tokens_.size(); }
   const TokenBytes& tokens() const { return tokens_; }
+  // True if every byte of 0x20-0xBF (printable ASCII and UTF-8 continuation bytes) is a token
+  // on its own, as in byte-level BPE and byte-fallback vocabularies. A shortest completion
+  // writes only such bytes, bar the lead bytes of non-ASCII characters in a schema's keys and
+  // literals, so it takes at most one token per byte: a byte budget is a token budget.
+  bool spells_every_byte() const { return spells_every_byte_; }
 
   // Sets allowed[id] to 1 for each token whose bytes `matcher` accepts from its current state,
-  // and every other entry (excluded tokens, ids past vocab_size()) to 0. End-of-sequence tokens
-  // are the caller's business (JsonConstraint). `matcher` is left in the state it had.
-  void FillAllowed(JsonMatcher& matcher, std::span<uint8_t> allowed) const;
+  // and after which the document can be completed in at most `budget` bytes, and every other
+  // entry (excluded tokens, ids past vocab_size()) to 0. End-of-sequence tokens are the caller's
+  // business (JsonConstraint). `matcher` is left in the state it had.
+  void FillAllowed(JsonMatcher& matcher, std::span<uint8_t> allowed,
+                   uint32_t budget = kNoBudget) const;
 
  private:
   // Nodes in preorder: node i's subtree is [i, end[i]); tokens ending at node i are
@@ -45,7 +59,10 @@ class TokenMasker {
   };
 
   void Walk(JsonMatcher& matcher, const Trie& trie, uint32_t node,
-            const std::vector<int32_t>& threads, size_t depth, std::span<uint8_t> allowed) const;
+            const std::vector<int32_t>& threads, size_t depth, uint32_t budget,
+            std::span<uint8_t> allowed) const;
+  // Allows the string-safe tokens of `chars` code points within [fewest, most].
+  void AllowStringTokens(uint32_t fewest, uint32_t most, std::span<uint8_t> allowed) const;
 
   TokenBytes tokens_;
   Trie all_;
@@ -54,6 +71,7 @@ class TokenMasker {
   // The in_string_ tokens with their code point counts, longest first, to take out those
   // that would overflow a maxLength.
   std::vector<std::pair<uint32_t, int32_t>> string_token_chars_;
+  bool spells_every_byte_ = false;
 };
 
 }  // namespace kiln::text

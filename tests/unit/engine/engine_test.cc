@@ -7,6 +7,7 @@
 #include <cmath>
 #include <future>
 #include <map>
+#include <optional>
 #include <thread>
 
 namespace kiln::engine {
@@ -264,14 +265,17 @@ namespace {
 // Allows only even tokens, and records what it was told.
 class EvenOnly : public TokenConstraint {
  public:
-  explicit EvenOnly(std::vector<int32_t>* seen) : seen_(seen) {}
-  void FillAllowed(std::span<uint8_t> allowed) override {
+  explicit EvenOnly(std::vector<int32_t>* seen, std::vector<int64_t>* told = nullptr)
+      : seen_(seen), told_(told) {}
+  void FillAllowed(std::span<uint8_t> allowed, int64_t tokens_left) override {
     for (size_t t = 0; t < allowed.size(); ++t) allowed[t] = t % 2 == 0;
+    if (told_ != nullptr) told_->push_back(tokens_left);
   }
   void Accept(int32_t token) override { seen_->push_back(token); }
 
  private:
   std::vector<int32_t>* seen_;
+  std::vector<int64_t>* told_;
 };
 
 TEST(EngineTest, ConstraintsLimitEverySampledToken) {
@@ -295,6 +299,30 @@ TEST(EngineTest, ConstraintsLimitEverySampledToken) {
   ASSERT_EQ(tokens.size(), 60u);
   for (int32_t t : tokens) EXPECT_EQ(t % 2, 0);
   EXPECT_EQ(seen, tokens);
+}
+
+// The constraint hears how many tokens are left, this one included: the lesser of max_tokens and
+// the context.
+TEST(EngineTest, ConstraintsAreToldTheTokensLeft) {
+  EngineConfig c = Config();
+  c.max_model_len = 20;
+  for (std::optional<int64_t> max_tokens : {std::optional<int64_t>(5), std::optional<int64_t>()}) {
+    Engine engine(c, std::make_unique<FakeExecutor>(4, 128));
+    SamplingParams p;
+    p.max_tokens = max_tokens;
+    p.ignore_eos = true;
+    std::vector<int32_t> seen;
+    std::vector<int64_t> told;
+    auto id = engine.Submit(
+        Prompt(12, 1), p, [](const TokenEvent&) {},
+        [&] { return std::make_unique<EvenOnly>(&seen, &told); });
+    ASSERT_TRUE(id.ok());
+    while (engine.Step()) {
+    }
+    const int64_t total = max_tokens ? *max_tokens : 8;  // 20 - 12 prompt tokens
+    ASSERT_EQ(told.size(), static_cast<size_t>(total));
+    for (int64_t i = 0; i < total; ++i) EXPECT_EQ(told[i], total - i) << i;
+  }
 }
 
 TEST(EngineTest, AbortOneCompletionKeepsTheOthers) {

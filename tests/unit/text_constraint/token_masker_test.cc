@@ -324,6 +324,84 @@ TEST_F(SmolLm2Test, RandomWalksParseAndValidate) {
               mask_us / masks, max_us);
 }
 
+// Budgeted masks on the real vocabulary equal trying every token and checking what is left.
+TEST_F(SmolLm2Test, BudgetedMasksMatchBruteForce) {
+  const TokenBytes& tokens = (*masker_)->tokens();
+  EXPECT_TRUE((*masker_)->spells_every_byte());
+  std::vector<uint8_t> mask(tokens.size());
+  auto grammar = JsonGrammar::FromSchemaText(kSchemas[0]);
+  auto choice = JsonGrammar::FromSchemaText(kSchemas[4]);
+  ASSERT_TRUE(grammar.ok() && choice.ok());
+  for (const auto& [g, prefix] :
+       std::vector<std::pair<std::shared_ptr<const JsonGrammar>, std::string>>{
+           {*grammar, ""},
+           {*grammar, "{\"name\":\"ab"},
+           {*grammar, "{\"name\":\"a\","},
+           {*grammar, "{\"name\":\"a\",\"age\":1"},
+           {*grammar, "{\"name\":\"a\",\"tags\":["},
+           {*choice, "\"ab"},
+           {*choice, ""},
+       }) {
+    JsonMatcher matcher(g);
+    ASSERT_TRUE(matcher.Accept(prefix)) << prefix;
+    const uint32_t needed = matcher.MinCompletionBytes();
+    for (uint32_t budget : {needed - 1, needed, needed + 3, needed + 12}) {
+      (*masker_)->FillAllowed(matcher, mask, budget);
+      size_t allowed = 0;
+      for (size_t id = 0; id < tokens.size(); ++id) {
+        bool fits = false;
+        if (!tokens.excluded[id]) {
+          JsonMatcher copy = matcher;
+          fits = copy.Accept(tokens.bytes[id]) && copy.MinCompletionBytes() <= budget;
+        }
+        ASSERT_EQ(mask[id] != 0, fits) << prefix << " budget " << budget << " token " << id;
+        allowed += fits;
+      }
+      EXPECT_GT(allowed, 0u) << prefix << " budget " << budget;
+    }
+  }
+}
+
+// With the tokens left set anywhere from the shortest document's length up, random choices
+// among the allowed tokens always end in a whole document in time, and it validates.
+TEST_F(SmolLm2Test, BudgetedWalksFinishInTime) {
+  const TokenBytes& tokens = (*masker_)->tokens();
+  const int32_t eos = *tokenizer_->eos_id();
+  std::vector<uint8_t> mask(tokens.size());
+  std::mt19937 rng(77);
+  int finished = 0;
+  for (const char* schema_text : kSchemas) {
+    const ojson schema = ojson::parse(schema_text);
+    auto grammar = JsonGrammar::FromSchema(schema);
+    ASSERT_TRUE(grammar.ok());
+    for (int64_t extra : {0, 1, 4, 12, 40}) {
+      const int64_t budget = (*grammar)->min_document_bytes() + extra;
+      for (int walk = 0; walk < 3; ++walk) {
+        JsonConstraint constraint(*masker_, *grammar, {eos});
+        std::string text;
+        for (int64_t left = budget; left > 0 && !constraint.ended(); --left) {
+          constraint.FillAllowed(mask, left);
+          std::vector<int32_t> allowed;
+          for (size_t id = 0; id < mask.size(); ++id) {
+            if (mask[id]) allowed.push_back(static_cast<int32_t>(id));
+          }
+          ASSERT_FALSE(allowed.empty()) << schema_text << "\nafter: " << text;
+          const int32_t id = allowed[rng() % allowed.size()];
+          constraint.Accept(id);
+          ASSERT_FALSE(constraint.failed());
+          if (id != eos) text += tokens.bytes[id];
+        }
+        ASSERT_TRUE(constraint.IsComplete()) << schema_text << " in " << budget << "\n" << text;
+        nlohmann::json doc;
+        ASSERT_NO_THROW(doc = nlohmann::json::parse(text)) << text;
+        EXPECT_TRUE(testing::Validate(schema, doc)) << schema_text << "\n" << text;
+        ++finished;
+      }
+    }
+  }
+  EXPECT_EQ(finished, static_cast<int>(std::size(kSchemas)) * 5 * 3);
+}
+
 // Mask time at typical states; printed for the record, bounded loosely so a pathological
 // regression fails.
 TEST_F(SmolLm2Test, MaskTiming) {
@@ -356,16 +434,24 @@ TEST_F(SmolLm2Test, MaskTiming) {
        }) {
     JsonMatcher matcher(c.grammar);
     ASSERT_TRUE(matcher.Accept(c.prefix));
-    const int reps = 50;
-    auto begin = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) (*masker_)->FillAllowed(matcher, mask);
-    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin)
-                    .count() /
-                reps;
-    size_t count = 0;
-    for (uint8_t m : mask) count += m;
-    std::printf("[ mask     ] %-24s %9.1f us  %6zu allowed\n", c.name, us, count);
-    EXPECT_LT(us, 50000.0) << c.name;
+    // No budget; 100 bytes left (the budget checked at every token but rarely binding); and
+    // a tight one, two bytes more than the shortest completion.
+    const uint32_t needed = matcher.MinCompletionBytes();
+    std::printf("[ mask     ] %-24s", c.name);
+    for (uint32_t budget : {TokenMasker::kNoBudget, 100u, needed + 2}) {
+      const int reps = 50;
+      auto begin = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) (*masker_)->FillAllowed(matcher, mask, budget);
+      double us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin)
+              .count() /
+          reps;
+      size_t count = 0;
+      for (uint8_t m : mask) count += m;
+      std::printf(" %8.1f us %6zu", us, count);
+      EXPECT_LT(us, 50000.0) << c.name;
+    }
+    std::printf("   (none / 100 / tight: time, allowed)\n");
   }
 }
 
