@@ -29,11 +29,21 @@ for t in "${targets[@]}"; do
   log "Fuzz: $t for ${SECONDS_EACH}s"
   seed=()
   [ -n "${KILN_FUZZ_SEED:-}" ] && seed=("-seed=$KILN_FUZZ_SEED")
+  status=0
   (cd "$work" && "$FUZZ_BUILD/tests/$t" "${seed[@]}" -max_total_time="$SECONDS_EACH" \
-     -rss_limit_mb=4096 -print_final_stats=1 "$work" "${corpus[@]}" 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || true)
+     -rss_limit_mb=4096 -print_final_stats=1 "$work" "${corpus[@]}" >"$work/fuzz.log" 2>&1) ||
+    status=$?
+  grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" "$work/fuzz.log" || true
   if compgen -G "$work/crash-*" >/dev/null || compgen -G "$work/leak-*" >/dev/null || \
      compgen -G "$work/timeout-*" >/dev/null || compgen -G "$work/oom-*" >/dev/null; then
     log "Fuzz: $t found a failing input, kept in $work"
+    exit 1
+  fi
+  # A target that cannot start, or stops before running an input, has tested nothing.
+  runs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$work/fuzz.log" | tail -n 1)"
+  if [ "$status" != 0 ] || [ "${runs:-0}" -eq 0 ]; then
+    tail -n 20 "$work/fuzz.log"
+    log "Fuzz: $t exited with status $status after ${runs:-no} runs; its output is in $work"
     exit 1
   fi
   rm -rf "$work"

@@ -29,7 +29,7 @@ log "Tests: Python comparison tests (pytest)"
 KILN_HOME_FOR_TESTS="$(mktemp -d)"
 trap 'rm -rf "$KILN_HOME_FOR_TESTS"' EXIT
 KILN_HOME="$KILN_HOME_FOR_TESTS" "$KILN_VENV/bin/python" -m pytest -q -p no:cacheprovider \
-  "$KILN_ROOT/tests/python"
+  -rs "$KILN_ROOT/tests/python"
 
 FUZZ_SECONDS="${KILN_FUZZ_SECONDS:-15}"
 if [ "$FUZZ_SECONDS" != 0 ]; then

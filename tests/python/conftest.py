@@ -9,6 +9,15 @@ import site
 
 import pytest
 
+# A skip is allowed only for a reason that states this machine lacks something optional; any
+# other skip (a missing build product, a failed command, an import error) hides a failure and
+# fails the session. Each entry is the start of an allowed `reason`.
+ALLOWED_SKIP_REASONS = (
+    "no GPU",
+    "no builder-made folder",  # scripts/make_builder_folder.sh needs torch and transformers
+    "the Gemma GGUF carries no chat template",
+)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD_DIR = pathlib.Path(os.environ.get("KILN_BUILD_DIR", ROOT / "build"))
 CACHE_DIR = pathlib.Path(
@@ -101,3 +110,35 @@ def smollm2_genai_f32(kiln_bin, smollm2_hf, tmp_path_factory):
     subprocess.run([kiln_bin, "convert", smollm2_hf, out, "--precision", "f32"], check=True,
                    capture_output=True)
     return out
+
+
+_unexpected_skips = []
+
+
+def _skip_reason(report):
+    if isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if not reason.startswith(ALLOWED_SKIP_REASONS):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_collectreport(report):
+    pytest_runtest_logreport(report)  # a whole module skipped while it is collected
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.section("skips that hide failures")
+        for line in _unexpected_skips:
+            terminalreporter.line(line, red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,9 +19,26 @@ def _raise_fd_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
 
 
+def scrape(base_url, model_name="smollm2"):
+    """/metrics read by Prometheus' own text parser: {(sample name, labels but model_name):
+    value}. Every sample must carry the served model's name."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(base_url + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("model_name") == model_name, sample
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return samples
+
+
 class KilnServer:
-    def __init__(self, kiln_bin, model_dir, *extra_args, env=None, served_name="smollm2"):
+    def __init__(self, kiln_bin, model_dir, *extra_args, env=None, served_name="smollm2",
+                 wait=True):
         self.port = free_port()
+        self.served_name = served_name
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
                 "--served-model-name", served_name, *map(str, extra_args)]
@@ -29,7 +46,8 @@ class KilnServer:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})}, preexec_fn=_raise_fd_limit)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
 
     def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
@@ -50,6 +68,19 @@ class KilnServer:
         import openai
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0,
                              timeout=timeout)
+
+    def metric(self, name, **labels):
+        """One sample's value, e.g. metric("vllm:request_success_total", finished_reason="stop")."""
+        return scrape(self.base_url, self.served_name)[(name, tuple(sorted(labels.items())))]
+
+    def wait_for(self, condition, what, timeout=30):
+        """Polls condition() until it is true; fails after `timeout` seconds. Gauges and token
+        totals are refreshed at the end of each engine step, so they trail the replies."""
+        deadline = time.time() + timeout
+        while not condition():
+            if time.time() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            time.sleep(0.01)
 
     def output(self):
         if not self.log.closed:

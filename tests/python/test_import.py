@@ -6,6 +6,8 @@ import subprocess
 import ml_dtypes
 import numpy as np
 import pytest
+import tokenizers
+import xllamacpp
 
 import gguf
 import reference_llama
@@ -165,9 +167,7 @@ def test_config_matches_gguf(imported_bf16, reader):
 
 
 def test_tokenizer_files_written(imported_bf16):
-    if not (imported_bf16 / "tokenizer.json").exists():
-        pytest.skip("tokenizer export not available")
-    tokenizers = pytest.importorskip("tokenizers")
+    assert (imported_bf16 / "tokenizer.json").exists()
     tok = tokenizers.Tokenizer.from_file(str(imported_bf16 / "tokenizer.json"))
     assert tok.get_vocab_size() == json.loads((imported_bf16 / "config.json").read_text())["vocab_size"]
 
@@ -182,7 +182,6 @@ def test_non_llama_gguf_is_refused(kiln_bin, gemma3_gguf, tmp_path):
 def _prompt_ids(reader):
     """Token ids for PROMPTS from a byte-level BPE built from the GGUF's own vocabulary, so the
     comparison does not depend on any tokenizer under test: both sides get the same ids."""
-    tokenizers = pytest.importorskip("tokenizers")
     tokens = [bytes(reader.fields["tokenizer.ggml.tokens"].parts[i]).decode("utf-8")
               for i in reader.fields["tokenizer.ggml.tokens"].data]
     merges = [tuple(bytes(reader.fields["tokenizer.ggml.merges"].parts[i]).decode("utf-8").split(" ", 1))
@@ -199,7 +198,6 @@ def test_next_token_matches_llama_cpp_up_to_near_ties(imported_f32, smollm2_gguf
     llama.cpp's next token on the original GGUF, or one nearly tied with it: llama.cpp's Q4_1
     kernels quantize activations to 8 bits, so the two differ by rounding (near_tie.py). Left
     in GGUF's rotary permutation, the Q/K rows give unrelated tokens, far outside the top 5."""
-    import xllamacpp
     prompts = _prompt_ids(reader)
     params = xllamacpp.CommonParams()
     params.model.path = str(smollm2_gguf)

@@ -2,11 +2,9 @@
 every byte on the wire is under the test's control)."""
 import http.client
 import json
-import re
 import signal
 import socket
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -39,9 +37,7 @@ def chat(**overrides):
 
 
 def metric(server, name):
-    with urllib.request.urlopen(server.base_url + "/metrics") as r:
-        m = re.search(r"^" + re.escape(name) + r"\{[^}]*\} (\S+)$", r.read().decode(), re.M)
-    return float(m.group(1))
+    return server.metric(name)
 
 
 BAD_REQUESTS = [
@@ -109,7 +105,8 @@ def test_bad_inputs_do_not_disturb_requests_in_flight(server):
 
     t = threading.Thread(target=long_request)
     t.start()
-    time.sleep(0.3)
+    server.wait_for(lambda: metric(server, "vllm:num_requests_running") == 1,
+                    "the long request is running")
     for _, body, status, _ in BAD_REQUESTS:
         assert post(server, "/v1/chat/completions", body, raw=isinstance(body, bytes))[0] == status
     # A body past the 8 MiB limit, and a request cut off in the middle of its body.
@@ -138,16 +135,12 @@ def test_client_that_disconnects_stops_its_generation_and_frees_its_cache(server
     received = b""
     while b"data:" not in received:  # streaming has started
         received += s.recv(65536)
-    deadline = time.time() + 5
-    while time.time() < deadline and metric(server, "vllm:num_requests_running") != 1:
-        time.sleep(0.01)  # the gauge is refreshed at the end of each engine step
-    assert metric(server, "vllm:num_requests_running") == 1
+    server.wait_for(lambda: metric(server, "vllm:num_requests_running") == 1,
+                    "the stream is running")
     assert metric(server, "vllm:kv_cache_usage_perc") > 0
     s.close()
-    deadline = time.time() + 5
-    while time.time() < deadline and metric(server, "vllm:num_requests_running") != 0:
-        time.sleep(0.02)
-    assert metric(server, "vllm:num_requests_running") == 0
+    server.wait_for(lambda: metric(server, "vllm:num_requests_running") == 0,
+                    "the stream left the batch")
     assert metric(server, "vllm:kv_cache_usage_perc") == 0
 
 
@@ -176,11 +169,16 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits(kiln_bin, smollm2_gen
 
     t = threading.Thread(target=request)
     t.start()
-    time.sleep(0.3)
+    s.wait_for(lambda: metric(s, "vllm:num_requests_running") == 1, "the request is running")
     s.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(OSError):  # no new connections
-        socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+            return False
+        except OSError:
+            return True
+    s.wait_for(refused, "no new connections after SIGTERM")
     t.join()
     assert s.proc.wait(30) == 0
     status, payload = results["r"]

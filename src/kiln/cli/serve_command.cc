@@ -65,7 +65,12 @@ int RunServe(const ServeArgs& args) {
           ": no new connections; letting requests in flight finish");
   auto deadline = std::chrono::milliseconds(static_cast<int64_t>(args.shutdown_timeout * 1000));
   bool clean = srv.Shutdown(deadline);
-  LogInfo(clean ? "stopped" : "stopped at the deadline with requests still running");
+  if (!clean) {
+    // A supervisor (or a rolling update) should know that replies were cut off.
+    LogError("stopped at the deadline: requests still running were cut off");
+    return 1;
+  }
+  LogInfo("stopped");
   return 0;
 }
 
@@ -110,7 +115,8 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--http-threads", args->io_threads, "Threads serving HTTP connections")
       ->capture_default_str();
   cmd->add_option("--shutdown-timeout", args->shutdown_timeout,
-                  "Seconds to let requests finish after SIGTERM")
+                  "Seconds to let requests finish after SIGTERM; any still running then are "
+                  "cut off and the exit status is 1")
       ->capture_default_str();
   cmd->callback([args, exit_code] { *exit_code = RunServe(*args); });
 }

@@ -403,7 +403,7 @@ void GenerationJob::FinishChoice(int32_t index, const std::string& reason,
     }
     SendChunk(chunk);
   }
-  if (reason == "stop" || reason == "length") metrics_->AddRequestSuccess(reason);
+  if (reason != "error") metrics_->AddRequestSuccess(reason);  // an abort counts, as in vLLM
   if (--remaining_ == 0) Complete();
 }
 

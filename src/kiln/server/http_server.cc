@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <variant>
 
+#include "kiln/server/http_framing.h"
+
 namespace kiln::server {
 
 namespace asio = boost::asio;
@@ -123,13 +125,6 @@ class ConnectionExchange : public Exchange,
   bool cancelled_ = false;
   std::function<void()> on_cancel_;
 };
-
-std::string Lowercase(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 }  // namespace
 
@@ -280,42 +275,21 @@ awaitable<void> Session(tcp::socket socket, SessionContext ctx) {
   beast::flat_buffer buffer;
   ctx.open_connections->fetch_add(1);
   for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.body_limit(ctx.options->max_body_bytes);
-    parser.header_limit(64 * 1024);
+    RequestParser parser;
+    LimitParser(parser, ctx.options->max_body_bytes);
     stream.expires_after(ctx.options->read_timeout);
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
-    if (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-        ec == beast::error::timeout || ec == asio::error::operation_aborted) {
-      break;
-    }
-    if (ec == http::error::body_limit) {
-      co_await WriteError(stream, http::status::payload_too_large,
-                          "request body is larger than the limit of " +
-                              std::to_string(ctx.options->max_body_bytes) + " bytes");
-      co_await LingeringClose(stream);
-      break;
-    }
-    if (ec == http::error::partial_message || ec == asio::error::eof) {
-      co_await WriteError(stream, http::status::bad_request,
-                          "the request ended before its body was complete");
-      break;
-    }
     if (ec) {
-      co_await WriteError(stream, http::status::bad_request,
-                          "malformed HTTP request: " + ec.message());
+      std::optional<FramingError> error = FramingErrorFor(ec, ctx.options->max_body_bytes);
+      if (error) {
+        co_await WriteError(stream, static_cast<http::status>(error->status), error->message);
+        if (error->drain_before_close) co_await LingeringClose(stream);
+      }
       break;
     }
     http::request<http::string_body> req = parser.release();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
-    request.target = std::string(req.target());
-    request.path = request.target.substr(0, request.target.find('?'));
-    for (const auto& field : req) {
-      request.headers[Lowercase(field.name_string())] = std::string(field.value());
-    }
-    request.body = std::move(req.body());
-    bool keep_alive = req.keep_alive();
+    const bool keep_alive = req.keep_alive();
+    HttpRequest request = ToHttpRequest(std::move(req));
 
     auto exchange = std::make_shared<ConnectionExchange>(co_await asio::this_coro::executor);
     ctx.in_flight->fetch_add(1);

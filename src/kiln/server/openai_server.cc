@@ -133,6 +133,10 @@ bool OpenAiServer::Shutdown(std::chrono::milliseconds deadline) {
 
 void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
+  if ((path == "/health" || path == "/metrics") && request.method != "GET") {
+    exchange->Respond(Error(405, "use GET for " + path));
+    return;
+  }
   if (path == "/health") {
     if (model_.load() == nullptr) {
       exchange->Respond(Error(503, "the model is loading"));

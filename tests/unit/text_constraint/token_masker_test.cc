@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -240,7 +238,7 @@ TEST_F(SmolLm2Test, MasksMatchBruteForce) {
 // and containers so walks finish; every result must parse and validate.
 std::string RandomWalk(const std::shared_ptr<const TokenMasker>& masker, const Tokenizer& tokenizer,
                        const std::shared_ptr<const JsonGrammar>& g, std::mt19937* rng,
-                       bool* complete, double* mask_us, double* max_us, int* masks) {
+                       bool* complete) {
   const int32_t eos = *tokenizer.eos_id();
   JsonConstraint constraint(masker, g, {eos});
   const TokenBytes& tokens = masker->tokens();
@@ -249,13 +247,7 @@ std::string RandomWalk(const std::shared_ptr<const TokenMasker>& masker, const T
   std::string text;
   *complete = false;
   for (int step = 0; step < 400; ++step) {
-    auto begin = std::chrono::steady_clock::now();
     constraint.FillAllowed(mask);
-    double us =
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count();
-    *mask_us += us;
-    *max_us = std::max(*max_us, us);
-    ++*masks;
     allowed.clear();
     closing.clear();
     for (size_t id = 0; id < mask.size(); ++id) {
@@ -302,16 +294,14 @@ TEST_F(SmolLm2Test, RandomWalksParseAndValidate) {
       "minItems":1,"maxItems":3},"note":{"type":["string","null"]},
       "status":{"oneOf":[{"const":"ok"},{"type":"integer"}]}},"required":["items","status"]})");
   std::mt19937 rng(1234);
-  int finished = 0, masks = 0;
-  double mask_us = 0, max_us = 0;
+  int finished = 0;
   for (const std::string& schema_text : schemas) {
     const ojson schema = ojson::parse(schema_text);
     auto grammar = JsonGrammar::FromSchema(schema);
     ASSERT_TRUE(grammar.ok()) << grammar.status().ToString();
     for (int walk = 0; walk < 12; ++walk) {
       bool complete = false;
-      std::string text =
-          RandomWalk(*masker_, *tokenizer_, *grammar, &rng, &complete, &mask_us, &max_us, &masks);
+      std::string text = RandomWalk(*masker_, *tokenizer_, *grammar, &rng, &complete);
       if (!complete) continue;
       ++finished;
       nlohmann::json doc;
@@ -320,8 +310,6 @@ TEST_F(SmolLm2Test, RandomWalksParseAndValidate) {
     }
   }
   EXPECT_GT(finished, 30);
-  std::printf("[ mask     ] random walks: %d masks, mean %.1f us, max %.1f us\n", masks,
-              mask_us / masks, max_us);
 }
 
 // Budgeted masks on the real vocabulary equal trying every token and checking what is left.
@@ -400,59 +388,6 @@ TEST_F(SmolLm2Test, BudgetedWalksFinishInTime) {
     }
   }
   EXPECT_EQ(finished, static_cast<int>(std::size(kSchemas)) * 5 * 3);
-}
-
-// Mask time at typical states; printed for the record, bounded loosely so a pathological
-// regression fails.
-TEST_F(SmolLm2Test, MaskTiming) {
-  auto grammar = JsonGrammar::FromSchemaText(kSchemas[0]);
-  auto any = JsonGrammar::AnyValue();
-  auto mixed_or = JsonGrammar::FromSchemaText(R"({"type":"object","properties":{"a":{"anyOf":[
-      {"type":"string"},{"enum":["bcd","bce"]}]}},"required":["a"]})");
-  ASSERT_TRUE(grammar.ok());
-  ASSERT_TRUE(mixed_or.ok());
-  auto mixed = *mixed_or;
-  struct Case {
-    const char* name;
-    std::shared_ptr<const JsonGrammar> grammar;
-    const char* prefix;
-  };
-  std::vector<uint8_t> mask((*masker_)->vocab_size());
-  for (const Case& c : std::vector<Case>{
-           {"document start", *grammar, ""},
-           {"inside a string", *grammar, "{\"name\":\"ab"},
-           {"inside a free string", any, "[\"abc"},
-           {"between members", *grammar, "{\"name\":\"a\""},
-           {"after a comma", *grammar, "{\"name\":\"a\","},
-           {"inside a number", *grammar, "{\"name\":\"a\",\"age\":1"},
-           {"value start (any)", any, "{\"a\":"},
-           {"inside a number (any)", any, "[12"},
-           {"after a key (any)", any, "{\"key\""},
-           {"string, UTF-8 pending", any, "\"\xE2"},
-           {"string, after backslash", any, "\"a\\"},
-           {"string or enum", mixed, "{\"a\":\"b"},
-       }) {
-    JsonMatcher matcher(c.grammar);
-    ASSERT_TRUE(matcher.Accept(c.prefix));
-    // No budget; 100 bytes left (the budget checked at every token but rarely binding); and
-    // a tight one, two bytes more than the shortest completion.
-    const uint32_t needed = matcher.MinCompletionBytes();
-    std::printf("[ mask     ] %-24s", c.name);
-    for (uint32_t budget : {TokenMasker::kNoBudget, 100u, needed + 2}) {
-      const int reps = 50;
-      auto begin = std::chrono::steady_clock::now();
-      for (int i = 0; i < reps; ++i) (*masker_)->FillAllowed(matcher, mask, budget);
-      double us =
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin)
-              .count() /
-          reps;
-      size_t count = 0;
-      for (uint8_t m : mask) count += m;
-      std::printf(" %8.1f us %6zu", us, count);
-      EXPECT_LT(us, 50000.0) << c.name;
-    }
-    std::printf("   (none / 100 / tight: time, allowed)\n");
-  }
 }
 
 }  // namespace

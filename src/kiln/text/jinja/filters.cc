@@ -510,7 +510,8 @@ bool HasFilter(std::string_view name) { return Registry().count(name) > 0; }
 
 Value ApplyFilter(std::string_view name, const Value& input, const CallArgs& args) {
   auto it = Registry().find(name);
-  if (it == Registry().end()) throw TemplateError("No filter named '" + std::string(name) + "'.");
+  if (it == Registry().end())
+    throw TemplateError("No filter named '" + std::string(name) + "' found.");
   return it->second(input, args);
 }
 

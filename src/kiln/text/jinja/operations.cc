@@ -13,15 +13,21 @@
 namespace kiln::jinja {
 namespace {
 
-std::string Describe(const Value& v) {
-  std::string out(1, '\'');
-  out += v.TypeName();
-  out += " object'";
-  return out;
+// jinja2's object_type_repr: "None" for None, "<type> object" otherwise.
+std::string Describe(const Value& v) { return v.is_none() ? "None" : v.TypeName() + " object"; }
+
+// As Python's TypeError and jinja2's SecurityError write a type: "'list' object".
+std::string QuotedType(const Value& v) { return "'" + v.TypeName() + "' object"; }
+
+// jinja2 words a missing string key as an attribute (the type quoted) and any other missing
+// key as an element (unquoted).
+Value MissingAttribute(const Value& obj, const std::string& name) {
+  return Value::MakeUndefined("'" + Describe(obj) + "' has no attribute '" + name + "'");
 }
 
-Value MissingAttribute(const Value& obj, const std::string& name) {
-  return Value::MakeUndefined(Describe(obj) + " has no attribute '" + name + "'");
+Value MissingItem(const Value& obj, const Value& key) {
+  if (key.is_string()) return MissingAttribute(obj, key.as_string());
+  return Value::MakeUndefined(Describe(obj) + " has no element " + key.Repr());
 }
 
 // Python's index normalization; nullopt when out of range.
@@ -121,7 +127,7 @@ Value GetAttr(const Value& obj, std::string_view name) {
   if (obj.is_undefined()) FailUndefined(obj);
   std::string key(name);
   if (!name.empty() && name[0] == '_')
-    return Value::MakeUndefined("access to attribute '" + key + "' of " + Describe(obj) +
+    return Value::MakeUndefined("access to attribute '" + key + "' of " + QuotedType(obj) +
                                 " is unsafe.");
   if (obj.is_namespace()) {
     if (const Value* v = obj.as_dict()->Find(name)) return *v;
@@ -151,7 +157,7 @@ Value GetItem(const Value& obj, const Value& key) {
         return Value(std::move(out));
       }
     }
-    return Value::MakeUndefined(Describe(obj) + " has no element " + key.Repr());
+    return MissingItem(obj, key);
   }
   if (key.is_string()) {
     if (obj.is_namespace()) {
@@ -159,13 +165,13 @@ Value GetItem(const Value& obj, const Value& key) {
     }
     if (std::optional<Value> method = FindMethod(obj, key.as_string())) return *method;
   }
-  return Value::MakeUndefined(Describe(obj) + " has no element " + key.Repr());
+  return MissingItem(obj, key);
 }
 
 Value GetSlice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
   if (obj.is_undefined()) FailUndefined(obj);
   if ((!obj.is_list() || obj.is_generator()) && !obj.is_string()) {
-    return Value::MakeUndefined(Describe(obj) + " is not subscriptable");
+    return Value::MakeUndefined(QuotedType(obj) + " is not subscriptable");
   }
   auto as_index = [](const Value& v) -> std::optional<int64_t> {
     if (v.is_none() || v.is_undefined()) return std::nullopt;
@@ -267,9 +273,10 @@ Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
       items.insert(items.end(), more.begin(), more.end());
       return Value::MakeList(std::move(items), a.is_tuple());
     }
-    if (a.is_string() || b.is_string()) {
-      throw TemplateError("can only concatenate str (not \"" + (a.is_string() ? b : a).TypeName() +
-                          "\") to str");
+    // Python names the left operand's type: can only concatenate list (not "str") to list.
+    if (a.is_string() || (a.is_list() && !a.is_generator())) {
+      throw TemplateError("can only concatenate " + a.TypeName() + " (not \"" + b.TypeName() +
+                          "\") to " + a.TypeName());
     }
     Unsupported(op, a, b);
   }

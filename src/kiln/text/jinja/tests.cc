@@ -112,7 +112,8 @@ bool HasTest(std::string_view name) {
 bool ApplyTest(std::string_view name, const Value& value, const CallArgs& args) {
   if (const char* op = CompareOp(name)) return Compare(op, value, Arg(args, name));
   auto it = Registry().find(name);
-  if (it == Registry().end()) throw TemplateError("No test named '" + std::string(name) + "'.");
+  if (it == Registry().end())
+    throw TemplateError("No test named '" + std::string(name) + "' found.");
   return it->second(value, args);
 }
 
