@@ -3,17 +3,14 @@ measurement.
 
 These machines are shared and their speed drifts, so a benchmark runs Kiln and its peer in the
 same run, prints ratios, and measures only while the 1-minute load average is below the core
-count. `quiet()` waits for that before each measurement; when the load stays high the run is
-marked invalid and `finish()` exits non-zero, so an invalid run never passes for a result.
+count. `wait_for_quiet()` waits for that before each measurement; when the load stays high the
+run is invalid and the benchmark exits 2, so an invalid run never passes for a result.
 """
 import os
 import re
 import subprocess
 import sys
 import time
-
-_invalid = []
-
 
 def cpu_description():
     """lscpu's model name, and whether AVX-512 and VNNI are there (ratios depend on them)."""
@@ -35,16 +32,18 @@ def load():
     return os.getloadavg()[0]
 
 
-def quiet(what, max_wait=180.0):
-    """Waits until the 1-minute load average is below the core count, up to max_wait seconds.
-    If it never is, records `what` as measured on a busy machine (the run is then invalid)."""
+def wait_for_quiet(max_wait=300.0):
+    """Waits for the 1-minute load average to fall below the core count and returns it; exits 2
+    (an invalid run) if it does not within max_wait seconds."""
     cores = os.cpu_count() or 1
     deadline = time.time() + max_wait
-    while load() >= cores and time.time() < deadline:
+    while load() >= cores:
+        if time.time() > deadline:
+            print(f"INVALID RUN: load average {load():.2f} stayed at or above {cores} cores for "
+                  f"{max_wait:.0f} s")
+            sys.exit(2)
         time.sleep(2)
-    if load() >= cores:
-        _invalid.append(f"{what} (load {load():.2f} >= {cores} cores)")
-        print(f"warning: measuring {what} with load {load():.2f}", file=sys.stderr)
+    return load()
 
 
 def header(title):
@@ -53,8 +52,5 @@ def header(title):
 
 
 def finish():
-    """Prints the load after; exits 1 when a measurement ran on a busy machine."""
+    """Prints the load after the measurements."""
     print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    if _invalid:
-        print("INVALID RUN: measured while the machine was busy: " + "; ".join(_invalid))
-        sys.exit(1)

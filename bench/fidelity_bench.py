@@ -25,11 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
+import benchlib  # noqa: E402
 import perplexity  # noqa: E402
 from serve_bench import Kiln, Peer  # noqa: E402
 
@@ -39,31 +39,6 @@ PATHS = [  # (label, convert from the GGUF (None: import first), convert flags)
     ("gguf (default)", True, ["--precision", "gguf"]),
     ("gguf, accuracy_level 0", True, ["--precision", "gguf", "--accuracy-level", "0"]),
 ]
-
-
-def cpu_description():
-    model, flags = "unknown", set()
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
-    return f"{model}; " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
-
-
-def wait_for_quiet(max_wait):
-    """Waits for the 1-minute load average to fall below the core count; exits 2 if it won't."""
-    cores = os.cpu_count()
-    deadline = time.time() + max_wait
-    while os.getloadavg()[0] >= cores:
-        if time.time() > deadline:
-            print(f"INVALID RUN: load average {os.getloadavg()[0]:.2f} stayed at or above "
-                  f"{cores} cores for {max_wait} s")
-            sys.exit(2)
-        time.sleep(2)
-    return os.getloadavg()[0]
 
 
 def convert(kiln_bin, gguf, work, index, from_gguf, flags):
@@ -79,7 +54,7 @@ def convert(kiln_bin, gguf, work, index, from_gguf, flags):
 
 def measure(kiln_bin, folder, spec, repeats, max_wait):
     """(perplexity, kiln decode tok/s median, peer decode tok/s median, ratio median, loads)."""
-    loads = [wait_for_quiet(max_wait)]
+    loads = [benchlib.wait_for_quiet(max_wait)]
     kiln = Kiln(kiln_bin, folder, spec, max_model_len=4096)
     try:
         ppl = perplexity.perplexity(kiln.server.client(timeout=900), perplexity.text_ids(folder))
@@ -87,7 +62,7 @@ def measure(kiln_bin, folder, spec, repeats, max_wait):
         try:
             ks, ps = [], []
             for _ in range(repeats):
-                loads.append(wait_for_quiet(max_wait))
+                loads.append(benchlib.wait_for_quiet(max_wait))
                 ks.append(kiln.measure("decode"))
                 ps.append(peer.measure("decode"))
         finally:
@@ -111,7 +86,7 @@ def main(argv=None):
         ["bash", ROOT / "scripts" / "fetch_default_model.sh"], check=True,
         capture_output=True, text=True).stdout.strip())
 
-    print(f"CPU: {cpu_description()} ({os.cpu_count()} cores)")
+    print(f"CPU: {benchlib.cpu_description()}")
     print(f"model: {gguf}")
     print(f"text: {perplexity.TEXT} (Debian base-files)")
     with tempfile.TemporaryDirectory() as tmp:

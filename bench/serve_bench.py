@@ -266,9 +266,10 @@ def main():
     long = tok.encode(text).ids[:512]
     spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency}
 
-    from fidelity_bench import wait_for_quiet
+    from benchlib import cpu_description, wait_for_quiet
     cores = os.cpu_count()
     before = wait_for_quiet(args.max_wait)
+    print(f"CPU: {cpu_description()}")
     print(f"load average before: {before:.2f} ({cores} cores)")
     print(f"model: {args.model}")
     # (label, what Kiln measures, concurrency, what the peer measures, higher is better)

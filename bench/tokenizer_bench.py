@@ -8,7 +8,7 @@ special tokens, several times over, in the same run:
     is timed at its fastest from Python; token counts come from a separate encode_batch pass.
 Both keep their per-word caches warm across repeats. Prints MB/s and the ratio, and no ratio
 when the two produced different token counts (then they did not do the same work). Each
-measurement waits for a quiet machine (benchlib.py); a run on a busy one exits non-zero.
+measurement waits for a quiet machine (benchlib.py); when none comes the run exits 2.
 
 usage: KILN_BUILD_DIR=build python bench/tokenizer_bench.py [--repeats N] [--lines N]
 """
@@ -91,9 +91,9 @@ def main():
                 cases.append((label, export(gguf, tmp / name)))
         print(f"{'tokenizer':32} {'kiln MB/s':>10} {'hf MB/s':>10} {'ratio':>7}")
         for label, path in cases:
-            benchlib.quiet(f"{label}, kiln")
+            benchlib.wait_for_quiet()
             kiln, kiln_tokens = bench_kiln(path, lines, args.repeats)
-            benchlib.quiet(f"{label}, tokenizers")
+            benchlib.wait_for_quiet()
             hf, hf_tokens = bench_hf(path, lines, args.repeats)
             if kiln_tokens == hf_tokens:
                 print(f"{label:32} {kiln:10.2f} {hf:10.2f} {kiln / hf:6.2f}x")
