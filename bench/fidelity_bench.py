@@ -55,16 +55,20 @@ def convert(kiln_bin, gguf, work, index, from_gguf, flags):
 def measure(kiln_bin, folder, spec, repeats, max_wait):
     """(perplexity, kiln decode tok/s median, peer decode tok/s median, ratio median, loads)."""
     loads = [benchlib.wait_for_quiet(max_wait)]
-    kiln = Kiln(kiln_bin, folder, spec, max_model_len=4096)
+    kiln = Kiln(kiln_bin, folder, spec)
     try:
         ppl = perplexity.perplexity(kiln.server.client(timeout=900), perplexity.text_ids(folder))
         peer = Peer(folder, spec, max(spec["concurrency"]))
         try:
             ks, ps = [], []
-            for _ in range(repeats):
+            for repeat in range(repeats):
                 loads.append(benchlib.wait_for_quiet(max_wait))
-                ks.append(kiln.measure("decode"))
-                ps.append(peer.measure("decode"))
+                if repeat % 2 == 0:
+                    ks.append(kiln.measure("decode"))
+                    ps.append(peer.measure("decode"))
+                else:
+                    ps.append(peer.measure("decode"))
+                    ks.append(kiln.measure("decode"))
         finally:
             peer.close()
     finally:
@@ -98,8 +102,8 @@ def main(argv=None):
                 from tokenizers import Tokenizer
                 tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
                 short = [tok.encode("Write a short story about the sea.").ids]
-                spec = {"short": short, "long": short[0], "tokens": args.tokens,
-                        "concurrency": [1]}
+                spec = {"short": short, "long": [short[0]], "tokens": args.tokens,
+                        "concurrency": [1], "max_length": 4096, "threads": os.cpu_count()}
                 print(f"perplexity over {len(perplexity.text_ids(folder))} tokens; decode: "
                       f"{args.tokens} tokens, median of {args.repeats}, Kiln and "
                       "onnxruntime-genai in turn")

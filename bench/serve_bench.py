@@ -4,12 +4,16 @@
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt,
 and aggregate generated tokens/s with 1, 4 and 16 requests in flight. Kiln is measured through
 its HTTP server (`kiln serve`, completions, streamed and not; the client runs on the same
-cores, concurrent streams from one asyncio thread that parses only each stream's usage); onnxruntime-genai through its continuous-batching `og.Engine` in-process (no HTTP), with
-its batch limit raised to the highest concurrency tested.
+cores, concurrent streams from one asyncio thread that parses only each stream's usage).
+onnxruntime-genai runs in-process (no HTTP) at its best for each: `og.Generator`, its fast
+single-request path, for single-stream decode and time to first token; its continuous-batching
+`og.Engine`, batch limit raised to the highest concurrency tested, for the aggregates. Both
+sides have the same maximum length (1024) and ONNX Runtime thread count (one per core), and
+decode rates are timed the same way: (tokens - 1) over the span from first to last token.
 
-Both stay loaded for the whole run and take turns: each measurement is taken from Kiln and then
-from the peer, --repeats times (3 by default), so drift on a shared machine falls on both sides
-alike. A figure is the median of its repeats, and a ratio is the median of the per-repeat
+Both stay loaded for the whole run and take turns: each measurement is taken from both,
+--repeats times (3 by default), who goes first alternating, so drift on a shared machine falls
+on both sides alike. A figure is the median of its repeats, and a ratio is the median of the per-repeat
 ratios. Prints both, the ratios, and the load average before and after: a run whose load
 exceeded the core count is not a result. Before each measurement it waits (up to --max-wait
 seconds) for the load average to fall below the core count, and exits with status 2 when it
@@ -71,18 +75,40 @@ def run(prompts, max_tokens):
         r.close()
     return start, first, last, counts, end
 
+# One request through og.Generator, onnxruntime-genai's fast single-request path: the times of
+# the request's start, first token and last token, and the token count.
+def generator_run(prompt, max_tokens):
+    params = og.GeneratorParams(single)
+    params.set_search_options(max_length=spec["max_length"], do_sample=False,
+                              min_length=len(prompt) + max_tokens)
+    generator = og.Generator(single, params)
+    start = time.perf_counter()
+    generator.append_tokens(np.array(prompt, dtype=np.int32))
+    first = last = None
+    count = 0
+    while count < max_tokens and not generator.is_done():
+        generator.generate_next_token()
+        generator.get_next_tokens()
+        last = time.perf_counter()
+        first = first or last
+        count += 1
+    return start, first, last, count
+
+single = og.Model(folder)
 # Warm-up at the highest concurrency, so first-use costs (cache pages, buffers) are paid now.
 run(spec["short"][:max(spec["concurrency"])], 4)
 print(json.dumps({"capabilities": engine.get_capabilities().configured_max_batch_size}),
       flush=True)
+ttft_calls = 0
 for line in sys.stdin:  # one measurement per command
     cmd = json.loads(line)
     if cmd["what"] == "decode":
-        s, f, l, c, e = run([spec["short"][0]], spec["tokens"])
-        value = (c[0] - 1) / (l[0] - f[0])
+        s, f, l, c = generator_run(spec["short"][0], spec["tokens"])
+        value = (c - 1) / (l - f)
     elif cmd["what"] == "ttft":
-        s, f, l, c, e = run([spec["long"]], 1)
-        value = f[0] - s
+        s, f, l, c = generator_run(spec["long"][ttft_calls % len(spec["long"])], 1)
+        ttft_calls += 1
+        value = f - s
     else:
         s, f, l, c, e = run(spec["short"][:cmd["n"]], spec["tokens"])
         value = sum(c.values()) / (e - s)
@@ -181,6 +207,10 @@ class Peer:
         # Its paged "dynamic_batching" mode needs a graph with packed inputs, which neither
         # its CPU model builder nor `kiln convert` writes; the static batch scheduler runs it.
         config["engine"] = {"static_batching": {"max_batch_size": max_batch}}
+        # The same maximum length and thread count as Kiln's server.
+        config["search"]["max_length"] = spec["max_length"]
+        session = config["model"]["decoder"].setdefault("session_options", {})
+        session["intra_op_num_threads"] = spec["threads"]
         (folder / "genai_config.json").write_text(json.dumps(config, indent=2))
         lib = pathlib.Path(ort.__file__).parent / "capi" / f"libonnxruntime.so.{ort.__version__}"
         self.proc = subprocess.Popen([sys.executable, "-c", PEER, str(folder), json.dumps(spec)],
@@ -208,10 +238,12 @@ class Peer:
 class Kiln:
     """`kiln serve` on the folder, measured through HTTP."""
 
-    def __init__(self, kiln_bin, model, spec, max_model_len=1024):
+    def __init__(self, kiln_bin, model, spec):
         self.spec = spec
-        self.server = KilnServer(kiln_bin, model, "--max-model-len", max_model_len,
-                                 "--max-num-seqs", max(spec["concurrency"]))
+        self.ttft_calls = 0
+        self.server = KilnServer(kiln_bin, model, "--max-model-len", spec["max_length"],
+                                 "--max-num-seqs", max(spec["concurrency"]), "--threads",
+                                 spec["threads"])
         # Warm-up at the highest concurrency: Kiln's KV cache commits each sequence slot's
         # memory on first use, which is not what a measurement should time.
         n = max(spec["concurrency"])
@@ -226,7 +258,11 @@ class Kiln:
             # one), so the rate uses the token count over the span from first to last chunk.
             return (count - 1) / (l - f)
         if what == "ttft":
-            s, f, l, count = stream_completion(port, spec["long"], 1)
+            # A new prompt each time: Kiln's prefix cache would otherwise hold it, and the time
+            # to first token would not include the prefill.
+            s, f, l, count = stream_completion(port, spec["long"][self.ttft_calls %
+                                                                  len(spec["long"])], 1)
+            self.ttft_calls += 1
             return f - s
         start = time.perf_counter()
         if what == "aggregate":
@@ -263,8 +299,10 @@ def main():
              for i in range(max(concurrency))]
     text = " ".join(f"Paragraph {i}: the committee reviewed the budget, the schedule and the "
                     "staffing plan, and asked for a revised estimate." for i in range(200))
-    long = tok.encode(text).ids[:512]
-    spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency}
+    # Prompts of 512 tokens that differ from their first token on, one per measurement.
+    long = [tok.encode(f"Report {r}. " + text).ids[:512] for r in range(args.repeats)]
+    spec = {"short": short, "long": long, "tokens": args.tokens, "concurrency": concurrency,
+            "max_length": 1024, "threads": os.cpu_count()}
 
     from benchlib import cpu_description, wait_for_quiet
     cores = os.cpu_count()
@@ -285,10 +323,15 @@ def main():
         results = []
         for label, what, n, peer_what, higher_better in rows:
             ks, ps, ratios = [], [], []
-            for _ in range(args.repeats):
+            for repeat in range(args.repeats):
+                # Who goes first alternates, so neither always runs on the warmer machine.
                 wait_for_quiet(args.max_wait)
-                k = kiln.measure(what, n)
-                p = peer.measure(peer_what, n)
+                if repeat % 2 == 0:
+                    k = kiln.measure(what, n)
+                    p = peer.measure(peer_what, n)
+                else:
+                    p = peer.measure(peer_what, n)
+                    k = kiln.measure(what, n)
                 ks.append(k)
                 ps.append(p)
                 ratios.append(k / p if higher_better else p / k)
@@ -299,7 +342,10 @@ def main():
         peer.close()
     after = loadavg()
 
-    print(f"peer: onnxruntime-genai og.Engine, configured max batch {peer.capabilities}")
+    print(f"peer: onnxruntime-genai, og.Generator for single-stream decode and time to first "
+          f"token, og.Engine (configured max batch {peer.capabilities}) for concurrency; both "
+          f"sides: max length {spec['max_length']}, {spec['threads']} ONNX Runtime threads; "
+          "decode rates are (tokens - 1) over first to last token on both")
     print(f"{'measure':45s} {'kiln':>9s} {'ort-genai':>9s} {'kiln/peer':>9s} {'range':>13s}")
     for label, k, p, ratio, lo, hi in results:
         print(f"{label:45s} {k:9.3f} {p:9.3f} {ratio:8.2f}x {lo:5.2f}-{hi:.2f}x")
