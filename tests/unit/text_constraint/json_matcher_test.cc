@@ -15,12 +15,7 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::shared_ptr<const JsonGrammar> Compile(const std::string& schema,
-                                           const JsonGrammarOptions& options = {}) {
-  auto grammar = JsonGrammar::FromSchemaText(schema, options);
-  EXPECT_TRUE(grammar.ok()) << grammar.status().ToString() << "\n" << schema;
-  return grammar.ok() ? *grammar : JsonGrammar::AnyValue();
-}
+using testing::Compile;
 
 // Whole document accepted, one byte at a time, and complete at the end.
 bool Matches(const std::shared_ptr<const JsonGrammar>& grammar, const std::string& doc) {

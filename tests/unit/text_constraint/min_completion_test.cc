@@ -18,12 +18,7 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::shared_ptr<const JsonGrammar> Compile(const std::string& schema,
-                                           const JsonGrammarOptions& options = {}) {
-  auto grammar = JsonGrammar::FromSchemaText(schema, options);
-  EXPECT_TRUE(grammar.ok()) << grammar.status().ToString() << "\n" << schema;
-  return grammar.ok() ? *grammar : JsonGrammar::AnyValue();
-}
+using testing::Compile;
 
 // The shortest completion by breadth-first search over the bytes of `alphabet`, states
 // deduplicated; kJsonNoCompletion if there is none within `limit` bytes (or the search would
