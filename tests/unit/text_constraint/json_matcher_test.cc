@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "compile_schema.h"
 #include "json_schema_check.h"
 #include "kiln/text/json_schema_grammar.h"
 

@@ -2,23 +2,10 @@
 // independently of it, so tests can check generated documents against the schema itself.
 #pragma once
 
-#include <gtest/gtest.h>
-
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "kiln/text/json_schema_grammar.h"
-
 namespace kiln::text::testing {
-
-// Compiles a schema for a test; a failure is reported and "any value" stands in for it.
-inline std::shared_ptr<const JsonGrammar> Compile(const std::string& schema,
-                                                  const JsonGrammarOptions& options = {}) {
-  auto grammar = JsonGrammar::FromSchemaText(schema, options);
-  EXPECT_TRUE(grammar.ok()) << grammar.status().ToString() << "\n" << schema;
-  return grammar.ok() ? *grammar : JsonGrammar::AnyValue();
-}
 
 inline size_t CodePoints(const std::string& s) {
   size_t n = 0;
