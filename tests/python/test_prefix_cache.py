@@ -1,7 +1,7 @@
 """Prefix caching on the onnx-genai runtime: a free KV slot keeps what its last sequence
 computed, and a later prompt that shares a prefix with it computes only the rest. Results equal
-those without caching (exactly in f32; up to near-ties in int4, where a cached prefix changes
-how many rows each forward pass has), and the hits are counted in usage and in vLLM's metrics."""
+those without caching up to near-ties (a cached prompt's tail is computed in a smaller pass),
+and the hits are counted in usage and in vLLM's metrics."""
 import json
 import re
 import subprocess
@@ -38,12 +38,15 @@ def shared_prefix_prompts(smollm2_genai):
 
 
 @pytest.mark.parametrize("flags", [("--sequential",), ("--arrivals", "2")])
-def test_f32_results_with_prefix_caching_equal_those_without(
+def test_f32_results_with_prefix_caching_agree_with_those_without(
         tool, smollm2_genai_f32, shared_prefix_prompts, flags):
+    """A cached prompt's tail runs through attention's one-token path, not the prefill's; in f32
+    both gave the same tokens here, but that rests on the library's kernels, so the check is the
+    near-tie rule (a wrong or stale slot gives unrelated tokens, far outside the top 5)."""
     cached = generate(tool, smollm2_genai_f32, shared_prefix_prompts, *flags,
-                      "--prefix-caching")
-    uncached = generate(tool, smollm2_genai_f32, shared_prefix_prompts, *flags)
-    assert [r["tokens"] for r in cached] == [r["tokens"] for r in uncached]
+                      "--prefix-caching", logprobs=5)
+    uncached = generate(tool, smollm2_genai_f32, shared_prefix_prompts, *flags, logprobs=5)
+    check_near_ties(uncached, cached, ("uncached", "cached"))
 
 
 def test_int4_results_with_prefix_caching_differ_only_at_near_ties(tool, smollm2_genai,
