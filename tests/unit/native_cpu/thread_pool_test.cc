@@ -1,0 +1,93 @@
+#include "kiln/executors/native/cpu/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace kiln::native::cpu {
+namespace {
+
+// Runs ParallelFor(n) and checks that every index is visited exactly once, by at most
+// num_threads non-empty contiguous ranges.
+void ExpectCoversOnce(ThreadPool& pool, int64_t n) {
+  std::unique_ptr<std::atomic<int>[]> visits(new std::atomic<int>[std::max<int64_t>(n, 1)]);
+  for (int64_t i = 0; i < n; ++i) visits[i].store(0);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) visits[i].fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mu);
+    ranges.emplace_back(begin, end);
+  });
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(visits[i].load(), 1) << "index " << i << " of " << n;
+  }
+  EXPECT_LE(static_cast<int64_t>(ranges.size()), std::min<int64_t>(pool.num_threads(), n));
+  for (const auto& [begin, end] : ranges) EXPECT_LT(begin, end) << "empty range for n=" << n;
+  EXPECT_TRUE(n > 0 || ranges.empty());
+}
+
+TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 3, 4, 8}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.num_threads(), threads);
+    for (int64_t n : {0, 1, 2, 3, 4, 5, 7, 9, 100, 961, 100000}) {
+      SCOPED_TRACE(testing::Message() << threads << " threads, n=" << n);
+      ExpectCoversOnce(pool, n);
+    }
+  }
+}
+
+TEST(ThreadPoolTest, ManyShortJobsInARow) {
+  ThreadPool pool(4);
+  std::atomic<int64_t> total{0};
+  for (int job = 0; job < 2000; ++job) {
+    pool.ParallelFor(job % 13, [&](int64_t begin, int64_t end) {
+      total.fetch_add(end - begin, std::memory_order_relaxed);
+    });
+  }
+  int64_t expected = 0;
+  for (int job = 0; job < 2000; ++job) expected += job % 13;
+  EXPECT_EQ(total.load(), expected);
+}
+
+TEST(ThreadPoolTest, JobsAfterTheWorkersFellAsleep) {
+  ThreadPool pool(3);
+  for (int job = 0; job < 10; ++job) {
+    // Longer than the workers spin, so each job has to wake them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ExpectCoversOnce(pool, 1000 + job);
+  }
+}
+
+TEST(ThreadPoolTest, EachRangeRunsOnItsOwnThread) {
+  ThreadPool pool(3);
+  std::mutex mu;
+  std::vector<std::thread::id> ids;
+  pool.ParallelFor(3, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    ids.push_back(std::this_thread::get_id());
+  });
+  ASSERT_EQ(ids.size(), 3u);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end());
+  EXPECT_NE(std::find(ids.begin(), ids.end(), std::this_thread::get_id()), ids.end())
+      << "the calling thread takes part";
+}
+
+TEST(ThreadPoolTest, DestroysAnIdlePool) {
+  for (int i = 0; i < 20; ++i) {
+    ThreadPool pool(1 + i % 4);
+    if (i % 2 == 0) ExpectCoversOnce(pool, 10);
+  }
+}
+
+}  // namespace
+}  // namespace kiln::native::cpu
