@@ -1,0 +1,262 @@
+// The portable kernels, the dispatch between paths and the MatMul driver.
+#include "kiln/executors/native/cpu/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "kiln/base/half.h"
+#include "kiln/executors/native/cpu/kernels_avx2.h"
+
+namespace kiln::native::cpu {
+namespace {
+
+constexpr int64_t kBlock = 32;
+
+// The AVX2 kernels are reached only through here; an AVX2 path on a CPU without it is a
+// caller's bug (the path must come from SelectIsa), caught before an illegal instruction.
+bool UseAvx2(Isa isa) {
+  if (isa != Isa::kAvx2) return false;
+  static const bool available = BestIsa() == Isa::kAvx2;
+  if (!available) {
+    std::fprintf(stderr, "kiln: the avx2 kernels were asked for on a CPU without AVX2+FMA+F16C\n");
+    std::abort();
+  }
+  return true;
+}
+
+float LoadHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return Fp16ToFloat(h);
+}
+
+void QuantizeRowQ8Portable(const float* x, int64_t k, BlockQ8* out) {
+  for (int64_t b = 0; b < k / kBlock; ++b) {
+    const float* p = x + kBlock * b;
+    float amax = 0.0f;
+    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(p[j]));
+    float d = amax / 127.0f;
+    float inv = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < kBlock; ++j) {
+      int q = static_cast<int>(std::round(p[j] * inv));
+      out[b].q[j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    out[b].d = d;
+    out[b].sum = d * static_cast<float>(sum);
+  }
+}
+
+float DotQ8_0Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < k / kBlock; ++b, w += 34) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(w + 2);
+    int32_t sum = 0;
+    for (int j = 0; j < kBlock; ++j) sum += q[j] * x[b].q[j];
+    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
+  }
+  return acc;
+}
+
+float DotQ4_0Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < k / kBlock; ++b, w += 18) {
+    const uint8_t* qs = w + 2;
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) {
+      sum += ((qs[j] & 0x0f) - 8) * x[b].q[j] + ((qs[j] >> 4) - 8) * x[b].q[j + 16];
+    }
+    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
+  }
+  return acc;
+}
+
+float DotQ4_1Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
+  float acc = 0.0f;
+  float offset = 0.0f;
+  for (int64_t b = 0; b < k / kBlock; ++b, w += 20) {
+    const uint8_t* qs = w + 4;
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) {
+      sum += (qs[j] & 0x0f) * x[b].q[j] + (qs[j] >> 4) * x[b].q[j + 16];
+    }
+    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
+    offset += LoadHalf(w + 2) * x[b].sum;
+  }
+  return acc + offset;
+}
+
+// Eight running sums, so the compiler can keep them in vector registers without reordering.
+float DotF32Portable(const float* w, const float* x, int64_t k) {
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += w[i + j] * x[i + j];
+  }
+  for (; i < k; ++i) acc[0] += w[i] * x[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+using DotFn = float (*)(const uint8_t* w, const BlockQ8* x, int64_t k);
+using DotRowsFn = void (*)(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
+                           int64_t k, float* y, int64_t y_stride);
+
+DotFn PortableDot(WeightType type) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      return DotQ8_0Portable;
+    case WeightType::kQ4_0:
+      return DotQ4_0Portable;
+    case WeightType::kQ4_1:
+      return DotQ4_1Portable;
+    case WeightType::kF32:
+      break;
+  }
+  return nullptr;
+}
+
+DotRowsFn Avx2DotRows(WeightType type) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      return avx2::DotRowsQ8_0;
+    case WeightType::kQ4_0:
+      return avx2::DotRowsQ4_0;
+    case WeightType::kQ4_1:
+      return avx2::DotRowsQ4_1;
+    case WeightType::kF32:
+      break;
+  }
+  return nullptr;
+}
+
+float DotQuantized(Isa isa, WeightType type, const uint8_t* w, const BlockQ8* x, int64_t k) {
+  if (UseAvx2(isa)) {
+    float y;
+    Avx2DotRows(type)(w, x, 0, 1, k, &y, 0);
+    return y;
+  }
+  return PortableDot(type)(w, x, k);
+}
+
+}  // namespace
+
+const char* WeightTypeName(WeightType type) {
+  switch (type) {
+    case WeightType::kF32:
+      return "f32";
+    case WeightType::kQ8_0:
+      return "q8_0";
+    case WeightType::kQ4_0:
+      return "q4_0";
+    case WeightType::kQ4_1:
+      return "q4_1";
+  }
+  return "unknown";
+}
+
+size_t RowBytes(WeightType type, int64_t cols) {
+  size_t blocks = static_cast<size_t>(cols / kBlock);
+  switch (type) {
+    case WeightType::kF32:
+      return static_cast<size_t>(cols) * sizeof(float);
+    case WeightType::kQ8_0:
+      return blocks * 34;
+    case WeightType::kQ4_0:
+      return blocks * 18;
+    case WeightType::kQ4_1:
+      return blocks * 20;
+  }
+  return 0;
+}
+
+void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out) {
+  if (UseAvx2(isa)) return avx2::QuantizeRowQ8(x, k, out);
+  QuantizeRowQ8Portable(x, k, out);
+}
+
+float DotQ8_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
+  return DotQuantized(isa, WeightType::kQ8_0, w, x, k);
+}
+
+float DotQ4_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
+  return DotQuantized(isa, WeightType::kQ4_0, w, x, k);
+}
+
+float DotQ4_1(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
+  return DotQuantized(isa, WeightType::kQ4_1, w, x, k);
+}
+
+float DotF32(Isa isa, const float* w, const float* x, int64_t k) {
+  if (UseAvx2(isa)) return avx2::DotF32(w, x, k);
+  return DotF32Portable(w, x, k);
+}
+
+MatMulScratch::~MatMulScratch() { delete[] blocks; }
+
+void MatMulScratch::Reserve(size_t num_blocks) {
+  if (num_blocks <= capacity) return;
+  delete[] blocks;
+  blocks = new BlockQ8[num_blocks];
+  capacity = num_blocks;
+}
+
+void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, int64_t rows,
+            int64_t x_stride, float* y, int64_t y_stride, MatMulScratch* scratch) {
+  if (rows <= 0 || w.rows <= 0) return;
+  const bool avx2 = UseAvx2(isa);
+  const int64_t k = w.cols;
+  const size_t row_bytes = RowBytes(w.type, k);
+
+  // Each weight row is read once and applied to every activation row while it is in L1: at
+  // small batch the weights are nearly all the bytes moved.
+  if (w.type == WeightType::kF32) {
+    auto dot = avx2 ? avx2::DotF32 : DotF32Portable;
+    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        const float* wn = reinterpret_cast<const float*>(w.data + n * row_bytes);
+        for (int64_t m = 0; m < rows; ++m) y[m * y_stride + n] = dot(wn, x + m * x_stride, k);
+      }
+    });
+    return;
+  }
+
+  const int64_t blocks = k / kBlock;
+  scratch->Reserve(static_cast<size_t>(rows * blocks));
+  BlockQ8* xq = scratch->blocks;
+  auto quantize = avx2 ? avx2::QuantizeRowQ8 : QuantizeRowQ8Portable;
+  // Rows are quantized independently, so spreading them over threads changes no bit.
+  if (rows * k >= 16384) {
+    pool.ParallelFor(rows, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
+    });
+  } else {
+    for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
+  }
+
+  if (avx2) {
+    DotRowsFn dot_rows = Avx2DotRows(w.type);
+    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        const uint8_t* wn = w.data + n * row_bytes;
+        for (int64_t m = 0; m < rows; m += avx2::kMaxRows) {
+          int group = static_cast<int>(std::min<int64_t>(avx2::kMaxRows, rows - m));
+          dot_rows(wn, xq + m * blocks, blocks, group, k, y + m * y_stride + n, y_stride);
+        }
+      }
+    });
+    return;
+  }
+  DotFn dot = PortableDot(w.type);
+  pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const uint8_t* wn = w.data + n * row_bytes;
+      for (int64_t m = 0; m < rows; ++m) y[m * y_stride + n] = dot(wn, xq + m * blocks, k);
+    }
+  });
+}
+
+}  // namespace kiln::native::cpu

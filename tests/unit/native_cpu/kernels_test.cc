@@ -1,0 +1,414 @@
+#include "kiln/executors/native/cpu/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kiln/base/half.h"
+
+namespace kiln::native::cpu {
+namespace {
+
+constexpr WeightType kQuantizedTypes[] = {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1};
+constexpr WeightType kAllTypes[] = {WeightType::kF32, WeightType::kQ8_0, WeightType::kQ4_0,
+                                    WeightType::kQ4_1};
+
+// The paths this machine runs: portable always, avx2 where the CPU has it.
+std::vector<Isa> Paths() {
+  std::vector<Isa> paths = {Isa::kPortable};
+  if (BestIsa() == Isa::kAvx2) paths.push_back(Isa::kAvx2);
+  return paths;
+}
+
+void PutHalf(uint8_t* p, float value) {
+  uint16_t h = FloatToFp16(value);
+  std::memcpy(p, &h, 2);
+}
+
+float GetHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return Fp16ToFloat(h);
+}
+
+// Random weights in `type`'s GGUF layout: every byte pattern of the quants, scales of the size
+// real models have.
+std::vector<uint8_t> RandomWeights(WeightType type, int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::vector<uint8_t> data(rows * RowBytes(type, cols));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  std::uniform_real_distribution<float> offset(-0.4f, 0.1f);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  uint8_t* p = data.data();
+  if (type == WeightType::kF32) {
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      float v = normal(rng);
+      std::memcpy(p + 4 * i, &v, 4);
+    }
+    return data;
+  }
+  for (int64_t b = 0; b < rows * cols / 32; ++b) {
+    switch (type) {
+      case WeightType::kQ8_0:
+        PutHalf(p, scale(rng));
+        for (int j = 0; j < 32; ++j) p[2 + j] = static_cast<uint8_t>(byte(rng));
+        p += 34;
+        break;
+      case WeightType::kQ4_0:
+        PutHalf(p, scale(rng));
+        for (int j = 0; j < 16; ++j) p[2 + j] = static_cast<uint8_t>(byte(rng));
+        p += 18;
+        break;
+      case WeightType::kQ4_1:
+        PutHalf(p, scale(rng));
+        PutHalf(p + 2, offset(rng));
+        for (int j = 0; j < 16; ++j) p[4 + j] = static_cast<uint8_t>(byte(rng));
+        p += 20;
+        break;
+      case WeightType::kF32:
+        break;
+    }
+  }
+  return data;
+}
+
+// Weight j of a row, as GGUF defines it, in double.
+double Dequantize(WeightType type, const uint8_t* row, int64_t j) {
+  int64_t b = j / 32;
+  int e = static_cast<int>(j % 32);
+  switch (type) {
+    case WeightType::kF32: {
+      float v;
+      std::memcpy(&v, row + 4 * j, 4);
+      return v;
+    }
+    case WeightType::kQ8_0: {
+      const uint8_t* block = row + 34 * b;
+      return static_cast<double>(GetHalf(block)) * static_cast<int8_t>(block[2 + e]);
+    }
+    case WeightType::kQ4_0: {
+      const uint8_t* block = row + 18 * b;
+      int nibble = e < 16 ? block[2 + e] & 0x0f : block[2 + e - 16] >> 4;
+      return static_cast<double>(GetHalf(block)) * (nibble - 8);
+    }
+    case WeightType::kQ4_1: {
+      const uint8_t* block = row + 20 * b;
+      int nibble = e < 16 ? block[4 + e] & 0x0f : block[4 + e - 16] >> 4;
+      return static_cast<double>(GetHalf(block)) * nibble + GetHalf(block + 2);
+    }
+  }
+  return 0;
+}
+
+std::vector<float> RandomActivations(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  // Outliers, as real activations have, so some blocks have a coarse scale.
+  for (int64_t i = 0; i < n; i += 97) x[i] *= 20.0f;
+  return x;
+}
+
+float Dot(Isa isa, WeightType type, const uint8_t* w, const BlockQ8* x, int64_t k) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      return DotQ8_0(isa, w, x, k);
+    case WeightType::kQ4_0:
+      return DotQ4_0(isa, w, x, k);
+    case WeightType::kQ4_1:
+      return DotQ4_1(isa, w, x, k);
+    case WeightType::kF32:
+      break;
+  }
+  ADD_FAILURE() << "no quantized dot for " << WeightTypeName(type);
+  return 0;
+}
+
+// Float summation over `steps` sequential additions per partial sum, plus the lanes combined at
+// the end: the error is below (steps + 16) units of 2^-24 of the sum of the terms' magnitudes.
+double Tolerance(int64_t steps, double magnitude) {
+  return (steps + 16) * std::ldexp(1.0, -23) * magnitude + 1e-30;
+}
+
+std::vector<int64_t> Shapes() { return {32, 64, 96, 160, 576, 1536}; }
+
+// The rounding rule written out independently: half away from zero, in double.
+int RoundHalfAway(float v) {
+  double a = std::floor(std::fabs(static_cast<double>(v)) + 0.5);
+  return static_cast<int>(v < 0 ? -a : a);
+}
+
+TEST(QuantizeRowQ8Test, MatchesTheScalarDefinition) {
+  std::mt19937 rng(1);
+  std::vector<float> x = RandomActivations(1536, rng);
+  // Block 0: exact ties (amax 127 gives d = 1), which must round away from zero.
+  const float ties[] = {127.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 0.0f};
+  for (int j = 0; j < 32; ++j) x[j] = ties[j % 10];
+  // Block 1: all zeros.
+  for (int j = 32; j < 64; ++j) x[j] = 0.0f;
+  for (Isa isa : Paths()) {
+    SCOPED_TRACE(IsaName(isa));
+    std::vector<BlockQ8> q(x.size() / 32);
+    QuantizeRowQ8(isa, x.data(), static_cast<int64_t>(x.size()), q.data());
+    for (size_t b = 0; b < q.size(); ++b) {
+      const float* p = x.data() + 32 * b;
+      float amax = 0.0f;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p[j]));
+      float d = amax / 127.0f;
+      float inv = d != 0.0f ? 1.0f / d : 0.0f;
+      ASSERT_EQ(q[b].d, d) << "block " << b;
+      int sum = 0;
+      for (int j = 0; j < 32; ++j) {
+        int expected = RoundHalfAway(p[j] * inv);
+        ASSERT_EQ(q[b].q[j], expected) << "block " << b << " element " << j << " x=" << p[j];
+        EXPECT_LE(std::fabs(p[j] - d * q[b].q[j]), 0.5001 * d) << "block " << b;
+        sum += expected;
+      }
+      ASSERT_EQ(q[b].sum, d * static_cast<float>(sum)) << "block " << b;
+    }
+    EXPECT_EQ(q[0].q[1], 1);
+    EXPECT_EQ(q[0].q[2], -1);
+    EXPECT_EQ(q[0].q[5], 3);
+    EXPECT_EQ(q[0].q[6], -3);
+    EXPECT_EQ(q[0].q[7], 127);
+    EXPECT_EQ(q[1].d, 0.0f);
+  }
+}
+
+TEST(DotTest, QuantizedMatchesDoublePrecisionReference) {
+  std::mt19937 rng(2);
+  for (WeightType type : kQuantizedTypes) {
+    for (int64_t k : Shapes()) {
+      std::vector<uint8_t> w = RandomWeights(type, 8, k, rng);
+      for (int trial = 0; trial < 8; ++trial) {
+        std::vector<float> x = RandomActivations(k, rng);
+        std::vector<BlockQ8> xq(k / 32);
+        QuantizeRowQ8(Isa::kPortable, x.data(), k, xq.data());
+        const uint8_t* row = w.data() + trial * RowBytes(type, k);
+        double reference = 0, magnitude = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          double xj = static_cast<double>(xq[j / 32].d) * xq[j / 32].q[j % 32];
+          double wj = Dequantize(type, row, j);
+          reference += wj * xj;
+          magnitude += std::fabs(wj * xj);
+          // Q4_1's offset is summed apart, so its terms count on their own.
+          if (type == WeightType::kQ4_1)
+            magnitude += std::fabs(GetHalf(row + 20 * (j / 32) + 2) * xj);
+        }
+        for (Isa isa : Paths()) {
+          float y = Dot(isa, type, row, xq.data(), k);
+          EXPECT_NEAR(y, reference, Tolerance(k / 32, magnitude))
+              << IsaName(isa) << " " << WeightTypeName(type) << " k=" << k;
+        }
+      }
+    }
+  }
+}
+
+TEST(DotTest, F32MatchesDoublePrecisionReference) {
+  std::mt19937 rng(3);
+  for (int64_t k : {1, 7, 8, 9, 31, 32, 33, 100, 576, 1000, 1536}) {
+    std::vector<float> w = RandomActivations(k, rng);
+    std::vector<float> x = RandomActivations(k, rng);
+    double reference = 0, magnitude = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      reference += static_cast<double>(w[j]) * x[j];
+      magnitude += std::fabs(static_cast<double>(w[j]) * x[j]);
+    }
+    for (Isa isa : Paths()) {
+      EXPECT_NEAR(DotF32(isa, w.data(), x.data(), k), reference, Tolerance(k / 8, magnitude))
+          << IsaName(isa) << " k=" << k;
+    }
+  }
+}
+
+TEST(DotTest, Avx2AgreesWithPortable) {
+  if (BestIsa() != Isa::kAvx2) GTEST_SKIP() << "this CPU has no AVX2 path to compare";
+  std::mt19937 rng(4);
+  for (int64_t k : Shapes()) {
+    std::vector<float> x = RandomActivations(k, rng);
+    std::vector<BlockQ8> portable(k / 32), avx2(k / 32);
+    QuantizeRowQ8(Isa::kPortable, x.data(), k, portable.data());
+    QuantizeRowQ8(Isa::kAvx2, x.data(), k, avx2.data());
+    // Quantization is exact arithmetic on both paths, so it agrees bit for bit.
+    ASSERT_EQ(std::memcmp(portable.data(), avx2.data(), portable.size() * sizeof(BlockQ8)), 0)
+        << "k=" << k;
+    for (WeightType type : kAllTypes) {
+      std::vector<uint8_t> w = RandomWeights(type, 4, k, rng);
+      for (int n = 0; n < 4; ++n) {
+        const uint8_t* row = w.data() + n * RowBytes(type, k);
+        float a, b;
+        double magnitude = 0;
+        if (type == WeightType::kF32) {
+          const float* wf = reinterpret_cast<const float*>(row);
+          a = DotF32(Isa::kPortable, wf, x.data(), k);
+          b = DotF32(Isa::kAvx2, wf, x.data(), k);
+          for (int64_t j = 0; j < k; ++j) magnitude += std::fabs(static_cast<double>(wf[j]) * x[j]);
+        } else {
+          a = Dot(Isa::kPortable, type, row, portable.data(), k);
+          b = Dot(Isa::kAvx2, type, row, avx2.data(), k);
+          for (int64_t j = 0; j < k; ++j) {
+            double xj = static_cast<double>(portable[j / 32].d) * portable[j / 32].q[j % 32];
+            magnitude += std::fabs(Dequantize(type, row, j) * xj);
+            if (type == WeightType::kQ4_1)
+              magnitude += std::fabs(GetHalf(row + 20 * (j / 32) + 2) * xj);
+          }
+        }
+        EXPECT_NEAR(a, b, 2 * Tolerance(k / 8, magnitude)) << WeightTypeName(type) << " k=" << k;
+      }
+    }
+  }
+}
+
+// One MatMul problem: the weights, a pool of distinct activation rows and each row's result
+// computed alone on one thread.
+struct Problem {
+  WeightType type;
+  int64_t k, n;
+  std::vector<uint8_t> w;
+  std::vector<std::vector<float>> rows;
+  std::vector<std::vector<float>> alone;
+
+  WeightMatrix Matrix() const { return WeightMatrix{type, n, k, w.data()}; }
+};
+
+Problem MakeProblem(Isa isa, WeightType type, int64_t k, int64_t n, int num_rows,
+                    std::mt19937& rng) {
+  Problem p{type, k, n, RandomWeights(type, n, k, rng), {}, {}};
+  ThreadPool one(1);
+  MatMulScratch scratch;
+  for (int r = 0; r < num_rows; ++r) {
+    p.rows.push_back(RandomActivations(k, rng));
+    std::vector<float> y(n);
+    MatMul(one, isa, p.Matrix(), p.rows.back().data(), 1, k, y.data(), n, &scratch);
+    p.alone.push_back(std::move(y));
+  }
+  return p;
+}
+
+// Runs `batch` rows (p.rows[(start + i) % size]) in one MatMul with padded strides and checks
+// that each output row is bitwise the row computed alone.
+void ExpectBatchMatchesAlone(const Problem& p, Isa isa, ThreadPool& pool, int batch, int start,
+                             MatMulScratch* scratch) {
+  const int64_t x_stride = p.k + 5, y_stride = p.n + 3;
+  std::vector<float> x(batch * x_stride, std::nanf("")), y(batch * y_stride, -1.0f);
+  int size = static_cast<int>(p.rows.size());
+  for (int i = 0; i < batch; ++i) {
+    std::copy(p.rows[(start + i) % size].begin(), p.rows[(start + i) % size].end(),
+              x.begin() + i * x_stride);
+  }
+  MatMul(pool, isa, p.Matrix(), x.data(), batch, x_stride, y.data(), y_stride, scratch);
+  for (int i = 0; i < batch; ++i) {
+    const std::vector<float>& expected = p.alone[(start + i) % size];
+    ASSERT_EQ(std::memcmp(expected.data(), y.data() + i * y_stride, p.n * sizeof(float)), 0)
+        << IsaName(isa) << " " << WeightTypeName(p.type) << " k=" << p.k << " n=" << p.n << ": row "
+        << (start + i) % size << " at position " << i << " of " << batch << " on "
+        << pool.num_threads() << " threads differs from the row alone";
+    for (int64_t c = p.n; c < y_stride; ++c) {
+      ASSERT_EQ(y[i * y_stride + c], -1.0f) << "wrote past the row";
+    }
+  }
+}
+
+TEST(MatMulTest, RowsAloneMatchTheDotKernels) {
+  std::mt19937 rng(5);
+  for (Isa isa : Paths()) {
+    for (WeightType type : kAllTypes) {
+      const int64_t k = 576, n = 37;
+      Problem p = MakeProblem(isa, type, k, n, 2, rng);
+      for (size_t r = 0; r < p.rows.size(); ++r) {
+        std::vector<BlockQ8> xq(k / 32);
+        QuantizeRowQ8(isa, p.rows[r].data(), k, xq.data());
+        for (int64_t j = 0; j < n; ++j) {
+          const uint8_t* row = p.w.data() + j * RowBytes(type, k);
+          float expected =
+              type == WeightType::kF32
+                  ? DotF32(isa, reinterpret_cast<const float*>(row), p.rows[r].data(), k)
+                  : Dot(isa, type, row, xq.data(), k);
+          ASSERT_EQ(p.alone[r][j], expected) << IsaName(isa) << " " << WeightTypeName(type);
+        }
+      }
+    }
+  }
+}
+
+// Every batch size 1..17, each row at several positions, on 1..4 threads.
+void ExpectBatchInvariant(int64_t k, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (Isa isa : Paths()) {
+    for (WeightType type : kAllTypes) {
+      Problem p = MakeProblem(isa, type, k, n, 17, rng);
+      MatMulScratch scratch;
+      for (int threads = 1; threads <= 4; ++threads) {
+        ThreadPool pool(threads);
+        for (int batch = 1; batch <= 17; ++batch) {
+          ExpectBatchMatchesAlone(p, isa, pool, batch, batch * threads, &scratch);
+          if (testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// Odd small shapes: fewer output columns than threads, one block, a prime count of columns.
+TEST(MatMulTest, BatchInvariantAtSmallShapes) {
+  ExpectBatchInvariant(32, 1, 6);
+  ExpectBatchInvariant(64, 7, 6);
+  ExpectBatchInvariant(96, 5, 6);
+  ExpectBatchInvariant(160, 37, 6);
+}
+
+TEST(MatMulTest, BatchInvariantAtDecodeShape) { ExpectBatchInvariant(576, 960, 9); }
+
+TEST(MatMulTest, BatchInvariantAtModelShapes) {
+  std::mt19937 rng(7);
+  for (Isa isa : Paths()) {
+    for (WeightType type : kAllTypes) {
+      Problem p = MakeProblem(isa, type, 1536, 3072, 5, rng);
+      MatMulScratch scratch;
+      for (int threads : {1, 3}) {
+        ThreadPool pool(threads);
+        for (int batch : {2, 5, 16}) {
+          ExpectBatchMatchesAlone(p, isa, pool, batch, batch + threads, &scratch);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, MatchesDoublePrecisionReference) {
+  std::mt19937 rng(8);
+  const int64_t k = 576, n = 24;
+  for (Isa isa : Paths()) {
+    for (WeightType type : kAllTypes) {
+      Problem p = MakeProblem(isa, type, k, n, 3, rng);
+      for (size_t r = 0; r < p.rows.size(); ++r) {
+        std::vector<BlockQ8> xq(k / 32);
+        QuantizeRowQ8(Isa::kPortable, p.rows[r].data(), k, xq.data());
+        for (int64_t j = 0; j < n; ++j) {
+          const uint8_t* row = p.w.data() + j * RowBytes(type, k);
+          double reference = 0, magnitude = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            double xc = type == WeightType::kF32
+                            ? p.rows[r][c]
+                            : static_cast<double>(xq[c / 32].d) * xq[c / 32].q[c % 32];
+            double term = Dequantize(type, row, c) * xc;
+            reference += term;
+            magnitude += std::fabs(term);
+            if (type == WeightType::kQ4_1)
+              magnitude += std::fabs(GetHalf(row + 20 * (c / 32) + 2) * xc);
+          }
+          EXPECT_NEAR(p.alone[r][j], reference, Tolerance(k / 8, magnitude))
+              << IsaName(isa) << " " << WeightTypeName(type) << " output " << j;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln::native::cpu
