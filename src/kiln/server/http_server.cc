@@ -131,6 +131,9 @@ class ConnectionExchange : public Exchange,
 struct HttpServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  // The accept loop and StopAccepting's close run here, never at once: the io threads would
+  // otherwise close the acceptor while another of them is completing an accept on it.
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
   std::vector<std::thread> threads;
   std::atomic<bool> accepting{false};
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
@@ -340,7 +343,7 @@ Status HttpServer::Start() {
   bound_port_ = acceptor.local_endpoint().port();
   impl_->accepting = true;
   SessionContext ctx{&options_, &handler_, &open_connections_, &in_flight_};
-  asio::co_spawn(impl_->io, Accept(acceptor, ctx), asio::detached);
+  asio::co_spawn(impl_->accept_strand, Accept(acceptor, ctx), asio::detached);
   for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
     impl_->threads.emplace_back([this] { impl_->io.run(); });
   }
@@ -349,7 +352,7 @@ Status HttpServer::Start() {
 
 void HttpServer::StopAccepting() {
   if (!impl_->accepting.exchange(false)) return;
-  asio::post(impl_->io, [this] {
+  asio::post(impl_->accept_strand, [this] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
   });

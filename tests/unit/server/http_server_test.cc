@@ -134,6 +134,37 @@ TEST_F(HttpServerTest, ClientThatLeavesCancelsItsExchange) {
   EXPECT_TRUE(server_->WaitForIdle(std::chrono::seconds(5)));
 }
 
+// StopAccepting while clients keep connecting, on two io threads: the acceptor's close must not
+// run while another thread completes an accept on it (a race the ThreadSanitizer build reports,
+// and that once crashed the server on SIGTERM).
+TEST(HttpServerShutdownTest, StopAcceptingWhileClientsConnect) {
+  for (int round = 0; round < 20; ++round) {
+    HttpServerOptions options;
+    options.port = 0;
+    options.io_threads = 2;
+    HttpServer server(options, [](const HttpRequest&, std::shared_ptr<Exchange> ex) {
+      ex->Respond({200, "text/plain", "ok", {}});
+    });
+    ASSERT_TRUE(server.Start().ok());
+    const uint16_t port = server.port();
+    std::atomic<bool> stop{false};
+    std::thread client([&] {
+      asio::io_context io;
+      while (!stop.load()) {
+        tcp::socket socket(io);
+        boost::system::error_code ec;
+        socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 5));
+    server.StopAccepting();
+    EXPECT_TRUE(server.WaitForIdle(std::chrono::seconds(5)));
+    stop = true;
+    client.join();
+    server.Stop();
+  }
+}
+
 TEST_F(HttpServerTest, HoldsManyIdleConnectionsAndStillServes) {
   StartServer([](const HttpRequest&, std::shared_ptr<Exchange> ex) {
     ex->Respond({200, "text/plain", "ok", {}});
