@@ -1,6 +1,7 @@
 #include "kiln/executors/native/cpu/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -80,6 +81,22 @@ TEST(ThreadPoolTest, EachRangeRunsOnItsOwnThread) {
   EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end());
   EXPECT_NE(std::find(ids.begin(), ids.end(), std::this_thread::get_id()), ids.end())
       << "the calling thread takes part";
+}
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+TEST(ThreadPoolTest, IdleWorkersUseNoCpu) {
+  ThreadPool pool(4);
+  ExpectCoversOnce(pool, 1000);
+  double before = ProcessCpuSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Three workers spinning through the wait would burn up to 0.9 s; sleeping ones, nothing.
+  EXPECT_LT(ProcessCpuSeconds() - before, 0.05);
 }
 
 TEST(ThreadPoolTest, DestroysAnIdlePool) {

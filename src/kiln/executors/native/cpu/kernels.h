@@ -58,6 +58,9 @@ float DotF32(Isa isa, const float* w, const float* x, int64_t k);
 struct MatMulScratch {
   BlockQ8* blocks = nullptr;
   size_t capacity = 0;  // in blocks
+  MatMulScratch() = default;
+  MatMulScratch(const MatMulScratch&) = delete;  // owns `blocks`
+  MatMulScratch& operator=(const MatMulScratch&) = delete;
   ~MatMulScratch();
   void Reserve(size_t num_blocks);
 };

@@ -1,0 +1,115 @@
+// Microbenchmark of the native runtime's MatMul: for each path this CPU runs and each weight
+// type, the time of [m x k] x [k x n] at decode and small-batch shapes on 1 and 2 threads, and
+// the weight bytes per second it implies (weights are nearly all the bytes read at small m).
+//
+//   native_cpu_bench [--min-seconds S]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/base/half.h"
+#include "kiln/executors/native/cpu/kernels.h"
+
+namespace cpu = kiln::native::cpu;
+
+namespace {
+
+std::vector<uint8_t> RandomWeights(cpu::WeightType type, int64_t rows, int64_t cols,
+                                   std::mt19937& rng) {
+  std::vector<uint8_t> data(rows * cpu::RowBytes(type, cols));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : data) b = static_cast<uint8_t>(byte(rng));
+  if (type == cpu::WeightType::kF32) {
+    std::normal_distribution<float> normal(0.0f, 0.5f);
+    for (size_t i = 0; i < data.size(); i += 4) {
+      float v = normal(rng);
+      std::memcpy(&data[i], &v, 4);
+    }
+    return data;
+  }
+  // Finite scales: random bytes there could be NaN or infinity.
+  size_t block = cpu::RowBytes(type, 32);
+  int halves = type == cpu::WeightType::kQ4_1 ? 2 : 1;
+  for (size_t b = 0; b < data.size(); b += block) {
+    for (int h = 0; h < halves; ++h) {
+      uint16_t v = kiln::FloatToFp16(0.01f + 0.001f * static_cast<float>(byte(rng)));
+      std::memcpy(&data[b + 2 * h], &v, 2);
+    }
+  }
+  return data;
+}
+
+// Median seconds of one MatMul, over repetitions filling at least min_seconds.
+double TimeMatMul(cpu::ThreadPool& pool, cpu::Isa isa, const cpu::WeightMatrix& w,
+                  const std::vector<float>& x, int64_t m, std::vector<float>& y,
+                  cpu::MatMulScratch* scratch, double min_seconds) {
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < 3; ++i) {
+    cpu::MatMul(pool, isa, w, x.data(), m, w.cols, y.data(), w.rows, scratch);
+  }
+  std::vector<double> samples;
+  auto start = Clock::now();
+  while (samples.size() < 5 ||
+         std::chrono::duration<double>(Clock::now() - start).count() < min_seconds) {
+    auto t0 = Clock::now();
+    cpu::MatMul(pool, isa, w, x.data(), m, w.cols, y.data(), w.rows, scratch);
+    samples.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double min_seconds = 0.3;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--min-seconds") == 0 && i + 1 < argc) {
+      min_seconds = std::atof(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--min-seconds S]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::printf("cpu: %s (best path: %s)\n", cpu::DetectCpuFeatures().model_name.c_str(),
+              cpu::IsaName(cpu::BestIsa()));
+  struct Shape {
+    int64_t m, k, n;
+  };
+  const Shape shapes[] = {{1, 576, 3072}, {16, 576, 3072}, {1, 576, 49152}};
+  const cpu::WeightType types[] = {cpu::WeightType::kF32, cpu::WeightType::kQ8_0,
+                                   cpu::WeightType::kQ4_0, cpu::WeightType::kQ4_1};
+  std::vector<cpu::Isa> paths = {cpu::Isa::kPortable};
+  if (cpu::BestIsa() == cpu::Isa::kAvx2) paths.push_back(cpu::Isa::kAvx2);
+
+  std::mt19937 rng(1);
+  std::printf("%-9s %-5s %-18s %7s %10s %8s\n", "path", "type", "shape", "threads", "us", "GB/s");
+  for (cpu::Isa isa : paths) {
+    for (cpu::WeightType type : types) {
+      for (const Shape& s : shapes) {
+        std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
+        cpu::WeightMatrix w{type, s.n, s.k, data.data()};
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> x(s.m * s.k), y(s.m * s.n);
+        for (float& v : x) v = normal(rng);
+        cpu::MatMulScratch scratch;
+        for (int threads : {1, 2}) {
+          cpu::ThreadPool pool(threads);
+          double seconds = TimeMatMul(pool, isa, w, x, s.m, y, &scratch, min_seconds);
+          std::string shape =
+              std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n);
+          std::printf("%-9s %-5s %-18s %7d %10.1f %8.2f\n", cpu::IsaName(isa),
+                      cpu::WeightTypeName(type), shape.c_str(), threads, seconds * 1e6,
+                      static_cast<double>(data.size()) / seconds / 1e9);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  return 0;
+}
