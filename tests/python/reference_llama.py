@@ -72,6 +72,10 @@ class LlamaModel:
 
     def logits(self, ids):
         """Logits (float32, [vocab]) for the token after `ids`."""
+        return self.all_logits(ids, last_only=True)[-1]
+
+    def all_logits(self, ids, last_only=False):
+        """Logits (float32, [len(ids), vocab]): row i scores the token after ids[:i + 1]."""
         ids = np.asarray(ids, dtype=np.int64)
         t = len(ids)
         w = self.w
@@ -100,5 +104,5 @@ class LlamaModel:
             gate = h @ w[p + "mlp.gate_proj.weight"].T
             up = h @ w[p + "mlp.up_proj.weight"].T
             x = x + ((gate / (1.0 + np.exp(-gate))) * up) @ w[p + "mlp.down_proj.weight"].T
-        x = self._rms_norm(x[-1:], w["model.norm.weight"])
-        return (x @ self.lm_head.T)[0].astype(np.float32)
+        x = self._rms_norm(x[-1:] if last_only else x, w["model.norm.weight"])
+        return (x @ self.lm_head.T).astype(np.float32)

@@ -79,7 +79,17 @@ int RunServe(const ServeArgs& args) {
 void RegisterServeCommand(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
-  cmd->add_option("--model,-m", args->model.path, "ONNX Runtime GenAI model folder")->required();
+  cmd->add_option("--model,-m", args->model.path,
+                  "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file")
+      ->required();
+  cmd->add_option("--runtime", args->model.runtime,
+                  "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "
+                  "paged engine: Hugging Face folders and GGUF files)")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-memory", args->model.kv_cache_bytes,
+                  "vllm runtime: bytes of KV cache (0: 1 GiB, at least one max-model-len "
+                  "sequence)")
+      ->capture_default_str();
   cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port,-p", args->port, "Port to listen on")->capture_default_str();
   cmd->add_option("--api-key", args->api_key,
@@ -105,7 +115,8 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "Most sequences (prompts x n) one request may ask for; more get 400")
       ->capture_default_str();
   cmd->add_option("--device", args->model.device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--threads", args->model.threads, "ONNX Runtime threads (0: one per core)")
+  cmd->add_option("--threads", args->model.threads,
+                  "Compute threads: ONNX Runtime's, or the vllm runtime's pool (0: one per core)")
       ->capture_default_str();
   cmd->add_option("--generation-config", args->model.generation_config,
                   "Sampling defaults for fields a request leaves out: 'auto' (the model folder's "

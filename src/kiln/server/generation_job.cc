@@ -185,7 +185,9 @@ ojson GenerationJob::Usage() const {
 void GenerationJob::AppendLogprob(Choice& c, int32_t token, float logprob,
                                   const std::vector<engine::TokenLogprob>& top, ojson* delta) {
   const text::Tokenizer& tok = model_->tokenizer();
-  auto text_of = [&tok](int32_t id) { return TokenText(tok, id); };
+  auto text_of = [&](int32_t id) {
+    return settings_.tokens_as_ids ? "token_id:" + std::to_string(id) : TokenText(tok, id);
+  };
   // `bytes` are the token's own bytes, so a client can join the pieces of a character that
   // spans tokens (the text shows such a piece as U+FFFD).
   const text::TokenBytes& raw = *model_->token_bytes();

@@ -41,6 +41,7 @@ struct JobSettings {
   int32_t num_prompts = 1;
   std::optional<int> logprobs;  // top count, when logprobs were asked for
   bool skip_special_tokens = true;
+  bool tokens_as_ids = false;  // logprobs name tokens "token_id:<id>"
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
   std::vector<std::string> echo_prefixes;  // completions with echo: each prompt's text

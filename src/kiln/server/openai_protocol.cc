@@ -172,6 +172,7 @@ bool ParseGenerationOptions(Fields& f, const json& body, GenerationOptions* o, b
   if (i) s.min_tokens = *i;
   if (!f.Bool("ignore_eos", &s.ignore_eos)) return false;
   if (!f.Bool("skip_special_tokens", &o->skip_special_tokens)) return false;
+  if (!f.Bool("return_tokens_as_token_ids", &o->return_tokens_as_token_ids)) return false;
   if (!f.Bool("include_stop_str_in_output", &s.include_stop_str_in_output)) return false;
   if (!f.OptString("user", &o->user)) return false;
 

@@ -62,6 +62,8 @@ struct GenerationOptions {
   bool logprobs = false;         // chat: logprobs flag; completions: logprobs is an int
   bool prompt_logprobs = false;  // vLLM's prompt_logprobs: a scored prompt in the response
   bool skip_special_tokens = true;
+  // vLLM's return_tokens_as_token_ids: logprobs name tokens "token_id:<id>", not text.
+  bool return_tokens_as_token_ids = false;
   std::optional<std::string> user;
 };
 

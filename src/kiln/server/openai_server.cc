@@ -98,6 +98,7 @@ JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::str
   s.n = o.sampling.n;
   if (o.logprobs) s.logprobs = o.sampling.logprobs.value_or(0);
   s.skip_special_tokens = o.skip_special_tokens;
+  s.tokens_as_ids = o.return_tokens_as_token_ids;
   s.stop = o.sampling.stop;
   s.include_stop_str_in_output = o.sampling.include_stop_str_in_output;
   s.prompt_logprobs_field = o.prompt_logprobs;

@@ -5,7 +5,9 @@
 
 #include "kiln/base/log.h"
 #include "kiln/base/mapped_file.h"
+#include "kiln/executors/native/native_executor.h"
 #include "kiln/executors/onnx/genai_executor.h"
+#include "kiln/formats/gguf.h"
 
 namespace kiln::server {
 namespace {
@@ -23,35 +25,86 @@ std::string TokenText(const nlohmann::json& v) {
 
 }  // namespace
 
-Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& options) {
-  const fs::path dir(options.path);
+const char* RuntimeName(Runtime runtime) {
+  return runtime == Runtime::kVllm ? "vllm" : "onnx-genai";
+}
+
+Result<Runtime> ChooseRuntime(const ModelOptions& options) {
+  const fs::path path(options.path);
+  const std::string& asked = options.runtime;
+  if (asked != "auto" && asked != "onnx-genai" && asked != "vllm") {
+    return Status::InvalidArgument("--runtime " + asked + ": expected auto, onnx-genai or vllm");
+  }
   std::error_code ec;
-  if (fs::is_regular_file(dir, ec)) {
-    return Status::InvalidArgument(options.path +
-                                   ": a file; --model takes a model folder (run `kiln import` "
-                                   "for a GGUF file, then `kiln convert`)");
-  }
-  if (!fs::exists(dir / "genai_config.json", ec)) {
-    if (fs::exists(dir / "config.json", ec)) {
+  Runtime found = Runtime::kOnnxGenai;
+  std::string what;
+  if (fs::is_regular_file(path, ec)) {
+    if (path.extension() != ".gguf") {
       return Status::InvalidArgument(options.path +
-                                     " is a Hugging Face folder; the onnx-genai runtime "
-                                     "serves ONNX Runtime GenAI folders: run `kiln convert " +
-                                     options.path + " <out>` first");
+                                     ": a file that is not a .gguf; --model takes a GGUF file, "
+                                     "a Hugging Face folder or an ONNX Runtime GenAI folder");
     }
+    found = Runtime::kVllm;
+    what = "a GGUF file";
+  } else if (fs::exists(path / "genai_config.json", ec)) {
+    found = Runtime::kOnnxGenai;
+    what = "an ONNX Runtime GenAI folder";
+  } else if (fs::exists(path / "config.json", ec)) {
+    found = Runtime::kVllm;
+    what = "a Hugging Face folder";
+  } else if (fs::exists(path, ec)) {
     return Status::NotFound(options.path +
-                            ": no genai_config.json (not an ONNX Runtime GenAI folder)");
+                            ": neither a GGUF file nor a folder with genai_config.json (ONNX "
+                            "Runtime GenAI) or config.json (Hugging Face)");
+  } else {
+    return Status::NotFound(options.path + ": no such file or folder");
   }
+  if (asked == "auto" || asked == RuntimeName(found)) return found;
+  if (found == Runtime::kOnnxGenai) {
+    return Status::InvalidArgument(options.path + " is " + what +
+                                   ", which the onnx-genai runtime serves; the vllm runtime "
+                                   "serves Hugging Face folders and GGUF files");
+  }
+  return Status::InvalidArgument(options.path + " is " + what +
+                                 ", which the vllm runtime serves; the onnx-genai runtime needs "
+                                 "an ONNX Runtime GenAI folder: run `kiln convert " +
+                                 options.path + " <out>` first");
+}
+
+Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& options) {
+  KILN_ASSIGN_OR_RETURN(Runtime runtime, ChooseRuntime(options));
+  const fs::path path(options.path);
+  std::error_code ec;
+  const bool is_gguf = fs::is_regular_file(path, ec);
+  // The folder that holds the tokenizer and configs (a GGUF file holds its own).
+  const fs::path dir = is_gguf ? path.parent_path() : path;
   std::unique_ptr<ServedModel> m(new ServedModel());
-  m->runtime_ = "onnx-genai";
-  m->id_ = options.served_model_name.empty() ? fs::path(options.path).filename().string()
-                                             : options.served_model_name;
-  if (m->id_.empty()) m->id_ = fs::absolute(dir).parent_path().filename().string();
+  m->runtime_ = RuntimeName(runtime);
+  m->id_ = options.served_model_name;
+  if (m->id_.empty()) {
+    m->id_ = is_gguf ? path.stem().string() : path.filename().string();
+    if (m->id_.empty()) m->id_ = fs::absolute(path).parent_path().filename().string();
+  }
   m->created_ = std::chrono::duration_cast<std::chrono::seconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
 
-  KILN_ASSIGN_OR_RETURN(m->tokenizer_,
-                        text::Tokenizer::FromJsonFile((dir / "tokenizer.json").string()));
+  std::string template_source;
+  std::optional<gguf::GgufFile> gguf_file;
+  if (is_gguf) {
+    KILN_ASSIGN_OR_RETURN(gguf_file, gguf::GgufFile::Open(options.path));
+    KILN_ASSIGN_OR_RETURN(m->tokenizer_, text::Tokenizer::FromGguf(*gguf_file));
+    template_source = gguf_file->GetString("tokenizer.chat_template").value_or("");
+    if (auto bos = m->tokenizer_.bos_id(); bos && m->tokenizer_.IdToToken(*bos)) {
+      m->bos_token_ = *m->tokenizer_.IdToToken(*bos);
+    }
+    if (auto eos = m->tokenizer_.eos_id(); eos && m->tokenizer_.IdToToken(*eos)) {
+      m->eos_token_ = *m->tokenizer_.IdToToken(*eos);
+    }
+  } else {
+    KILN_ASSIGN_OR_RETURN(m->tokenizer_,
+                          text::Tokenizer::FromJsonFile((dir / "tokenizer.json").string()));
+  }
   m->token_bytes_ =
       std::make_shared<text::TokenBytes>(text::TokenBytes::FromTokenizer(m->tokenizer_));
   m->token_masker_ = text::TokenMasker::Create(*m->token_bytes_);
@@ -63,8 +116,7 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   }
 
   // tokenizer_config.json: chat template and the bos/eos strings templates refer to.
-  std::string template_source;
-  if (fs::exists(dir / "tokenizer_config.json", ec)) {
+  if (!is_gguf && fs::exists(dir / "tokenizer_config.json", ec)) {
     const std::string path = (dir / "tokenizer_config.json").string();
     KILN_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     nlohmann::json tc = nlohmann::json::parse(text, nullptr, false);
@@ -83,7 +135,7 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
       }
     }
   }
-  if (template_source.empty() && fs::exists(dir / "chat_template.jinja", ec)) {
+  if (!is_gguf && template_source.empty() && fs::exists(dir / "chat_template.jinja", ec)) {
     KILN_ASSIGN_OR_RETURN(template_source,
                           ReadFileToString((dir / "chat_template.jinja").string()));
   }
@@ -108,7 +160,7 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   }
 
   KILN_ASSIGN_OR_RETURN(m->generation_defaults_,
-                        LoadGenerationDefaults(options.path, options.generation_config));
+                        LoadGenerationDefaults(dir.string(), options.generation_config));
   {
     const GenerationDefaults& d = m->generation_defaults_;
     std::string shown;
@@ -120,19 +172,46 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
             d.source);
   }
 
-  onnx::GenaiExecutorOptions eo;
-  eo.max_model_len = options.max_model_len;
-  eo.max_num_seqs = options.max_num_seqs;
-  eo.device = options.device;
-  eo.intra_op_threads = options.threads;
-  KILN_ASSIGN_OR_RETURN(auto executor, onnx::GenaiExecutor::Load(options.path, eo));
-  m->max_model_len_ = executor->max_model_len();
-  m->eos_ids_ = executor->config().eos_token_ids;
+  std::unique_ptr<engine::Executor> executor;
+  if (runtime == Runtime::kOnnxGenai) {
+    onnx::GenaiExecutorOptions eo;
+    eo.max_model_len = options.max_model_len;
+    eo.max_num_seqs = options.max_num_seqs;
+    eo.device = options.device;
+    eo.intra_op_threads = options.threads;
+    KILN_ASSIGN_OR_RETURN(auto genai, onnx::GenaiExecutor::Load(options.path, eo));
+    m->max_model_len_ = genai->max_model_len();
+    m->eos_ids_ = genai->config().eos_token_ids;
+    LogInfo("loaded " + options.path + " (onnx-genai on " + genai->device() + "): context " +
+            std::to_string(m->max_model_len_) + " tokens, " + std::to_string(options.max_num_seqs) +
+            " sequences, KV cache " + std::to_string(genai->kv_cache_bytes() >> 20) +
+            " MiB reserved");
+    executor = std::move(genai);
+  } else {
+    if (options.device != "cpu") {
+      return Status::Unsupported("the vllm runtime runs on the CPU in this build (--device " +
+                                 options.device + ")");
+    }
+    native::NativeExecutorOptions no;
+    no.max_model_len = options.max_model_len;
+    no.threads = options.threads;
+    no.kv_cache_bytes = options.kv_cache_bytes;
+    KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
+    m->max_model_len_ = native->max_model_len();
+    for (int64_t id : native->model().config().eos_token_ids) {
+      m->eos_ids_.push_back(static_cast<int32_t>(id));
+    }
+    LogInfo("loaded " + options.path + " (vllm on cpu, " + native::cpu::IsaName(native->isa()) +
+            " " + "kernels, " + std::to_string(native->threads()) + " threads): weights " +
+            native->model().weight_summary() + ", " +
+            std::to_string(native->model().weight_bytes() >> 20) + " MiB; context " +
+            std::to_string(m->max_model_len_) + " tokens; KV cache " +
+            std::to_string(native->kv_cache_bytes() >> 20) + " MiB (" +
+            std::to_string(native->kv_geometry().num_blocks) + " blocks of " +
+            std::to_string(native->kv_geometry().block_size) + " tokens)");
+    executor = std::move(native);
+  }
   if (m->eos_ids_.empty() && m->tokenizer_.eos_id()) m->eos_ids_.push_back(*m->tokenizer_.eos_id());
-  LogInfo("loaded " + options.path + " (onnx-genai on " + executor->device() + "): context " +
-          std::to_string(m->max_model_len_) + " tokens, " + std::to_string(options.max_num_seqs) +
-          " sequences, KV cache " + std::to_string(executor->kv_cache_bytes() >> 20) +
-          " MiB reserved");
   engine::EngineConfig ec_config;
   ec_config.max_model_len = m->max_model_len_;
   ec_config.eos_token_ids = m->eos_ids_;

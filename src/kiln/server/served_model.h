@@ -19,8 +19,18 @@
 
 namespace kiln::server {
 
+// The generative runtimes: onnx-genai runs ONNX Runtime GenAI folders; vllm (the native paged
+// engine) runs Hugging Face folders and GGUF files.
+enum class Runtime { kOnnxGenai, kVllm };
+const char* RuntimeName(Runtime runtime);  // "onnx-genai", "vllm"
+
 struct ModelOptions {
-  std::string path;               // an ONNX Runtime GenAI folder
+  // An ONNX Runtime GenAI folder, a Hugging Face folder (config.json + safetensors) or a GGUF
+  // file.
+  std::string path;
+  // "auto" (from the files), "onnx-genai" or "vllm"; a runtime that cannot serve the files is
+  // an error saying which does.
+  std::string runtime = "auto";
   std::string served_model_name;  // default: the folder's name
   int64_t max_model_len = 0;      // 0: the model's context length, at most 4096
   int32_t max_num_seqs = 16;
@@ -29,11 +39,15 @@ struct ModelOptions {
   // Requests that may wait for a free sequence slot at once; more get 429. 0: no limit.
   int64_t max_queued_requests = 256;
   std::string device = "cpu";
-  int threads = 0;  // ONNX Runtime intra-op threads; 0: one per core
+  int threads = 0;  // compute threads (ONNX Runtime intra-op, or the native pool); 0: per core
+  int64_t kv_cache_bytes = 0;  // vllm runtime: KV cache size; 0: 1 GiB
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
   // (generation_defaults.h).
   std::string generation_config = "auto";
 };
+
+// Which runtime serves options.path (what options.runtime asks, checked against the files).
+Result<Runtime> ChooseRuntime(const ModelOptions& options);
 
 class ServedModel {
  public:

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Kiln's vllm runtime against llama.cpp's server on the same GGUF file, with Kiln's onnx-genai
+runtime on the default folder beside them, in one run.
+
+Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt
+(a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8 and
+32 streamed requests in flight, and each server's peak resident memory. All three are HTTP
+servers on loopback driven by the same client code: `kiln serve` (twice: the GGUF file with
+`--runtime vllm`, and the default GenAI folder) and llama.cpp's own server (the `xllamacpp`
+wheel, in its own process, with as many slots as the highest concurrency, each slot the same
+context as Kiln's max model length, the same thread count). Decode rates are (tokens - 1) over
+the span from first to last token on every side.
+
+Each measurement is taken from every server in turn, --repeats times, the order rotating, so
+drift on a shared machine falls on all alike; a figure is the median of its repeats and a ratio
+the median of per-repeat ratios. It waits for the load average to fall below the core count
+before each measurement (exits 2 when it does not) and prints the load before and after.
+
+  python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
+                               [--concurrency 8,32] [--repeats 3]
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import cpu_description, wait_for_quiet  # noqa: E402
+from kiln_server import KilnServer, free_port  # noqa: E402
+from serve_bench import concurrent_streams, stream_completion  # noqa: E402
+
+LLAMA = r"""
+import json, sys, time
+import xllamacpp
+spec = json.loads(sys.argv[1])
+p = xllamacpp.CommonParams()
+p.model.path = spec["gguf"]
+p.n_parallel = spec["slots"]
+p.n_ctx = spec["max_length"] * spec["slots"]  # split evenly between the slots
+p.cpuparams.n_threads = spec["threads"]
+p.cpuparams_batch.n_threads = spec["threads"]
+p.port = spec["port"]
+p.alias = "smollm2"
+server = xllamacpp.Server(p)
+print(server.listening_address, flush=True)
+sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    def __init__(self, name, port, pid):
+        self.name, self.port, self.pid = name, port, pid
+        self.ttft_calls = 0
+
+    def measure(self, what, spec, n=1):
+        if what == "decode":
+            _, first, last, count = stream_completion(self.port, spec["short"][0], spec["tokens"])
+            return (count - 1) / (last - first)
+        if what == "ttft":
+            prompt = spec["long"][self.ttft_calls % len(spec["long"])]
+            self.ttft_calls += 1
+            start, first, _, _ = stream_completion(self.port, prompt, 1)
+            return first - start
+        start = time.perf_counter()
+        tokens = concurrent_streams(self.port, spec["short"][:n], spec["tokens"])
+        return tokens / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    home = pathlib.Path(os.environ.get("KILN_HOME", pathlib.Path.home() / ".kiln"))
+    cache = pathlib.Path(os.environ.get("KILN_CACHE", pathlib.Path.home() / ".cache" / "kiln"))
+    build = pathlib.Path(os.environ.get("KILN_BUILD_DIR", ROOT / "build"))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", type=pathlib.Path,
+                    default=cache / "models" / "smollm2-135m-instruct-0.1.2.Q4_1.gguf")
+    ap.add_argument("--folder", type=pathlib.Path,
+                    default=home / "models" / "smollm2-135m-instruct")
+    ap.add_argument("--kiln", type=pathlib.Path, default=build / "src" / "kiln" / "kiln")
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--concurrency", default="8,32")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-wait", type=int, default=300)
+    args = ap.parse_args(argv)
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(args.folder / "tokenizer.json"))
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    most = max(concurrency)
+    topics = ["the sea", "a city at night", "an old library", "the first snow", "a robot",
+              "a long train ride", "the desert", "a lighthouse", "a market", "the mountains",
+              "a garden", "the moon", "a storm", "a forest", "a bakery", "an island"]
+    short = [tok.encode(f"Write a short story about {topics[i % len(topics)]}, part {i}.").ids
+             for i in range(most)]
+    text = " ".join(f"Paragraph {i}: the committee reviewed the budget, the schedule and the "
+                    "staffing plan, and asked for a revised estimate." for i in range(200))
+    long = [tok.encode(f"Report {r}. " + text).ids[:512] for r in range(args.repeats * 2)]
+    threads = os.cpu_count()
+    spec = {"short": short, "long": long, "tokens": args.tokens, "max_length": 1024}
+
+    cores = os.cpu_count()
+    before = wait_for_quiet(args.max_wait)
+    print("Kiln vllm runtime vs llama.cpp server (same GGUF) and Kiln onnx-genai (default folder)")
+    print(f"CPU: {cpu_description()}")
+    print(f"load average before: {before:.2f} ({cores} cores)")
+    print(f"GGUF: {args.gguf}\nfolder: {args.folder}\nthreads: {threads} on every side, "
+          f"max model length {spec['max_length']}, {most} sequences/slots")
+
+    common = ["--max-model-len", spec["max_length"], "--max-num-seqs", most, "--threads", threads]
+    vllm = KilnServer(args.kiln, args.gguf, "--runtime", "vllm", *common)
+    genai = KilnServer(args.kiln, args.folder, *common)
+    port = free_port()
+    llama_proc = subprocess.Popen(
+        [sys.executable, "-c", LLAMA, json.dumps({"gguf": str(args.gguf), "slots": most,
+                                                  "max_length": spec["max_length"],
+                                                  "threads": threads, "port": port})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    llama_proc.stdout.readline()
+    deadline = time.time() + 60
+    servers = [Server("kiln-vllm", vllm.port, vllm.proc.pid),
+               Server("llama.cpp", port, llama_proc.pid),
+               Server("kiln-onnx", genai.port, genai.proc.pid)]
+    while True:  # llama.cpp's server loads the model after it starts listening
+        try:
+            stream_completion(port, short[0], 2)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        for s in servers:  # warm-up: every slot once
+            concurrent_streams(s.port, short[:most], 4)
+        rows = [("single-stream decode (tokens/s)", "decode", 1, True),
+                ("time to first token, 512-token prompt (s)", "ttft", 1, False)]
+        rows += [(f"aggregate at {c} concurrent, streamed (tokens/s)", "aggregate", c, True)
+                 for c in concurrency]
+        results = []
+        for label, what, n, higher in rows:
+            values = {s.name: [] for s in servers}
+            for repeat in range(args.repeats):
+                order = servers[repeat % 3:] + servers[:repeat % 3]
+                for s in order:
+                    wait_for_quiet(args.max_wait)
+                    values[s.name].append(s.measure(what, spec, n))
+            results.append((label, higher, values))
+        rss = {s.name: peak_rss_mib(s.pid) for s in servers}
+    finally:
+        vllm.stop()
+        genai.stop()
+        llama_proc.stdin.close()
+        llama_proc.wait(timeout=60)
+    after = os.getloadavg()[0]
+
+    def ratio(values, a, b, higher):
+        rs = [x / y if higher else y / x for x, y in zip(values[a], values[b])]
+        return statistics.median(rs)
+
+    print(f"{'measure':44s} {'kiln-vllm':>10s} {'llama.cpp':>10s} {'kiln-onnx':>10s} "
+          f"{'vs llama':>9s} {'vs onnx':>8s}")
+    for label, higher, values in results:
+        med = {k: statistics.median(v) for k, v in values.items()}
+        print(f"{label:44s} {med['kiln-vllm']:10.3f} {med['llama.cpp']:10.3f} "
+              f"{med['kiln-onnx']:10.3f} {ratio(values, 'kiln-vllm', 'llama.cpp', higher):8.2f}x "
+              f"{ratio(values, 'kiln-vllm', 'kiln-onnx', higher):7.2f}x")
+    print(f"{'peak resident memory (MiB)':44s} {rss['kiln-vllm']:10.0f} {rss['llama.cpp']:10.0f} "
+          f"{rss['kiln-onnx']:10.0f}")
+    print("(ratios > 1 mean Kiln's vllm runtime is better; for time to first token the ratio is "
+          "other/kiln; medians of the repeats)")
+    print(f"load average after: {after:.2f} ({cores} cores)")
+    if after > cores:
+        print("INVALID RUN: load exceeded the core count by the end")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

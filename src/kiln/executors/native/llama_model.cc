@@ -1,0 +1,468 @@
+#include "kiln/executors/native/llama_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <numbers>
+
+#include "kiln/formats/gguf.h"
+#include "kiln/formats/gguf_to_hf.h"
+#include "kiln/formats/safetensors.h"
+
+namespace kiln::native {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::optional<cpu::WeightType> KernelType(gguf::TensorType type) {
+  switch (type) {
+    case gguf::TensorType::kF32:
+      return cpu::WeightType::kF32;
+    case gguf::TensorType::kQ8_0:
+      return cpu::WeightType::kQ8_0;
+    case gguf::TensorType::kQ4_0:
+      return cpu::WeightType::kQ4_0;
+    case gguf::TensorType::kQ4_1:
+      return cpu::WeightType::kQ4_1;
+    default:
+      return std::nullopt;
+  }
+}
+
+gguf::TensorType GgufType(cpu::WeightType type) {
+  switch (type) {
+    case cpu::WeightType::kQ8_0:
+      return gguf::TensorType::kQ8_0;
+    case cpu::WeightType::kQ4_0:
+      return gguf::TensorType::kQ4_0;
+    case cpu::WeightType::kQ4_1:
+      return gguf::TensorType::kQ4_1;
+    case cpu::WeightType::kF32:
+      break;
+  }
+  return gguf::TensorType::kF32;
+}
+
+// transformers' rotary frequencies (in f32), with the rope_scaling types Kiln supports.
+Result<std::vector<float>> InverseFrequencies(const formats::ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) {
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
+  }
+  if (!c.rope_scaling) return inv;
+  const formats::RopeScaling& s = *c.rope_scaling;
+  const float factor = static_cast<float>(s.factor);
+  if (s.rope_type == "linear") {
+    for (float& f : inv) f /= factor;
+  } else if (s.rope_type == "llama3") {
+    const float low = static_cast<float>(s.low_freq_factor.value_or(1.0));
+    const float high = static_cast<float>(s.high_freq_factor.value_or(4.0));
+    const float old_len = static_cast<float>(s.original_max_position_embeddings.value_or(8192));
+    const float low_wavelen = old_len / low;
+    const float high_wavelen = old_len / high;
+    for (float& f : inv) {
+      const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+      float scaled = wavelen > low_wavelen ? f / factor : f;
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        const float smooth = (old_len / wavelen - low) / (high - low);
+        scaled = (1.0f - smooth) * scaled / factor + smooth * scaled;
+      }
+      f = scaled;
+    }
+  } else if (s.rope_type != "default") {
+    return Status::Unsupported("rope_scaling type \"" + s.rope_type +
+                               "\" (the native runtime has default, linear and llama3)");
+  }
+  return inv;
+}
+
+}  // namespace
+
+// Reads tensors by their transformers names from either source.
+class LlamaModel::Loader {
+ public:
+  static Result<Loader> Open(const std::string& path) {
+    Loader l;
+    l.path_ = path;
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) {
+      KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
+      l.gguf_ = std::make_shared<gguf::GgufFile>(std::move(file));
+      for (const gguf::TensorInfo& t : l.gguf_->tensors()) {
+        auto name = formats::HfTensorNameForGguf(t.name);
+        if (!name.ok()) return name.status();
+        l.gguf_index_[*name] = &t;
+      }
+    } else {
+      KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsModel m,
+                            safetensors::SafetensorsModel::OpenFolder(path));
+      l.st_ = std::make_shared<safetensors::SafetensorsModel>(std::move(m));
+    }
+    return l;
+  }
+
+  bool is_gguf() const { return gguf_ != nullptr; }
+  const gguf::GgufFile& gguf() const { return *gguf_; }
+  std::shared_ptr<const void> keep_alive() const {
+    if (gguf_) return gguf_;
+    return st_;
+  }
+
+  bool Has(const std::string& name) const {
+    return gguf_ ? gguf_index_.count(name) > 0 : st_->Find(name) != nullptr;
+  }
+
+  // A [rows, cols] matrix as the kernels read it: in place where the kernels take the stored
+  // type, else widened to f32 into a buffer kept by `model`.
+  Result<cpu::WeightMatrix> Matrix(const std::string& name, int64_t rows, int64_t cols,
+                                   LlamaModel* model) const {
+    cpu::WeightMatrix m;
+    m.rows = rows;
+    m.cols = cols;
+    if (gguf_) {
+      auto it = gguf_index_.find(name);
+      if (it == gguf_index_.end()) return Missing(name);
+      const gguf::TensorInfo& t = *it->second;
+      if (t.dims.size() != 2 || static_cast<int64_t>(t.dims[0]) != cols ||
+          static_cast<int64_t>(t.dims[1]) != rows) {
+        return Status::InvalidArgument(path_ + ": tensor " + t.name + " is not [" +
+                                       std::to_string(rows) + ", " + std::to_string(cols) + "]");
+      }
+      std::span<const uint8_t> bytes = gguf_->TensorData(t);
+      if (auto type = KernelType(t.type);
+          type && (cols % 32 == 0 || *type == cpu::WeightType::kF32)) {
+        m.type = *type;
+        m.data = bytes.data();
+        model->weight_bytes_ += static_cast<int64_t>(bytes.size());
+        return m;
+      }
+      auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * cols));
+      KILN_RETURN_IF_ERROR(gguf::DequantizeToF32(t.type, bytes, t.n_elements, buffer->data())
+                               .WithContext(path_ + ": tensor " + t.name));
+      return Keep(std::move(buffer), m, model);
+    }
+    const safetensors::TensorView* t = st_->Find(name);
+    if (t == nullptr) return Missing(name);
+    if (t->shape != std::vector<int64_t>{rows, cols}) {
+      return Status::InvalidArgument(path_ + ": tensor " + name + " is not [" +
+                                     std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    }
+    if (std::span<const float> f = t->As<float>(); !f.empty()) {
+      m.data = reinterpret_cast<const uint8_t*>(f.data());
+      model->weight_bytes_ += static_cast<int64_t>(t->data.size());
+      return m;
+    }
+    auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * cols));
+    KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, buffer->data()).WithContext(path_ + ": " + name));
+    return Keep(std::move(buffer), m, model);
+  }
+
+  // A vector of `n` values, in f32.
+  Result<std::vector<float>> Vector(const std::string& name, int64_t n) const {
+    std::vector<float> out(static_cast<size_t>(n));
+    if (gguf_) {
+      auto it = gguf_index_.find(name);
+      if (it == gguf_index_.end()) return Missing(name);
+      const gguf::TensorInfo& t = *it->second;
+      if (static_cast<int64_t>(t.n_elements) != n) {
+        return Status::InvalidArgument(path_ + ": tensor " + t.name + " does not have " +
+                                       std::to_string(n) + " values");
+      }
+      KILN_RETURN_IF_ERROR(
+          gguf::DequantizeToF32(t.type, gguf_->TensorData(t), t.n_elements, out.data())
+              .WithContext(path_ + ": tensor " + t.name));
+      return out;
+    }
+    const safetensors::TensorView* t = st_->Find(name);
+    if (t == nullptr) return Missing(name);
+    if (static_cast<int64_t>(t->n_elements) != n) {
+      return Status::InvalidArgument(path_ + ": tensor " + name + " does not have " +
+                                     std::to_string(n) + " values");
+    }
+    KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, out.data()).WithContext(path_ + ": " + name));
+    return out;
+  }
+
+ private:
+  Status Missing(const std::string& name) const {
+    return Status::InvalidArgument(path_ + ": no tensor " + name);
+  }
+  static cpu::WeightMatrix Keep(std::shared_ptr<std::vector<float>> buffer, cpu::WeightMatrix m,
+                                LlamaModel* model) {
+    m.type = cpu::WeightType::kF32;
+    m.data = reinterpret_cast<const uint8_t*>(buffer->data());
+    model->weight_bytes_ += static_cast<int64_t>(buffer->size() * sizeof(float));
+    model->keep_alive_.push_back(std::move(buffer));
+    return m;
+  }
+
+  std::string path_;
+  std::shared_ptr<gguf::GgufFile> gguf_;
+  std::map<std::string, const gguf::TensorInfo*> gguf_index_;
+  std::shared_ptr<safetensors::SafetensorsModel> st_;
+};
+
+LlamaModel::~LlamaModel() = default;
+
+Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(Loader loader, Loader::Open(path));
+  std::unique_ptr<LlamaModel> m(new LlamaModel());
+  m->keep_alive_.push_back(loader.keep_alive());
+  if (loader.is_gguf()) {
+    KILN_ASSIGN_OR_RETURN(m->config_,
+                          formats::LlamaConfigFromGguf(loader.gguf(), safetensors::Dtype::kF32));
+    // convert_hf_to_gguf.py permutes attn_q/attn_k rows so that each rotary pair is adjacent.
+    m->rope_interleaved_ = true;
+  } else {
+    KILN_ASSIGN_OR_RETURN(m->config_,
+                          formats::LoadHfConfig((fs::path(path) / "config.json").string()));
+  }
+  const formats::ModelConfig& c = m->config_;
+  if (c.hidden_act != "silu") {
+    return Status::Unsupported(path + ": hidden_act " + c.hidden_act +
+                               " (the native runtime's Llama family uses silu)");
+  }
+  if (c.head_dim % 2 != 0) return Status::InvalidArgument(path + ": odd head_dim");
+  KILN_ASSIGN_OR_RETURN(m->inv_freq_, InverseFrequencies(c));
+
+  const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
+  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  const bool qkv_bias = c.model_type == "qwen2" || c.attention_bias;
+  std::map<cpu::WeightType, int64_t> type_counts;
+  auto linear = [&](const std::string& name, int64_t rows, int64_t cols,
+                    bool bias) -> Result<Linear> {
+    Linear l;
+    KILN_ASSIGN_OR_RETURN(l.w, loader.Matrix(name + ".weight", rows, cols, m.get()));
+    ++type_counts[l.w.type];
+    if (bias) {
+      KILN_ASSIGN_OR_RETURN(l.bias, loader.Vector(name + ".bias", rows));
+    }
+    return l;
+  };
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Layer layer;
+    KILN_ASSIGN_OR_RETURN(layer.attn_norm, loader.Vector(p + "input_layernorm.weight", h));
+    KILN_ASSIGN_OR_RETURN(layer.ffn_norm, loader.Vector(p + "post_attention_layernorm.weight", h));
+    KILN_ASSIGN_OR_RETURN(layer.q, linear(p + "self_attn.q_proj", q_dim, h, qkv_bias));
+    KILN_ASSIGN_OR_RETURN(layer.k, linear(p + "self_attn.k_proj", kv_dim, h, qkv_bias));
+    KILN_ASSIGN_OR_RETURN(layer.v, linear(p + "self_attn.v_proj", kv_dim, h, qkv_bias));
+    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "self_attn.o_proj", h, q_dim, c.attention_bias));
+    KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "mlp.gate_proj", inter, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "mlp.up_proj", inter, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "mlp.down_proj", h, inter, c.mlp_bias));
+    m->layers_.push_back(std::move(layer));
+  }
+  KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("model.norm.weight", h));
+  KILN_ASSIGN_OR_RETURN(m->embed_,
+                        loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m.get()));
+  if (loader.Has("lm_head.weight")) {
+    KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("lm_head.weight", c.vocab_size, h, m.get()));
+  } else {
+    m->lm_head_ = m->embed_;  // tied
+  }
+  auto most = std::max_element(type_counts.begin(), type_counts.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);
+  m->weight_summary_ += ", output " + std::string(cpu::WeightTypeName(m->lm_head_.type));
+  return m;
+}
+
+int64_t LlamaModel::kv_bytes_per_token() const {
+  return 2 * config_.num_hidden_layers * config_.num_key_value_heads * config_.head_dim *
+         static_cast<int64_t>(sizeof(float));
+}
+
+void LlamaModel::AllocateKvCache(int64_t num_blocks, int32_t block_size, int64_t max_positions) {
+  block_size_ = block_size;
+  const size_t floats =
+      static_cast<size_t>(num_blocks) * block_size * config_.num_key_value_heads * config_.head_dim;
+  k_cache_.clear();
+  v_cache_.clear();
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    k_cache_.push_back(std::make_unique_for_overwrite<float[]>(floats));
+    v_cache_.push_back(std::make_unique_for_overwrite<float[]>(floats));
+  }
+  // Angles as transformers computes them: position times inverse frequency, in f32.
+  max_positions_ = max_positions;
+  const int64_t half = config_.head_dim / 2;
+  rope_cos_.resize(static_cast<size_t>(max_positions * half));
+  rope_sin_.resize(rope_cos_.size());
+  for (int64_t p = 0; p < max_positions; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      float angle = static_cast<float>(p) * inv_freq_[i];
+      rope_cos_[p * half + i] = std::cos(angle);
+      rope_sin_[p * half + i] = std::sin(angle);
+    }
+  }
+}
+
+void LlamaModel::EmbedRow(int32_t token, float* out) const {
+  const int64_t h = config_.hidden_size;
+  const uint8_t* row = embed_.data + static_cast<size_t>(token) * cpu::RowBytes(embed_.type, h);
+  if (embed_.type == cpu::WeightType::kF32) {
+    std::memcpy(out, row, static_cast<size_t>(h) * sizeof(float));
+    return;
+  }
+  // Cannot fail: the type and length were checked at load.
+  (void)gguf::DequantizeToF32(GgufType(embed_.type), {row, cpu::RowBytes(embed_.type, h)},
+                              static_cast<uint64_t>(h), out);
+}
+
+void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float* out,
+                         int64_t rows) const {
+  const int64_t h = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * h;
+    double sum = 0;
+    for (int64_t i = 0; i < h; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(sum / h) + eps);
+    for (int64_t i = 0; i < h; ++i) out[r * h + i] = weight[i] * (xr[i] * inv);
+  }
+}
+
+void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout) const {
+  const int64_t hd = config_.head_dim, half = hd / 2;
+  for (int64_t t = 0; t < layout.num_tokens(); ++t) {
+    const float* cs = &rope_cos_[layout.positions[t] * half];
+    const float* sn = &rope_sin_[layout.positions[t] * half];
+    for (int64_t hh = 0; hh < heads; ++hh) {
+      float* v = x + (t * heads + hh) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        // Pairs (i, i + half) as transformers' rotate_half, or (2i, 2i + 1) in GGUF's order.
+        float& a = rope_interleaved_ ? v[2 * i] : v[i];
+        float& b = rope_interleaved_ ? v[2 * i + 1] : v[i + half];
+        const float x1 = a, x2 = b;
+        a = x1 * cs[i] - x2 * sn[i];
+        b = x2 * cs[i] + x1 * sn[i];
+      }
+    }
+  }
+}
+
+void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, float* y,
+                         cpu::ThreadPool& pool, cpu::Isa isa) {
+  cpu::MatMul(pool, isa, linear.w, x, rows, linear.w.cols, y, linear.w.rows, &scratch_);
+  if (linear.bias.empty()) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < linear.w.rows; ++i) y[r * linear.w.rows + i] += linear.bias[i];
+  }
+}
+
+void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
+                           cpu::Isa isa) {
+  const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
+  const int64_t hd = config_.head_dim, q_dim = heads * hd, kv_dim = kv_heads * hd;
+  const int64_t group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t window = config_.sliding_window.value_or(0);
+  const float* k_cache = k_cache_[layer].get();
+  const float* v_cache = v_cache_[layer].get();
+  int32_t longest = 0;
+  for (int32_t len : layout.seq_lens) longest = std::max(longest, len);
+  // One task per (token, head); each reads its keys and values in position order, so its
+  // result is the same whatever else the step holds.
+  pool.ParallelFor(layout.num_tokens() * heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(longest));
+    std::vector<double> acc(static_cast<size_t>(hd));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t = task / heads, head = task % heads, g = head / group;
+      const float* q = &q_[(t * heads + head) * hd];
+      const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
+                                                  layout.max_blocks_per_seq];
+      const int64_t pos = layout.positions[t];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      auto slot = [&](int64_t p) {
+        return static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
+      };
+      float max_score = -INFINITY;
+      for (int64_t p = first; p <= pos; ++p) {
+        float s = cpu::DotF32(isa, k_cache + slot(p) * kv_dim + g * hd, q, hd) * scale;
+        scores[p - first] = s;
+        max_score = std::max(max_score, s);
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double total = 0;
+      for (int64_t p = first; p <= pos; ++p) {
+        const double w = std::exp(static_cast<double>(scores[p - first] - max_score));
+        total += w;
+        const float* v = v_cache + slot(p) * kv_dim + g * hd;
+        for (int64_t i = 0; i < hd; ++i) acc[i] += w * v[i];
+      }
+      float* out = &att_[(t * heads + head) * hd];
+      for (int64_t i = 0; i < hd; ++i) out[i] = static_cast<float>(acc[i] / total);
+    }
+  });
+  (void)q_dim;
+}
+
+Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& pool, cpu::Isa isa,
+                           std::vector<float>* logits) {
+  const formats::ModelConfig& c = config_;
+  const int64_t n = layout.num_tokens();
+  const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
+  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  for (int32_t p : layout.positions) {
+    if (p >= max_positions_) {
+      return Status::OutOfRange("position " + std::to_string(p) + " is past the " +
+                                std::to_string(max_positions_) + " the cache was sized for");
+    }
+  }
+  x_.resize(n * h);
+  xn_.resize(n * h);
+  q_.resize(n * q_dim);
+  k_.resize(n * kv_dim);
+  v_.resize(n * kv_dim);
+  att_.resize(n * q_dim);
+  gate_.resize(n * inter);
+  up_.resize(n * inter);
+  tmp_.resize(n * h);
+  for (int64_t t = 0; t < n; ++t) EmbedRow(layout.token_ids[t], &x_[t * h]);
+
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& layer = layers_[li];
+    RmsNorm(x_.data(), layer.attn_norm, xn_.data(), n);
+    Project(layer.q, xn_.data(), n, q_.data(), pool, isa);
+    Project(layer.k, xn_.data(), n, k_.data(), pool, isa);
+    Project(layer.v, xn_.data(), n, v_.data(), pool, isa);
+    Rope(q_.data(), c.num_attention_heads, layout);
+    Rope(k_.data(), c.num_key_value_heads, layout);
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t slot = layout.slot_mapping[t];
+      std::memcpy(&k_cache_[li][slot * kv_dim], &k_[t * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(&v_cache_[li][slot * kv_dim], &v_[t * kv_dim], kv_dim * sizeof(float));
+    }
+    Attention(layout, static_cast<int64_t>(li), pool, isa);
+    Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);
+    for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
+
+    RmsNorm(x_.data(), layer.ffn_norm, xn_.data(), n);
+    Project(layer.gate, xn_.data(), n, gate_.data(), pool, isa);
+    Project(layer.up, xn_.data(), n, up_.data(), pool, isa);
+    for (int64_t i = 0; i < n * inter; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    }
+    Project(layer.down, gate_.data(), n, tmp_.data(), pool, isa);
+    for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
+  }
+
+  const int64_t rows = static_cast<int64_t>(layout.logit_rows.size());
+  if (rows == 0) return Status::Ok();
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(&tmp_[r * h], &x_[layout.logit_rows[r] * h], h * sizeof(float));
+  }
+  RmsNorm(tmp_.data(), final_norm_, xn_.data(), rows);
+  const size_t offset = logits->size();
+  logits->resize(offset + static_cast<size_t>(rows * c.vocab_size));
+  cpu::MatMul(pool, isa, lm_head_, xn_.data(), rows, h, logits->data() + offset, c.vocab_size,
+              &scratch_);
+  return Status::Ok();
+}
+
+}  // namespace kiln::native

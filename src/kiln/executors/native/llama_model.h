@@ -1,0 +1,91 @@
+// LlamaModel: the forward pass of the Llama family (llama, mistral, qwen2: grouped-query
+// attention, rotary embeddings with linear or llama3 scaling, SwiGLU, q/k/v biases, tied
+// embeddings) on the native CPU kernels, over a paged KV cache.
+//
+// Weights come from a Hugging Face folder (safetensors; f32 tensors used in place, f16 and bf16
+// widened to f32 at load) or from a GGUF file, whose Q8_0, Q4_0, Q4_1 and f32 tensors are used
+// in place from the file's map and whose other types are dequantized to f32 at load (exact:
+// f32 holds every value those formats can encode).
+//
+// One step computes every token of a StepLayout at once: each matrix multiply covers all of the
+// step's tokens, and attention reads each token's keys and values through its block table, so a
+// token's result does not depend on what else is in the step (the kernels' batch invariance).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/step_layout.h"
+#include "kiln/executors/native/cpu/kernels.h"
+#include "kiln/formats/hf_config.h"
+
+namespace kiln::native {
+
+class LlamaModel {
+ public:
+  // `path`: a Hugging Face folder (config.json + safetensors) or a .gguf file.
+  static Result<std::unique_ptr<LlamaModel>> Load(const std::string& path);
+  ~LlamaModel();
+
+  const formats::ModelConfig& config() const { return config_; }
+  // "Q4_1", "F32", ...: how the layers' weights are held (the most common type), for logs.
+  const std::string& weight_summary() const { return weight_summary_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+  // Bytes of key and value cache per token, all layers (f32).
+  int64_t kv_bytes_per_token() const;
+  // Allocates the KV cache: `num_blocks` blocks of `block_size` tokens, for positions below
+  // `max_positions`. Pages are touched as tokens are written.
+  void AllocateKvCache(int64_t num_blocks, int32_t block_size, int64_t max_positions);
+
+  // Computes the step: writes its tokens' keys and values into the cache and appends one row of
+  // vocab_size logits per entry of layout.logit_rows to `logits`.
+  Status Forward(const engine::StepLayout& layout, cpu::ThreadPool& pool, cpu::Isa isa,
+                 std::vector<float>* logits);
+
+ private:
+  struct Linear {
+    cpu::WeightMatrix w;
+    std::vector<float> bias;  // empty without one
+  };
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm;
+    Linear q, k, v, o, gate, up, down;
+  };
+  class Loader;
+
+  LlamaModel() = default;
+  void EmbedRow(int32_t token, float* out) const;
+  void RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows) const;
+  void Rope(float* x, int64_t heads, const engine::StepLayout& layout) const;
+  void Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
+                 cpu::Isa isa);
+  void Project(const Linear& linear, const float* x, int64_t rows, float* y, cpu::ThreadPool& pool,
+               cpu::Isa isa);
+
+  formats::ModelConfig config_;
+  bool rope_interleaved_ = false;  // GGUF llama: rotary pairs are adjacent (llama.cpp's order)
+  std::string weight_summary_;
+  int64_t weight_bytes_ = 0;
+  std::vector<std::shared_ptr<const void>> keep_alive_;  // maps and buffers the weights point into
+  cpu::WeightMatrix embed_;
+  cpu::WeightMatrix lm_head_;
+  std::vector<float> final_norm_;
+  std::vector<Layer> layers_;
+  std::vector<float> inv_freq_;  // [head_dim / 2]
+
+  // KV cache: per layer, [num_blocks * block_size, kv_heads * head_dim] for keys and for values.
+  int32_t block_size_ = 16;
+  std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;
+  std::vector<float> rope_cos_, rope_sin_;  // [max_positions, head_dim / 2]
+  int64_t max_positions_ = 0;
+
+  // Step buffers, reused.
+  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_, tmp_;
+  cpu::MatMulScratch scratch_;
+};
+
+}  // namespace kiln::native

@@ -1,0 +1,58 @@
+// NativeExecutor: the `vllm` runtime's executor on the CPU. It runs a LlamaModel over a paged KV
+// cache whose blocks the engine's BlockManager hands out (prefix caching shares them), one
+// forward pass per step for all of the step's chunks, prefill and decode together.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kiln/base/status.h"
+#include "kiln/engine/executor.h"
+#include "kiln/engine/step_layout.h"
+#include "kiln/executors/native/cpu/features.h"
+#include "kiln/executors/native/cpu/thread_pool.h"
+#include "kiln/executors/native/llama_model.h"
+
+namespace kiln::native {
+
+struct NativeExecutorOptions {
+  // Longest sequence (prompt + output); 0: the model's max_position_embeddings, at most 8192.
+  int64_t max_model_len = 0;
+  int threads = 0;  // compute threads, the engine's own included; 0: one per core
+  int32_t block_size = 16;
+  // Bytes for the KV cache; 0: 1 GiB, raised to hold at least one max_model_len sequence.
+  int64_t kv_cache_bytes = 0;
+};
+
+class NativeExecutor : public engine::Executor {
+ public:
+  // `path`: a Hugging Face folder or a GGUF file.
+  static Result<std::unique_ptr<NativeExecutor>> Load(const std::string& path,
+                                                      const NativeExecutorOptions& options);
+
+  engine::KvCacheGeometry kv_geometry() const override { return geometry_; }
+  int64_t vocab_size() const override { return model_->config().vocab_size; }
+  Status Execute(const engine::SchedulerStep& step, std::vector<float>* logits) override;
+
+  const LlamaModel& model() const { return *model_; }
+  int64_t max_model_len() const { return max_model_len_; }
+  int64_t kv_cache_bytes() const {
+    return static_cast<int64_t>(geometry_.num_blocks) * geometry_.block_size *
+           model_->kv_bytes_per_token();
+  }
+  int threads() const { return pool_->num_threads(); }
+  cpu::Isa isa() const { return isa_; }
+
+ private:
+  NativeExecutor() = default;
+
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  cpu::Isa isa_ = cpu::Isa::kPortable;
+  engine::KvCacheGeometry geometry_;
+  int64_t max_model_len_ = 0;
+  engine::StepLayout layout_;
+};
+
+}  // namespace kiln::native

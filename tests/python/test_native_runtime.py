@@ -1,0 +1,153 @@
+"""The vllm runtime (Kiln's native paged engine) against references: its logits against a numpy
+forward pass of the same Hugging Face folder, through chunked prefill and decode; its greedy
+tokens on the default GGUF against llama.cpp's on the same file."""
+import pathlib
+import subprocess
+
+import gguf
+import numpy as np
+import pytest
+import tokenizers
+import xllamacpp
+
+from kiln_server import KilnServer
+from near_tie import check_near_ties
+from reference_llama import LlamaModel
+from test_import import PROMPTS, _prompt_ids as prompt_ids
+
+TEXT = pathlib.Path("/usr/share/common-licenses/GPL-3").read_text()
+
+
+@pytest.fixture(scope="module")
+def hf_f32(tool, smollm2_gguf, smollm2_hf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("native_f32")
+    subprocess.run([tool("formats_gguf_to_hf"), smollm2_gguf, out, "f32"], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_ids(smollm2_hf):
+    tok = tokenizers.Tokenizer.from_file(str(smollm2_hf / "tokenizer.json"))
+    return tok.encode(TEXT).ids
+
+
+def native_logits(tool, model, ids, tmp_path, chunk=None, decode=0):
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(" ".join(map(str, ids)))
+    out = tmp_path / "logits.bin"
+    args = [tool("native_logits"), str(model), str(ids_file), str(out),
+            str(chunk or len(ids)), str(decode)]
+    res = subprocess.run(args, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    generated = [int(t) for t in res.stdout.split()]
+    return np.fromfile(out, dtype=np.float32), generated
+
+
+def assert_same_top1(got, want, tolerance=1e-3):
+    """Same argmax in every row whose reference top two differ by more than twice the tolerance
+    (closer ones may swap within it); at least 95% of rows must be that clear."""
+    top2 = np.sort(want, axis=-1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * tolerance
+    assert clear.mean() >= 0.95
+    np.testing.assert_array_equal(got.argmax(-1)[clear], want.argmax(-1)[clear])
+
+
+@pytest.mark.parametrize("length,chunk", [(1, None), (7, 3), (100, None), (2000, 512)])
+def test_f32_logits_match_numpy_reference(tool, hf_f32, text_ids, tmp_path, length, chunk):
+    ids = text_ids[:length]
+    assert len(ids) == length
+    decode = 4
+    rows, generated = native_logits(tool, hf_f32, ids, tmp_path, chunk, decode)
+    # Row i scores the token after (ids + generated)[:i + 1]: the prompt's rows, then one per
+    # decode step.
+    want = LlamaModel(hf_f32).all_logits(ids + generated)
+    got = rows.reshape(-1, want.shape[1])
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-3
+    assert_same_top1(got, want)
+    # Each decoded token was the greedy choice of the row before it.
+    assert generated == list(got[length - 1:-1].argmax(-1))
+
+
+def test_bf16_folder_logits_match_numpy_reference(tool, smollm2_hf, text_ids, tmp_path):
+    ids = text_ids[:300]
+    rows, _ = native_logits(tool, smollm2_hf, ids, tmp_path, 128)
+    want = LlamaModel(smollm2_hf).all_logits(ids)
+    got = rows.reshape(want.shape)
+    assert np.abs(got - want).max() <= 1e-3
+    assert_same_top1(got, want)
+
+
+@pytest.fixture(scope="module")
+def gguf_server(kiln_bin, smollm2_gguf):
+    server = KilnServer(kiln_bin, smollm2_gguf, "--runtime", "vllm")
+    yield server
+    server.stop()
+
+
+def test_runtime_is_chosen_from_the_files(kiln_bin, smollm2_gguf, smollm2_genai, tmp_path):
+    for model, runtime, expected in [(smollm2_gguf, "onnx-genai", "which the vllm runtime serves"),
+                                     (smollm2_genai, "vllm", "which the onnx-genai runtime serves")]:
+        res = subprocess.run([kiln_bin, "serve", "--model", str(model), "--runtime", runtime,
+                              "--port", "0"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1
+        assert expected in res.stderr
+
+
+def test_gguf_served_by_vllm_runtime_answers_chat(gguf_server):
+    models = gguf_server.client().models.list()
+    assert [m.id for m in models.data] == ["smollm2"]
+    reply = gguf_server.client().chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Name the capital of France."}],
+        max_tokens=20, temperature=0)
+    assert "Paris" in reply.choices[0].message.content
+    # Streamed, the same text.
+    stream = gguf_server.client().chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Name the capital of France."}],
+        max_tokens=20, temperature=0, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == reply.choices[0].message.content
+
+
+def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2_gguf):
+    """The GGUF's own Q4_1/Q8_0 blocks through Kiln's kernels against llama.cpp's on the same
+    file: 16 greedy tokens for each of 24 prompts, equal or diverging only at a near-tie (both
+    sides quantize activations to 8 bits, in different orders)."""
+    reader = gguf.GGUFReader(smollm2_gguf)
+    prompts = prompt_ids(reader)
+    eos = int(reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0])
+    params = xllamacpp.CommonParams()
+    params.model.path = str(smollm2_gguf)
+    params.n_ctx = 512
+    params.n_parallel = 1
+    params.cpuparams.n_threads = 2
+    params.cpuparams_batch.n_threads = 2
+    params.warmup = False
+    llama = xllamacpp.Server(params)
+    client = gguf_server.client()
+    theirs, ours = [], []
+    for ids in prompts:
+        res = llama.handle_completions({"prompt": ids, "n_predict": 16, "temperature": 0,
+                                        "n_probs": 5, "cache_prompt": False})
+        content = res["choices"][0]["logprobs"]["content"]
+        # llama.cpp lists the end token it stopped at; an OpenAI completion's logprobs do not.
+        if content and content[-1]["id"] == eos:
+            content = content[:-1]
+        theirs.append({"tokens": [c["id"] for c in content],
+                       "logprobs": [[c["logprob"], [[t["id"], t["logprob"]]
+                                                    for t in c["top_logprobs"]]]
+                                    for c in content]})
+        reply = client.completions.create(model="smollm2", prompt=ids, max_tokens=16,
+                                          temperature=0, logprobs=5,
+                                          extra_body={"return_tokens_as_token_ids": True})
+        lp = reply.choices[0].logprobs
+        ids_out = [int(t.removeprefix("token_id:")) for t in lp.tokens]
+        ours.append({"tokens": ids_out,
+                     "logprobs": [[lp.token_logprobs[j],
+                                   [[int(t.removeprefix("token_id:")), v]
+                                    for t, v in lp.top_logprobs[j].items()]]
+                                  for j in range(len(ids_out))]})
+    assert len(prompts) >= 20
+    diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))
+    print(f"{len(prompts) - diverged} of {len(prompts)} greedy runs equal llama.cpp's")
