@@ -46,7 +46,6 @@ p.n_ctx = spec["max_length"] * spec["slots"]  # split evenly between the slots
 p.cpuparams.n_threads = spec["threads"]
 p.cpuparams_batch.n_threads = spec["threads"]
 p.port = spec["port"]
-p.alias = "smollm2"
 server = xllamacpp.Server(p)
 print(server.listening_address, flush=True)
 sys.stdin.read()  # serve until the benchmark closes our stdin
@@ -126,7 +125,8 @@ def main(argv=None):
         [sys.executable, "-c", LLAMA, json.dumps({"gguf": str(args.gguf), "slots": most,
                                                   "max_length": spec["max_length"],
                                                   "threads": threads, "port": port})],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open("/tmp/native_bench_llama.log", "w"),
+        text=True)
     llama_proc.stdout.readline()
     deadline = time.time() + 60
     servers = [Server("kiln-vllm", vllm.port, vllm.proc.pid),

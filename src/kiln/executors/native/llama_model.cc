@@ -7,6 +7,7 @@
 #include <map>
 #include <numbers>
 
+#include "kiln/executors/native/weight_arena.h"
 #include "kiln/formats/gguf.h"
 #include "kiln/formats/gguf_to_hf.h"
 #include "kiln/formats/safetensors.h"
@@ -88,6 +89,7 @@ class LlamaModel::Loader {
   static Result<Loader> Open(const std::string& path) {
     Loader l;
     l.path_ = path;
+    size_t capacity = 0;
     std::error_code ec;
     if (fs::is_regular_file(path, ec)) {
       KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
@@ -96,21 +98,25 @@ class LlamaModel::Loader {
         auto name = formats::HfTensorNameForGguf(t.name);
         if (!name.ok()) return name.status();
         l.gguf_index_[*name] = &t;
+        // Reserved, not touched: room for either form of each tensor.
+        capacity += std::max<size_t>(t.n_bytes, t.n_elements * sizeof(float)) + 64;
       }
     } else {
       KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsModel m,
                             safetensors::SafetensorsModel::OpenFolder(path));
       l.st_ = std::make_shared<safetensors::SafetensorsModel>(std::move(m));
+      for (const std::string& name : l.st_->TensorNames()) {
+        capacity += l.st_->Find(name)->n_elements * sizeof(float) + 64;
+      }
     }
+    KILN_ASSIGN_OR_RETURN(l.arena_, WeightArena::Create(capacity));
     return l;
   }
 
   bool is_gguf() const { return gguf_ != nullptr; }
   const gguf::GgufFile& gguf() const { return *gguf_; }
-  std::shared_ptr<const void> keep_alive() const {
-    if (gguf_) return gguf_;
-    return st_;
-  }
+  // What the weights live in once loaded: the files' maps are not needed after Load.
+  std::shared_ptr<const void> arena() const { return arena_; }
 
   bool Has(const std::string& name) const {
     return gguf_ ? gguf_index_.count(name) > 0 : st_->Find(name) != nullptr;
@@ -136,14 +142,17 @@ class LlamaModel::Loader {
       if (auto type = KernelType(t.type);
           type && (cols % 32 == 0 || *type == cpu::WeightType::kF32)) {
         m.type = *type;
-        m.data = bytes.data();
-        model->weight_bytes_ += static_cast<int64_t>(bytes.size());
+        KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(bytes.size(), model));
+        std::memcpy(out, bytes.data(), bytes.size());
+        m.data = out;
         return m;
       }
-      auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * cols));
-      KILN_RETURN_IF_ERROR(gguf::DequantizeToF32(t.type, bytes, t.n_elements, buffer->data())
-                               .WithContext(path_ + ": tensor " + t.name));
-      return Keep(std::move(buffer), m, model);
+      KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(t.n_elements * sizeof(float), model));
+      KILN_RETURN_IF_ERROR(
+          gguf::DequantizeToF32(t.type, bytes, t.n_elements, reinterpret_cast<float*>(out))
+              .WithContext(path_ + ": tensor " + t.name));
+      m.data = out;
+      return m;
     }
     const safetensors::TensorView* t = st_->Find(name);
     if (t == nullptr) return Missing(name);
@@ -151,14 +160,11 @@ class LlamaModel::Loader {
       return Status::InvalidArgument(path_ + ": tensor " + name + " is not [" +
                                      std::to_string(rows) + ", " + std::to_string(cols) + "]");
     }
-    if (std::span<const float> f = t->As<float>(); !f.empty()) {
-      m.data = reinterpret_cast<const uint8_t*>(f.data());
-      model->weight_bytes_ += static_cast<int64_t>(t->data.size());
-      return m;
-    }
-    auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * cols));
-    KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, buffer->data()).WithContext(path_ + ": " + name));
-    return Keep(std::move(buffer), m, model);
+    KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(t->n_elements * sizeof(float), model));
+    KILN_RETURN_IF_ERROR(
+        safetensors::ToF32(*t, reinterpret_cast<float*>(out)).WithContext(path_ + ": " + name));
+    m.data = out;
+    return m;
   }
 
   // A vector of `n` values, in f32.
@@ -191,19 +197,18 @@ class LlamaModel::Loader {
   Status Missing(const std::string& name) const {
     return Status::InvalidArgument(path_ + ": no tensor " + name);
   }
-  static cpu::WeightMatrix Keep(std::shared_ptr<std::vector<float>> buffer, cpu::WeightMatrix m,
-                                LlamaModel* model) {
-    m.type = cpu::WeightType::kF32;
-    m.data = reinterpret_cast<const uint8_t*>(buffer->data());
-    model->weight_bytes_ += static_cast<int64_t>(buffer->size() * sizeof(float));
-    model->keep_alive_.push_back(std::move(buffer));
-    return m;
+  Result<uint8_t*> Allocate(size_t bytes, LlamaModel* model) const {
+    uint8_t* out = arena_->Allocate(bytes);
+    if (out == nullptr) return Status::Internal(path_ + ": the weights outgrew their arena");
+    model->weight_bytes_ += static_cast<int64_t>(bytes);
+    return out;
   }
 
   std::string path_;
   std::shared_ptr<gguf::GgufFile> gguf_;
   std::map<std::string, const gguf::TensorInfo*> gguf_index_;
   std::shared_ptr<safetensors::SafetensorsModel> st_;
+  std::shared_ptr<WeightArena> arena_;
 };
 
 LlamaModel::~LlamaModel() = default;
@@ -211,7 +216,7 @@ LlamaModel::~LlamaModel() = default;
 Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(Loader loader, Loader::Open(path));
   std::unique_ptr<LlamaModel> m(new LlamaModel());
-  m->keep_alive_.push_back(loader.keep_alive());
+  m->keep_alive_.push_back(loader.arena());
   if (loader.is_gguf()) {
     KILN_ASSIGN_OR_RETURN(m->config_,
                           formats::LlamaConfigFromGguf(loader.gguf(), safetensors::Dtype::kF32));

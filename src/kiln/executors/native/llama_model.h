@@ -70,7 +70,7 @@ class LlamaModel {
   bool rope_interleaved_ = false;  // GGUF llama: rotary pairs are adjacent (llama.cpp's order)
   std::string weight_summary_;
   int64_t weight_bytes_ = 0;
-  std::vector<std::shared_ptr<const void>> keep_alive_;  // maps and buffers the weights point into
+  std::vector<std::shared_ptr<const void>> keep_alive_;  // the arena the weights live in
   cpu::WeightMatrix embed_;
   cpu::WeightMatrix lm_head_;
   std::vector<float> final_norm_;
