@@ -2,10 +2,10 @@
 // attention, rotary embeddings with linear or llama3 scaling, SwiGLU, q/k/v biases, tied
 // embeddings) on the native CPU kernels, over a paged KV cache.
 //
-// Weights come from a Hugging Face folder (safetensors; f32 tensors used in place, f16 and bf16
-// widened to f32 at load) or from a GGUF file, whose Q8_0, Q4_0, Q4_1 and f32 tensors are used
-// in place from the file's map and whose other types are dequantized to f32 at load (exact:
-// f32 holds every value those formats can encode).
+// Weights come from a Hugging Face folder (safetensors; f32 tensors as stored, f16 and bf16
+// widened to f32) or from a GGUF file, whose Q8_0, Q4_0, Q4_1 and f32 tensors keep their blocks
+// and whose other types are dequantized to f32 (exact: f32 holds every value those formats can
+// encode). All of them are copied at load into one WeightArena.
 //
 // One step computes every token of a StepLayout at once: each matrix multiply covers all of the
 // step's tokens, and attention reads each token's keys and values through its block table, so a
