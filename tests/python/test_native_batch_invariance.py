@@ -1,0 +1,35 @@
+"""Batch invariance of the vllm runtime, on each kernel path this CPU runs: random greedy
+requests arriving at random steps of one engine (continuous batching, chunked prefill, prefix
+caching, and with a small KV cache, preemption) each produce exactly the tokens and logprobs
+they produce alone, bit for bit (tests/tools/native_batch.cc)."""
+import os
+import subprocess
+
+import pytest
+
+
+def cpu_paths():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    return ["portable"] + (["avx2"] if {"avx2", "fma", "f16c"} <= set(flags) else [])
+
+
+# (requests, max_num_batched_tokens, KV cache tokens (0: plenty), longest prompt) per path: the
+# portable kernels are several times slower, so they get fewer requests.
+CASES = {"avx2": [(200, 64, 0, 48), (60, 48, 192, 96)],
+         "portable": [(30, 64, 0, 48), (16, 48, 128, 96)]}
+
+
+@pytest.mark.parametrize("path", cpu_paths())
+def test_requests_under_load_equal_their_solo_runs_bit_for_bit(tool, smollm2_gguf, path):
+    for seed, (requests, budget, kv_tokens, longest) in enumerate(CASES[path]):
+        res = subprocess.run([tool("native_batch"), str(smollm2_gguf), str(requests), str(seed),
+                              str(budget), str(kv_tokens), str(longest)],
+                             capture_output=True, text=True,
+                             env={**os.environ, "KILN_CPU_FEATURES": path})
+        print(res.stdout)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"{requests} of {requests} requests identical" in res.stdout
+        if kv_tokens:
+            preemptions = int(res.stdout.split("preemptions ")[1].split(",")[0])
+            assert preemptions > 0, "the small cache was meant to force preemption"
