@@ -8,6 +8,7 @@
 // tokens are decoded one step at a time. <out file> gets float32 rows of vocab_size logits: one
 // per prompt position, then one per decode step. The generated ids go to stdout.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
 
   native::NativeExecutorOptions options;
   options.max_model_len = static_cast<int64_t>(prompt.size()) + decode + 1;
+  if (const char* threads = std::getenv("KILN_NUM_THREADS")) options.threads = std::atoi(threads);
   auto executor = native::NativeExecutor::Load(argv[1], options);
   if (!executor.ok()) {
     std::cerr << executor.status().message() << "\n";

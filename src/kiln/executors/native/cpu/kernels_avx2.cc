@@ -14,6 +14,8 @@
 namespace kiln::native::cpu::avx2 {
 namespace {
 
+constexpr int64_t kPrefetchBytes = 4096;
+
 float LoadHalf(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -128,6 +130,11 @@ void DotRowsImpl(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int64_t k
   int64_t blocks = k / 32;
   int64_t b = 0;
   for (; b + 1 < blocks; b += 2) {
+    // The weights stream from memory once per step; asking for the bytes kPrefetchBytes ahead
+    // (into the next rows, which are contiguous) keeps the loads from stalling where the
+    // hardware prefetcher does not look that far.
+    _mm_prefetch(reinterpret_cast<const char*>(w + b * Format::kBytes + kPrefetchBytes),
+                 _MM_HINT_T0);
     Format::template Step<R>(w + b * Format::kBytes, rows, b, even, even_offset);
     Format::template Step<R>(w + (b + 1) * Format::kBytes, rows, b + 1, odd, odd_offset);
   }
@@ -196,6 +203,10 @@ float DotF32(const float* w, const float* x, int64_t k) {
                    _mm256_setzero_ps()};
   int64_t i = 0;
   for (; i + 32 <= k; i += 32) {
+    // As in DotRowsImpl: a weight row is streamed once, so ask for what follows it early.
+    const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
+    _mm_prefetch(ahead, _MM_HINT_T0);
+    _mm_prefetch(ahead + 64, _MM_HINT_T0);
     for (int j = 0; j < 4; ++j) {
       acc[j] =
           _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
