@@ -362,7 +362,7 @@ void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, flo
 void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                            cpu::Isa isa) {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
-  const int64_t hd = config_.head_dim, q_dim = heads * hd, kv_dim = kv_heads * hd;
+  const int64_t hd = config_.head_dim, kv_dim = kv_heads * hd;
   const int64_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t window = config_.sliding_window.value_or(0);
@@ -374,14 +374,16 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // result is the same whatever else the step holds.
   pool.ParallelFor(layout.num_tokens() * heads, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(longest));
-    std::vector<double> acc(static_cast<size_t>(hd));
+    std::vector<float> acc(static_cast<size_t>(hd));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / heads, head = task % heads, g = head / group;
       const float* q = &q_[(t * heads + head) * hd];
-      const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
-                                                  layout.max_blocks_per_seq];
+      const int32_t* table =
+          &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
+                               layout.max_blocks_per_seq];
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      const int64_t count = pos - first + 1;
       auto slot = [&](int64_t p) {
         return static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
       };
@@ -391,19 +393,22 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         scores[p - first] = s;
         max_score = std::max(max_score, s);
       }
-      std::fill(acc.begin(), acc.end(), 0.0);
-      double total = 0;
+      float total = 0.0f;
+      for (int64_t j = 0; j < count; ++j) {
+        scores[j] = std::exp(scores[j] - max_score);
+        total += scores[j];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = first; p <= pos; ++p) {
-        const double w = std::exp(static_cast<double>(scores[p - first] - max_score));
-        total += w;
+        const float w = scores[p - first];
         const float* v = v_cache + slot(p) * kv_dim + g * hd;
         for (int64_t i = 0; i < hd; ++i) acc[i] += w * v[i];
       }
       float* out = &att_[(t * heads + head) * hd];
-      for (int64_t i = 0; i < hd; ++i) out[i] = static_cast<float>(acc[i] / total);
+      const float inv_total = 1.0f / total;
+      for (int64_t i = 0; i < hd; ++i) out[i] = acc[i] * inv_total;
     }
   });
-  (void)q_dim;
 }
 
 Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& pool, cpu::Isa isa,
