@@ -110,6 +110,16 @@ def test_gguf_served_by_vllm_runtime_answers_chat(gguf_server):
     assert text == reply.choices[0].message.content
 
 
+def as_run(logprobs):
+    """A completion's logprobs (with return_tokens_as_token_ids) as near_tie.py's run."""
+    ids = [int(t.removeprefix("token_id:")) for t in logprobs.tokens]
+    return {"tokens": ids,
+            "logprobs": [[logprobs.token_logprobs[j],
+                          [[int(t.removeprefix("token_id:")), v]
+                           for t, v in logprobs.top_logprobs[j].items()]]
+                         for j in range(len(ids))]}
+
+
 def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2_gguf):
     """The GGUF's own Q4_1/Q8_0 blocks through Kiln's kernels against llama.cpp's on the same
     file: 16 greedy tokens for each of 24 prompts, equal or diverging only at a near-tie (both
@@ -131,9 +141,6 @@ def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2
         res = llama.handle_completions({"prompt": ids, "n_predict": 16, "temperature": 0,
                                         "n_probs": 5, "cache_prompt": False})
         content = res["choices"][0]["logprobs"]["content"]
-        # llama.cpp lists the end token it stopped at; an OpenAI completion's logprobs do not.
-        if content and content[-1]["id"] == eos:
-            content = content[:-1]
         theirs.append({"tokens": [c["id"] for c in content],
                        "logprobs": [[c["logprob"], [[t["id"], t["logprob"]]
                                                     for t in c["top_logprobs"]]]
@@ -141,13 +148,18 @@ def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2
         reply = client.completions.create(model="smollm2", prompt=ids, max_tokens=16,
                                           temperature=0, logprobs=5,
                                           extra_body={"return_tokens_as_token_ids": True})
-        lp = reply.choices[0].logprobs
-        ids_out = [int(t.removeprefix("token_id:")) for t in lp.tokens]
-        ours.append({"tokens": ids_out,
-                     "logprobs": [[lp.token_logprobs[j],
-                                   [[int(t.removeprefix("token_id:")), v]
-                                    for t, v in lp.top_logprobs[j].items()]]
-                                  for j in range(len(ids_out))]})
+        run = as_run(reply.choices[0].logprobs)
+        if reply.choices[0].finish_reason == "stop":
+            # llama.cpp lists the end token it stopped at, an OpenAI completion's logprobs do
+            # not: ask for that position again, with the end token allowed as a plain token.
+            again = client.completions.create(
+                model="smollm2", prompt=ids + run["tokens"], max_tokens=1, temperature=0,
+                logprobs=5, extra_body={"return_tokens_as_token_ids": True, "ignore_eos": True})
+            last = as_run(again.choices[0].logprobs)
+            assert last["tokens"] == [eos]
+            run["tokens"] += last["tokens"]
+            run["logprobs"] += last["logprobs"]
+        ours.append(run)
     assert len(prompts) >= 20
     diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))
     print(f"{len(prompts) - diverged} of {len(prompts)} greedy runs equal llama.cpp's")
