@@ -12,6 +12,9 @@ the same folder for a ratio. The paths:
   int4 (old)   `kiln import` to bf16, then `kiln convert --precision int4`: quantized again
   gguf         `kiln convert model.gguf --precision gguf`: the file's own blocks (the default)
   gguf, acc 0  the same with MatMulNBits accuracy_level 0 (f32 activations)
+  vllm runtime the GGUF file itself, served by Kiln's native runtime (its blocks through Kiln's
+               kernels, activations quantized to 8 bits as llama.cpp does); no onnxruntime-genai
+               figure, as it cannot read the file
 
 Before each measurement it waits (up to --max-wait seconds) for the 1-minute load average to
 fall below the core count, and exits with status 2, the run invalid, when it does not.
@@ -113,12 +116,27 @@ def main(argv=None):
             rows.append((label, size, ppl, k, p, ratio, max(loads)))
             print(f"  measured {label}: max load average before a measurement {max(loads):.2f}",
                   flush=True)
+        # The file itself on the vllm runtime, tokenized as the folders are.
+        loads = [benchlib.wait_for_quiet(args.max_wait)]
+        kiln = Kiln(args.kiln, gguf, spec)
+        try:
+            ppl = perplexity.perplexity(kiln.server.client(timeout=900),
+                                        perplexity.text_ids(work / "path0"))
+            ks = []
+            for _ in range(args.repeats):
+                loads.append(benchlib.wait_for_quiet(args.max_wait))
+                ks.append(kiln.measure("decode"))
+        finally:
+            kiln.close()
+        rows.append(("GGUF file, vllm runtime", gguf.stat().st_size / 1e6, ppl,
+                     statistics.median(ks), None, None, max(loads)))
     reference = rows[0][2]
     print(f"{'path':32s} {'weights MB':>10s} {'perplexity':>10s} {'vs f32':>7s} "
           f"{'kiln tok/s':>10s} {'ort-genai':>9s} {'kiln/peer':>9s}")
     for label, size, ppl, k, p, ratio, _ in rows:
+        peer = f"{p:9.1f} {ratio:8.2f}x" if p else f"{'-':>9s} {'-':>9s}"
         print(f"{label:32s} {size:10.1f} {ppl:10.4f} {100 * (ppl / reference - 1):+6.2f}% "
-              f"{k:10.1f} {p:9.1f} {ratio:8.2f}x")
+              f"{k:10.1f} {peer}")
     print(f"load average after: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     return 0
 
