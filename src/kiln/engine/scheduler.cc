@@ -46,11 +46,22 @@ void Scheduler::Preempt(Sequence* seq, SchedulerStep* step) {
 SchedulerStep Scheduler::Schedule() {
   SchedulerStep step;
   int64_t budget = config_.max_num_batched_tokens;
-  auto cap = [&](int64_t n) {
+  int64_t logit_rows = std::max<int64_t>(config_.max_num_logit_rows, 1);
+  auto cap = [&](const Sequence* seq, int64_t n) {
     if (config_.long_prefill_token_threshold > 0) {
       n = std::min(n, config_.long_prefill_token_threshold);
     }
+    if (seq->needs_prompt_logits && seq->num_computed_tokens < seq->num_prompt_tokens - 1) {
+      n = std::min(n, logit_rows);
+    }
     return std::min(n, budget);
+  };
+  auto take = [&](Sequence* seq, int64_t n) {
+    ScheduledChunk chunk = MakeChunk(seq, n);
+    if (chunk.all_logits) logit_rows -= n;
+    step.chunks.push_back(chunk);
+    step.num_tokens += n;
+    budget -= n;
   };
 
   // Running sequences: decodes (one token behind) first, then the ones still prefilling.
@@ -64,7 +75,7 @@ SchedulerStep Scheduler::Schedule() {
   for (Sequence* seq : order) {
     if (budget <= 0) break;
     if (seq->state != SequenceState::kRunning) continue;  // preempted earlier in this loop
-    int64_t n = cap(seq->num_uncomputed());
+    int64_t n = cap(seq, seq->num_uncomputed());
     if (n <= 0) continue;
     bool scheduled = true;
     while (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
@@ -73,6 +84,7 @@ SchedulerStep Scheduler::Schedule() {
       for (auto it = step.chunks.begin(); it != step.chunks.end(); ++it) {
         if (it->seq == victim) {
           budget += it->count;
+          if (it->all_logits) logit_rows += it->count;
           step.num_tokens -= it->count;
           step.chunks.erase(it);
           break;
@@ -85,9 +97,7 @@ SchedulerStep Scheduler::Schedule() {
       }
     }
     if (!scheduled) continue;
-    step.chunks.push_back(MakeChunk(seq, n));
-    step.num_tokens += n;
-    budget -= n;
+    take(seq, n);
   }
 
   // Waiting sequences, oldest (or most recently preempted) first, unless this step preempted.
@@ -101,7 +111,8 @@ SchedulerStep Scheduler::Schedule() {
     }
     int64_t remaining = seq->num_uncomputed();
     if (!config_.enable_chunked_prefill && remaining > budget) break;
-    int64_t n = cap(remaining);
+    int64_t n = cap(seq, remaining);
+    if (n <= 0) break;  // the step's logit rows are spent
     if (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
       blocks_->Free(&seq->blocks);
       seq->num_computed_tokens = 0;
@@ -113,14 +124,12 @@ SchedulerStep Scheduler::Schedule() {
       prefix_hit_tokens_ += held;
       seq->num_computed_tokens = held;
       seq->num_cached_prompt_tokens = std::min(held, seq->num_prompt_tokens);
-      n = cap(seq->num_uncomputed());
+      n = cap(seq, seq->num_uncomputed());
     }
     waiting_.pop_front();
     running_.push_back(seq);
     seq->state = SequenceState::kRunning;
-    step.chunks.push_back(MakeChunk(seq, n));
-    step.num_tokens += n;
-    budget -= n;
+    take(seq, n);
   }
   return step;
 }

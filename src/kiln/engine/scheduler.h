@@ -22,6 +22,10 @@ struct SchedulerConfig {
   // When > 0, no sequence gets more than this many tokens in one step, so long prompts share
   // steps with others instead of stalling them.
   int64_t long_prefill_token_threshold = 0;
+  // Logit rows one step may return for scored prompts (prompt_logprobs): a chunk that needs
+  // every position's logits is cut to what is left of this, so one long scored prompt costs
+  // rows x vocab floats per step, not its whole length's worth.
+  int64_t max_num_logit_rows = 512;
 };
 
 struct ScheduledChunk {

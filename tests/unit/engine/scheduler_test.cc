@@ -184,5 +184,41 @@ TEST(SchedulerTest, DecodesComeFirstAndBudgetChunksPrefill) {
   EXPECT_FALSE(s2.chunks[1].samples);
 }
 
+TEST(SchedulerTest, ScoredPromptsShareABudgetOfLogitRows) {
+  BlockManager bm(1024, 16, false);
+  SchedulerConfig config;
+  config.max_num_batched_tokens = 2048;
+  config.max_num_logit_rows = 256;
+  Scheduler sched(config, &bm);
+  Sequence scored, other, plain;
+  for (Sequence* s : {&scored, &other, &plain}) {
+    s->tokens.assign(3000, 7);
+    s->num_prompt_tokens = 3000;
+  }
+  scored.needs_prompt_logits = true;
+  other.needs_prompt_logits = true;
+  sched.Add(&scored);
+  sched.Add(&other);
+  sched.Add(&plain);
+  int steps = 0;
+  bool plain_went_along = false;
+  while (scored.num_computed_tokens < 3000 || other.num_computed_tokens < 3000) {
+    SchedulerStep step = sched.Schedule();
+    ASSERT_FALSE(step.empty());
+    int64_t rows = 0;
+    for (const ScheduledChunk& c : step.chunks) {
+      if (c.all_logits) rows += c.count;
+      if (c.seq == &plain) plain_went_along = true;
+    }
+    EXPECT_LE(rows, 256);
+    EXPECT_LE(step.num_tokens, 2048);
+    sched.Complete(step);
+    ASSERT_LT(++steps, 100);
+  }
+  // 6,000 scored positions at 256 a step, while the unscored prompt used the rest of the budget.
+  EXPECT_GE(steps, 6000 / 256);
+  EXPECT_TRUE(plain_went_along);
+}
+
 }  // namespace
 }  // namespace kiln::engine
