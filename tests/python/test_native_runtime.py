@@ -193,3 +193,16 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gg
     finally:
         plain.stop()
     assert cached == computed
+
+
+def test_cuda_requested_without_gpu_kernels_runs_on_the_cpu_with_a_warning(kiln_bin,
+                                                                           smollm2_gguf):
+    s = KilnServer(kiln_bin, smollm2_gguf, "--device", "cuda", "--max-model-len", 256)
+    try:
+        reply = s.client().completions.create(model="smollm2", prompt="Hi", max_tokens=2)
+        assert reply.usage.completion_tokens == 2
+    finally:
+        s.stop()
+    log = s.output()
+    assert "no GPU kernels in this build; running on the CPU" in log
+    assert "(vllm on cpu" in log

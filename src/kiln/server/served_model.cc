@@ -189,8 +189,9 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
     executor = std::move(genai);
   } else {
     if (options.device != "cpu") {
-      return Status::Unsupported("the vllm runtime runs on the CPU in this build (--device " +
-                                 options.device + ")");
+      // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
+      LogWarning("--device " + options.device +
+                 ": the vllm runtime has no GPU kernels in this build; running on the CPU");
     }
     native::NativeExecutorOptions no;
     no.max_model_len = options.max_model_len;
