@@ -47,13 +47,18 @@ gguf::TensorType GgufType(cpu::WeightType type) {
 }
 
 // transformers' rotary frequencies (in f32), with the rope_scaling types Kiln supports.
-Result<std::vector<float>> InverseFrequencies(const formats::ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
+std::vector<float> PlainInverseFrequencies(int64_t head_dim, double theta) {
+  const int64_t half = head_dim / 2;
   std::vector<float> inv(half);
   for (int64_t i = 0; i < half; ++i) {
-    float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    inv[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(theta), exponent);
   }
+  return inv;
+}
+
+Result<std::vector<float>> InverseFrequencies(const formats::ModelConfig& c) {
+  std::vector<float> inv = PlainInverseFrequencies(c.head_dim, c.rope_theta);
   if (!c.rope_scaling) return inv;
   const formats::RopeScaling& s = *c.rope_scaling;
   const float factor = static_cast<float>(s.factor);
@@ -95,9 +100,9 @@ class LlamaModel::Loader {
       KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
       l.gguf_ = std::make_shared<gguf::GgufFile>(std::move(file));
       for (const gguf::TensorInfo& t : l.gguf_->tensors()) {
-        auto name = formats::HfTensorNameForGguf(t.name);
-        if (!name.ok()) return name.status();
-        l.gguf_index_[*name] = &t;
+        // By the file's own name, and by transformers' for the llama tensors that have one.
+        l.gguf_index_[t.name] = &t;
+        if (auto name = formats::HfTensorNameForGguf(t.name); name.ok()) l.gguf_index_[*name] = &t;
         // Reserved, not touched: room for either form of each tensor.
         capacity += std::max<size_t>(t.n_bytes, t.n_elements * sizeof(float)) + 64;
       }
@@ -217,6 +222,11 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(Loader loader, Loader::Open(path));
   std::unique_ptr<LlamaModel> m(new LlamaModel());
   m->keep_alive_.push_back(loader.arena());
+  if (loader.is_gguf() &&
+      loader.gguf().GetString("general.architecture").value_or("") == "gemma3") {
+    KILN_RETURN_IF_ERROR(LoadGemma3(loader, m.get()));
+    return m;
+  }
   if (loader.is_gguf()) {
     KILN_ASSIGN_OR_RETURN(m->config_,
                           formats::LlamaConfigFromGguf(loader.gguf(), safetensors::Dtype::kF32));
@@ -233,6 +243,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
   }
   if (c.head_dim % 2 != 0) return Status::InvalidArgument(path + ": odd head_dim");
   KILN_ASSIGN_OR_RETURN(m->inv_freq_, InverseFrequencies(c));
+  m->attn_scale_ = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
 
   const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
   const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
@@ -260,6 +271,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
     KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "mlp.gate_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "mlp.up_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "mlp.down_proj", h, inter, c.mlp_bias));
+    layer.sliding = c.sliding_window.has_value();
     m->layers_.push_back(std::move(layer));
   }
   KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("model.norm.weight", h));
@@ -275,6 +287,93 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
   m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);
   m->weight_summary_ += ", output " + std::string(cpu::WeightTypeName(m->lm_head_.type));
   return m;
+}
+
+// Gemma 3 as llama.cpp's GGUF conversion writes it: norm weights already hold 1 + w, q/k rows in
+// transformers' order (rotary halves), every sixth layer global and the others sliding-window.
+Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
+  const gguf::GgufFile& g = loader.gguf();
+  auto positive = [&](const std::string& key) -> Result<int64_t> {
+    std::optional<int64_t> v = g.GetInt(key);
+    if (!v || *v <= 0) {
+      return Status::InvalidArgument(g.name() + ": expected a positive integer " + key);
+    }
+    return *v;
+  };
+  formats::ModelConfig& c = m->config_;
+  c.model_type = "gemma3";
+  c.architecture = "Gemma3ForCausalLM";
+  KILN_ASSIGN_OR_RETURN(c.hidden_size, positive("gemma3.embedding_length"));
+  KILN_ASSIGN_OR_RETURN(c.intermediate_size, positive("gemma3.feed_forward_length"));
+  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, positive("gemma3.block_count"));
+  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, positive("gemma3.attention.head_count"));
+  KILN_ASSIGN_OR_RETURN(c.num_key_value_heads, positive("gemma3.attention.head_count_kv"));
+  KILN_ASSIGN_OR_RETURN(c.head_dim, positive("gemma3.attention.key_length"));
+  if (g.GetInt("gemma3.attention.value_length").value_or(c.head_dim) != c.head_dim ||
+      c.num_attention_heads % c.num_key_value_heads != 0 || c.head_dim % 2 != 0) {
+    return Status::Unsupported(g.name() + ": unusual attention shapes for Gemma 3");
+  }
+  KILN_ASSIGN_OR_RETURN(c.max_position_embeddings, positive("gemma3.context_length"));
+  c.rms_norm_eps = g.GetFloat("gemma3.attention.layer_norm_rms_epsilon").value_or(1e-6);
+  c.rope_theta = g.GetFloat("gemma3.rope.freq_base").value_or(1e6);
+  c.sliding_window = g.GetInt("gemma3.attention.sliding_window").value_or(512);
+  c.hidden_act = "gelu_pytorch_tanh";
+  c.tie_word_embeddings = true;
+  if (auto bos = g.GetInt("tokenizer.ggml.bos_token_id")) c.bos_token_id = *bos;
+  if (auto eos = g.GetInt("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*eos);
+  if (auto tokens = g.GetStringArray("tokenizer.ggml.tokens")) {
+    // A chat turn ends with <end_of_turn>, which llama.cpp also treats as an end of generation.
+    auto it = std::find(tokens->begin(), tokens->end(), "<end_of_turn>");
+    if (it != tokens->end()) c.eos_token_ids.push_back(it - tokens->begin());
+  }
+  const gguf::TensorInfo* embd = g.FindTensor("token_embd.weight");
+  if (embd == nullptr || embd->dims.size() != 2) {
+    return Status::InvalidArgument(g.name() + ": no 2-D tensor token_embd.weight");
+  }
+  c.vocab_size = static_cast<int64_t>(embd->dims[1]);
+
+  m->gemma_ = true;
+  m->embed_scale_ = std::sqrt(static_cast<float>(c.hidden_size));
+  m->attn_scale_ = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  m->inv_freq_ = PlainInverseFrequencies(c.head_dim, c.rope_theta);
+  m->local_inv_freq_ =
+      PlainInverseFrequencies(c.head_dim, g.GetFloat("gemma3.rope.freq_base_swa").value_or(1e4));
+  const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
+  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  std::map<cpu::WeightType, int64_t> type_counts;
+  auto linear = [&](const std::string& name, int64_t rows, int64_t cols) -> Result<Linear> {
+    Linear l;
+    KILN_ASSIGN_OR_RETURN(l.w, loader.Matrix(name, rows, cols, m));
+    ++type_counts[l.w.type];
+    return l;
+  };
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    Layer layer;
+    KILN_ASSIGN_OR_RETURN(layer.attn_norm, loader.Vector(p + "attn_norm.weight", h));
+    KILN_ASSIGN_OR_RETURN(layer.q, linear(p + "attn_q.weight", q_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.k, linear(p + "attn_k.weight", kv_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.v, linear(p + "attn_v.weight", kv_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "attn_output.weight", h, q_dim));
+    KILN_ASSIGN_OR_RETURN(layer.q_norm, loader.Vector(p + "attn_q_norm.weight", hd));
+    KILN_ASSIGN_OR_RETURN(layer.k_norm, loader.Vector(p + "attn_k_norm.weight", hd));
+    KILN_ASSIGN_OR_RETURN(layer.post_attn_norm, loader.Vector(p + "post_attention_norm.weight", h));
+    KILN_ASSIGN_OR_RETURN(layer.ffn_norm, loader.Vector(p + "ffn_norm.weight", h));
+    KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "ffn_gate.weight", inter, h));
+    KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "ffn_up.weight", inter, h));
+    KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "ffn_down.weight", h, inter));
+    KILN_ASSIGN_OR_RETURN(layer.post_ffn_norm, loader.Vector(p + "post_ffw_norm.weight", h));
+    layer.sliding = (i + 1) % 6 != 0;  // llama.cpp's pattern for Gemma 3: five local, one global
+    m->layers_.push_back(std::move(layer));
+  }
+  KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("output_norm.weight", h));
+  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("token_embd.weight", c.vocab_size, h, m));
+  m->lm_head_ = m->embed_;
+  auto most = std::max_element(type_counts.begin(), type_counts.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);
+  m->weight_summary_ += ", output " + std::string(cpu::WeightTypeName(m->lm_head_.type));
+  return Status::Ok();
 }
 
 int64_t LlamaModel::kv_bytes_per_token() const {
@@ -297,11 +396,18 @@ void LlamaModel::AllocateKvCache(int64_t num_blocks, int32_t block_size, int64_t
   const int64_t half = config_.head_dim / 2;
   rope_cos_.resize(static_cast<size_t>(max_positions * half));
   rope_sin_.resize(rope_cos_.size());
+  local_cos_.resize(local_inv_freq_.empty() ? 0 : rope_cos_.size());
+  local_sin_.resize(local_cos_.size());
   for (int64_t p = 0; p < max_positions; ++p) {
     for (int64_t i = 0; i < half; ++i) {
       float angle = static_cast<float>(p) * inv_freq_[i];
       rope_cos_[p * half + i] = std::cos(angle);
       rope_sin_[p * half + i] = std::sin(angle);
+      if (!local_inv_freq_.empty()) {
+        float local = static_cast<float>(p) * local_inv_freq_[i];
+        local_cos_[p * half + i] = std::cos(local);
+        local_sin_[p * half + i] = std::sin(local);
+      }
     }
   }
 }
@@ -320,7 +426,7 @@ void LlamaModel::EmbedRow(int32_t token, float* out) const {
 
 void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float* out,
                          int64_t rows) const {
-  const int64_t h = config_.hidden_size;
+  const int64_t h = static_cast<int64_t>(weight.size());
   const float eps = static_cast<float>(config_.rms_norm_eps);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * h;
@@ -331,11 +437,13 @@ void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float
   }
 }
 
-void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout) const {
+void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local) const {
   const int64_t hd = config_.head_dim, half = hd / 2;
+  const std::vector<float>& cos = local && !local_cos_.empty() ? local_cos_ : rope_cos_;
+  const std::vector<float>& sin = local && !local_sin_.empty() ? local_sin_ : rope_sin_;
   for (int64_t t = 0; t < layout.num_tokens(); ++t) {
-    const float* cs = &rope_cos_[layout.positions[t] * half];
-    const float* sn = &rope_sin_[layout.positions[t] * half];
+    const float* cs = &cos[layout.positions[t] * half];
+    const float* sn = &sin[layout.positions[t] * half];
     for (int64_t hh = 0; hh < heads; ++hh) {
       float* v = x + (t * heads + hh) * hd;
       for (int64_t i = 0; i < half; ++i) {
@@ -364,8 +472,8 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
   const int64_t hd = config_.head_dim, kv_dim = kv_heads * hd;
   const int64_t group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t window = config_.sliding_window.value_or(0);
+  const float scale = attn_scale_;
+  const int64_t window = layers_[layer].sliding ? config_.sliding_window.value_or(0) : 0;
   const float* k_cache = k_cache_[layer].get();
   const float* v_cache = v_cache_[layer].get();
   int32_t longest = 0;
@@ -378,9 +486,8 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / heads, head = task % heads, g = head / group;
       const float* q = &q_[(t * heads + head) * hd];
-      const int32_t* table =
-          &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
-                               layout.max_blocks_per_seq];
+      const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
+                                                  layout.max_blocks_per_seq];
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       const int64_t count = pos - first + 1;
@@ -433,6 +540,9 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
   up_.resize(n * inter);
   tmp_.resize(n * h);
   for (int64_t t = 0; t < n; ++t) EmbedRow(layout.token_ids[t], &x_[t * h]);
+  if (embed_scale_ != 1.0f) {
+    for (float& v : x_) v *= embed_scale_;
+  }
 
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& layer = layers_[li];
@@ -440,8 +550,12 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
     Project(layer.q, xn_.data(), n, q_.data(), pool, isa);
     Project(layer.k, xn_.data(), n, k_.data(), pool, isa);
     Project(layer.v, xn_.data(), n, v_.data(), pool, isa);
-    Rope(q_.data(), c.num_attention_heads, layout);
-    Rope(k_.data(), c.num_key_value_heads, layout);
+    if (gemma_) {
+      RmsNorm(q_.data(), layer.q_norm, q_.data(), n * c.num_attention_heads);
+      RmsNorm(k_.data(), layer.k_norm, k_.data(), n * c.num_key_value_heads);
+    }
+    Rope(q_.data(), c.num_attention_heads, layout, layer.sliding);
+    Rope(k_.data(), c.num_key_value_heads, layout, layer.sliding);
     for (int64_t t = 0; t < n; ++t) {
       const int64_t slot = layout.slot_mapping[t];
       std::memcpy(&k_cache_[li][slot * kv_dim], &k_[t * kv_dim], kv_dim * sizeof(float));
@@ -449,16 +563,27 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
     }
     Attention(layout, static_cast<int64_t>(li), pool, isa);
     Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);
+    if (gemma_) RmsNorm(tmp_.data(), layer.post_attn_norm, tmp_.data(), n);
     for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
 
     RmsNorm(x_.data(), layer.ffn_norm, xn_.data(), n);
     Project(layer.gate, xn_.data(), n, gate_.data(), pool, isa);
     Project(layer.up, xn_.data(), n, up_.data(), pool, isa);
-    for (int64_t i = 0; i < n * inter; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    if (gemma_) {
+      // GeGLU with the tanh approximation of GELU (gelu_pytorch_tanh).
+      const float k = std::sqrt(2.0f / std::numbers::pi_v<float>);
+      for (int64_t i = 0; i < n * inter; ++i) {
+        const float g = gate_[i];
+        gate_[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up_[i];
+      }
+    } else {
+      for (int64_t i = 0; i < n * inter; ++i) {
+        const float g = gate_[i];
+        gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+      }
     }
     Project(layer.down, gate_.data(), n, tmp_.data(), pool, isa);
+    if (gemma_) RmsNorm(tmp_.data(), layer.post_ffn_norm, tmp_.data(), n);
     for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
   }
 

@@ -1,6 +1,8 @@
 // LlamaModel: the forward pass of the Llama family (llama, mistral, qwen2: grouped-query
 // attention, rotary embeddings with linear or llama3 scaling, SwiGLU, q/k/v biases, tied
-// embeddings) on the native CPU kernels, over a paged KV cache.
+// embeddings) and of Gemma 3 from GGUF (scaled embeddings, q/k RMSNorm, norms after attention
+// and MLP, GeGLU, sliding-window layers with their own rotary base) on the native CPU kernels,
+// over a paged KV cache.
 //
 // Weights come from a Hugging Face folder (safetensors; f32 tensors as stored, f16 and bf16
 // widened to f32) or from a GGUF file, whose Q8_0, Q4_0, Q4_1 and f32 tensors keep their blocks
@@ -54,20 +56,30 @@ class LlamaModel {
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;
     Linear q, k, v, o, gate, up, down;
+    // Gemma 3: per-head RMSNorm of q and k, RMSNorm of the attention and MLP outputs.
+    std::vector<float> q_norm, k_norm, post_attn_norm, post_ffn_norm;
+    bool sliding = false;  // attends over the last sliding_window positions only
   };
   class Loader;
 
   LlamaModel() = default;
   void EmbedRow(int32_t token, float* out) const;
+  // Normalizes `rows` rows of weight.size() values.
   void RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows) const;
-  void Rope(float* x, int64_t heads, const engine::StepLayout& layout) const;
+  void Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local) const;
   void Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                  cpu::Isa isa);
   void Project(const Linear& linear, const float* x, int64_t rows, float* y, cpu::ThreadPool& pool,
                cpu::Isa isa);
 
+  static Status LoadGemma3(class Loader& loader, LlamaModel* m);
+
   formats::ModelConfig config_;
   bool rope_interleaved_ = false;  // GGUF llama: rotary pairs are adjacent (llama.cpp's order)
+  bool gemma_ = false;             // Gemma 3's extra norms, GeGLU and embedding scale
+  float embed_scale_ = 1.0f;
+  float attn_scale_ = 0.0f;            // 1 / sqrt(head_dim) unless the architecture says otherwise
+  std::vector<float> local_inv_freq_;  // sliding-window layers' rotary frequencies, if their own
   std::string weight_summary_;
   int64_t weight_bytes_ = 0;
   std::vector<std::shared_ptr<const void>> keep_alive_;  // the arena the weights live in
@@ -80,7 +92,8 @@ class LlamaModel {
   // KV cache: per layer, [num_blocks * block_size, kv_heads * head_dim] for keys and for values.
   int32_t block_size_ = 16;
   std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;
-  std::vector<float> rope_cos_, rope_sin_;  // [max_positions, head_dim / 2]
+  std::vector<float> rope_cos_, rope_sin_;    // [max_positions, head_dim / 2]
+  std::vector<float> local_cos_, local_sin_;  // for sliding-window layers, when they differ
   int64_t max_positions_ = 0;
 
   // Step buffers, reused.
