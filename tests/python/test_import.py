@@ -7,9 +7,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 import tokenizers
-import xllamacpp
 
 import gguf
+import llama_cpp_peer
 import reference_llama
 from near_tie import check_near_ties
 
@@ -199,14 +199,7 @@ def test_next_token_matches_llama_cpp_up_to_near_ties(imported_f32, smollm2_gguf
     kernels quantize activations to 8 bits, so the two differ by rounding (near_tie.py). Left
     in GGUF's rotary permutation, the Q/K rows give unrelated tokens, far outside the top 5."""
     prompts = _prompt_ids(reader)
-    params = xllamacpp.CommonParams()
-    params.model.path = str(smollm2_gguf)
-    params.n_ctx = 256
-    params.n_parallel = 1
-    params.cpuparams.n_threads = 2
-    params.cpuparams_batch.n_threads = 2
-    params.warmup = False
-    server = xllamacpp.Server(params)
+    server = llama_cpp_peer.start(smollm2_gguf, n_ctx=256)
     model = reference_llama.LlamaModel(imported_f32)
     theirs_runs, ours_runs = [], []
     for ids in prompts:

@@ -8,8 +8,8 @@ import gguf
 import numpy as np
 import pytest
 import tokenizers
-import xllamacpp
 
+import llama_cpp_peer
 from kiln_server import KilnServer
 from near_tie import check_near_ties
 from reference_llama import LlamaModel
@@ -120,50 +120,37 @@ def as_run(logprobs):
                          for j in range(len(ids))]}
 
 
+def kiln_greedy_run(client, ids, max_tokens, top):
+    """A greedy completion after the token ids `ids` as near_tie.py's run. llama.cpp lists the end
+    token it stops at, an OpenAI completion's logprobs do not: a run that stopped gets that
+    position again, asked with the end token allowed as a plain token."""
+    reply = client.completions.create(model="smollm2", prompt=ids, max_tokens=max_tokens,
+                                      temperature=0, logprobs=top,
+                                      extra_body={"return_tokens_as_token_ids": True})
+    run = as_run(reply.choices[0].logprobs)
+    if reply.choices[0].finish_reason == "stop":
+        again = client.completions.create(
+            model="smollm2", prompt=ids + run["tokens"], max_tokens=1, temperature=0,
+            logprobs=top, extra_body={"return_tokens_as_token_ids": True, "ignore_eos": True})
+        last = as_run(again.choices[0].logprobs)
+        run["tokens"] += last["tokens"]
+        run["logprobs"] += last["logprobs"]
+    return run
+
+
 def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2_gguf):
     """The GGUF's own Q4_1/Q8_0 blocks through Kiln's kernels against llama.cpp's on the same
     file: 16 greedy tokens for each of 24 prompts, equal or diverging only at a near-tie (both
     sides quantize activations to 8 bits, in different orders)."""
     reader = gguf.GGUFReader(smollm2_gguf)
     prompts = prompt_ids(reader)
-    eos = int(reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0])
-    params = xllamacpp.CommonParams()
-    params.model.path = str(smollm2_gguf)
-    params.n_ctx = 512
-    params.n_parallel = 1
-    params.cpuparams.n_threads = 2
-    params.cpuparams_batch.n_threads = 2
-    params.warmup = False
-    llama = xllamacpp.Server(params)
+    llama = llama_cpp_peer.start(smollm2_gguf)
     client = gguf_server.client()
-    theirs, ours = [], []
-    for ids in prompts:
-        res = llama.handle_completions({"prompt": ids, "n_predict": 16, "temperature": 0,
-                                        "n_probs": 5, "cache_prompt": False})
-        content = res["choices"][0]["logprobs"]["content"]
-        theirs.append({"tokens": [c["id"] for c in content],
-                       "logprobs": [[c["logprob"], [[t["id"], t["logprob"]]
-                                                    for t in c["top_logprobs"]]]
-                                    for c in content]})
-        reply = client.completions.create(model="smollm2", prompt=ids, max_tokens=16,
-                                          temperature=0, logprobs=5,
-                                          extra_body={"return_tokens_as_token_ids": True})
-        run = as_run(reply.choices[0].logprobs)
-        if reply.choices[0].finish_reason == "stop":
-            # llama.cpp lists the end token it stopped at, an OpenAI completion's logprobs do
-            # not: ask for that position again, with the end token allowed as a plain token.
-            again = client.completions.create(
-                model="smollm2", prompt=ids + run["tokens"], max_tokens=1, temperature=0,
-                logprobs=5, extra_body={"return_tokens_as_token_ids": True, "ignore_eos": True})
-            last = as_run(again.choices[0].logprobs)
-            assert last["tokens"] == [eos]
-            run["tokens"] += last["tokens"]
-            run["logprobs"] += last["logprobs"]
-        ours.append(run)
+    theirs = [llama_cpp_peer.greedy_run(llama, ids, 16, 5) for ids in prompts]
+    ours = [kiln_greedy_run(client, ids, 16, 5) for ids in prompts]
     assert len(prompts) >= 20
     diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))
     print(f"{len(prompts) - diverged} of {len(prompts)} greedy runs equal llama.cpp's")
-
 
 def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gguf, text_ids,
                                                             gguf_server):
@@ -225,44 +212,13 @@ def test_gemma3_greedy_tokens_match_llama_cpp_up_to_near_ties(kiln_bin, gemma3_g
                 headers={"content-type": "application/json"})
             with urllib.request.urlopen(req) as r:
                 return json.loads(r.read())["tokens"]
-        reader = gguf.GGUFReader(gemma3_gguf)
-        bos = int(reader.fields["tokenizer.ggml.bos_token_id"].parts[-1][0])
-        eos = {int(reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0])}
+        bos = int(gguf.GGUFReader(gemma3_gguf).fields["tokenizer.ggml.bos_token_id"].parts[-1][0])
         prompts = [[bos] + tokenize(p) for p in PROMPTS]
         # Two prompts past the 512-token sliding window, so local layers drop their oldest keys.
         prompts += [[bos] + tokenize(TEXT)[:n] for n in (700, 1500)]
-        params = xllamacpp.CommonParams()
-        params.model.path = str(gemma3_gguf)
-        params.n_ctx = 2048
-        params.n_parallel = 1
-        params.cpuparams.n_threads = 2
-        params.cpuparams_batch.n_threads = 2
-        params.warmup = False
-        llama = xllamacpp.Server(params)
-        client = server.client()
-        theirs, ours = [], []
-        for ids in prompts:
-            res = llama.handle_completions({"prompt": ids, "n_predict": 12, "temperature": 0,
-                                            "n_probs": 10, "cache_prompt": False})
-            content = res["choices"][0]["logprobs"]["content"]
-            theirs.append({"tokens": [c["id"] for c in content],
-                           "logprobs": [[c["logprob"], [[t["id"], t["logprob"]]
-                                                        for t in c["top_logprobs"]]]
-                                        for c in content]})
-            reply = client.completions.create(model="smollm2", prompt=ids, max_tokens=12,
-                                              temperature=0, logprobs=10,
-                                              extra_body={"return_tokens_as_token_ids": True})
-            run = as_run(reply.choices[0].logprobs)
-            if reply.choices[0].finish_reason == "stop":
-                again = client.completions.create(
-                    model="smollm2", prompt=ids + run["tokens"], max_tokens=1, temperature=0,
-                    logprobs=10,
-                    extra_body={"return_tokens_as_token_ids": True, "ignore_eos": True})
-                last = as_run(again.choices[0].logprobs)
-                assert last["tokens"][0] in eos or len(run["tokens"]) < 12
-                run["tokens"] += last["tokens"]
-                run["logprobs"] += last["logprobs"]
-            ours.append(run)
+        llama = llama_cpp_peer.start(gemma3_gguf, n_ctx=2048)
+        theirs = [llama_cpp_peer.greedy_run(llama, ids, 12, 10) for ids in prompts]
+        ours = [kiln_greedy_run(server.client(), ids, 12, 10) for ids in prompts]
     finally:
         server.stop()
     diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))

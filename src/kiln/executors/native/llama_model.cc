@@ -248,6 +248,8 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
   const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
   const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
   const bool qkv_bias = c.model_type == "qwen2" || c.attention_bias;
+  // Qwen2 has q/k/v biases only (its config reads as attention_bias without an o_proj bias).
+  const bool o_bias = c.attention_bias && c.model_type != "qwen2";
   std::map<cpu::WeightType, int64_t> type_counts;
   auto linear = [&](const std::string& name, int64_t rows, int64_t cols,
                     bool bias) -> Result<Linear> {
@@ -267,7 +269,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
     KILN_ASSIGN_OR_RETURN(layer.q, linear(p + "self_attn.q_proj", q_dim, h, qkv_bias));
     KILN_ASSIGN_OR_RETURN(layer.k, linear(p + "self_attn.k_proj", kv_dim, h, qkv_bias));
     KILN_ASSIGN_OR_RETURN(layer.v, linear(p + "self_attn.v_proj", kv_dim, h, qkv_bias));
-    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "self_attn.o_proj", h, q_dim, c.attention_bias));
+    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "self_attn.o_proj", h, q_dim, o_bias));
     KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "mlp.gate_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "mlp.up_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "mlp.down_proj", h, inter, c.mlp_bias));
