@@ -112,3 +112,19 @@ def test_failures_name_the_fix(kiln_bin, smollm2_gguf):
     assert r.returncode == 1 and "unknown preference" in r.stderr
     r = plan(kiln_bin, smollm2_gguf, "--device", "v100", check=False)
     assert r.returncode == 1 and "h100-80gb" in r.stderr
+
+
+def test_hugging_face_folder(kiln_bin, smollm2_hf):
+    """The same model imported to a folder (bf16 by default): parameters from the safetensors
+    shapes, the weights as stored, and the folder's config.json alone without them."""
+    j = plan_json(kiln_bin, smollm2_hf)
+    m = j["model"]
+    assert m["source"] == "hf_folder" and m["weight_bytes_from_files"] is True
+    assert m["parameters"] == SMOLLM2_PARAMETERS
+    assert m["torch_dtype"] == "bfloat16"
+    assert m["weight_bytes"] == SMOLLM2_PARAMETERS * 2
+    assert m["cpu_weight_bytes"] == SMOLLM2_PARAMETERS * 4  # widened to f32 at load
+    c = plan_json(kiln_bin, smollm2_hf / "config.json")["model"]
+    assert c["source"] == "config" and c["weight_bytes_from_files"] is False
+    assert c["parameters"] == SMOLLM2_PARAMETERS
+    assert c["weight_bytes"] == SMOLLM2_PARAMETERS * 2
