@@ -51,6 +51,20 @@ def test_json_on_the_default_gguf(kiln_bin, smollm2_gguf):
     assert j["preferences"]["max_model_len"] is None
 
 
+def test_table_and_gpu_json(kiln_bin, smollm2_gguf):
+    j = plan_json(kiln_bin, smollm2_gguf, "--device", "h100-80gb")
+    assert j["device"] == {"name": "h100-80gb", "kind": "gpu", "memory_bytes": 81559 << 20,
+                           "count": 1}
+    p = j["plan"]
+    # The GGUF's own blocks on a GPU, a bf16 cache, 256 sequences and 8192 tokens a step.
+    assert p["weight_bytes"] == j["model"]["weight_bytes"]
+    assert p["kv_cache_dtype"] == "bf16" and p["kv_bytes_per_token"] == 2 * 30 * 3 * 64 * 2
+    assert (p["max_num_seqs"], p["max_num_batched_tokens"]) == (256, 8192)
+    table = plan(kiln_bin, smollm2_gguf, "--device", "h100-80gb").stdout
+    assert f"{p['kv_blocks']} x 16 tokens" in table
+    assert "max_model_len                      8192" in table
+
+
 def parse_args(text):
     words = shlex.split(text)
     values, flags = {}, set()

@@ -176,6 +176,16 @@ TEST(MakePlan, TooLongMaxModelLenNamesTheLargestThatFits) {
   EXPECT_NE(msg.find("tensor_parallel_size 2"), std::string::npos) << msg;
 }
 
+TEST(MakePlan, MaxModelLenFitsUpToTheKvTokens) {
+  // Llama-3.1-8B on one L4 holds 2,485 blocks of 16 tokens: 39,760 fits, 39,761 needs a 2,486th.
+  ModelFacts f = FactsFromConfig(Llama31_8B(), "llama");
+  Result<Plan> fits = MakePlan(f, Gpu("l4"), Parse("max_model_len=39760"));
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  EXPECT_DOUBLE_EQ(fits.value().max_concurrency_at_max_model_len, 1.0);
+  const std::string msg = FailureOf(Llama31_8B(), Gpu("l4"), "max_model_len=39761");
+  EXPECT_NE(msg.find("largest max_model_len that fits is 39760"), std::string::npos) << msg;
+}
+
 TEST(MakePlan, CpuFailureNamesTheMemoryNeeded) {
   // f32 weights 282,214,825,984 + activations 648,544,256 + 1024 tokens x 655,360 bytes of KV,
   // over 0.5: 567,068,917,760 bytes = 528.12 GiB.
