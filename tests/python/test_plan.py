@@ -122,6 +122,10 @@ def test_failures_name_the_fix(kiln_bin, smollm2_gguf):
     r = plan(kiln_bin, smollm2_gguf, "--device", "l4", "--memory-utilization", "0.0001",
              check=False)
     assert r.returncode == 1 and "does not fit" in r.stderr
+    assert "budget 0.00 GiB (22.49 GiB x 0.0001)" in r.stderr
+    assert "No tensor_parallel_size up to 64" in r.stderr and "each GPU needs" in r.stderr
+    r = plan(kiln_bin, smollm2_gguf, "--memory-utilization", "0", check=False)
+    assert r.returncode == 1 and "memory_utilization" in r.stderr
     r = plan(kiln_bin, smollm2_gguf, "--set", "max_modellen=10", check=False)
     assert r.returncode == 1 and "unknown preference" in r.stderr
     r = plan(kiln_bin, smollm2_gguf, "--device", "v100", check=False)

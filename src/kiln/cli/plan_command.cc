@@ -14,7 +14,7 @@ namespace {
 struct PlanArgs {
   std::string model;
   std::string device = "cpu";
-  double memory_utilization = 0;  // 0: the device's default
+  std::string memory_utilization;  // empty: the device's default
   std::vector<std::string> settings;
   std::string output = "table";
 };
@@ -32,9 +32,9 @@ Status RunPlan(const PlanArgs& args) {
     KILN_RETURN_IF_ERROR(
         planner::SetPreference(setting.substr(0, eq), setting.substr(eq + 1), &prefs));
   }
-  if (args.memory_utilization != 0) {
-    KILN_RETURN_IF_ERROR(planner::SetPreference("memory_utilization",
-                                                std::to_string(args.memory_utilization), &prefs));
+  if (!args.memory_utilization.empty()) {
+    KILN_RETURN_IF_ERROR(
+        planner::SetPreference("memory_utilization", args.memory_utilization, &prefs));
   }
   KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName(args.device));
   KILN_ASSIGN_OR_RETURN(planner::ModelFacts model, planner::ReadModelFacts(args.model));

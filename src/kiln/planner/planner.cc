@@ -21,6 +21,12 @@ std::string Gib(int64_t bytes) {
   return buf;
 }
 
+std::string Fraction(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", f);
+  return buf;
+}
+
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // One device's share of the plan for a given tensor_parallel_size.
@@ -277,11 +283,12 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
                            ? std::to_string(plan.tensor_parallel_size) + " x " + device.name
                            : device.name) +
                       ": budget " + Gib(s.budget) + " (" + Gib(device.memory_bytes) + " x " +
-                      std::to_string(plan.memory_utilization).substr(0, 4) +
-                      ") per device; weights " + Gib(s.weights) + " + activations " +
-                      Gib(s.activations) + " + KV cache for one " + std::to_string(needed_len) +
-                      "-token sequence " + Gib(kv_needed) + " = " +
-                      Gib(s.weights + s.activations + kv_needed) + ".";
+                      Fraction(plan.memory_utilization) + ") per device; weights " +
+                      Gib(s.weights) + " + activations " + Gib(s.activations) +
+                      " + KV cache for one " + std::to_string(needed_len) + "-token sequence " +
+                      Gib(kv_needed) + " = " + Gib(s.weights + s.activations + kv_needed) + ".";
+    const int64_t memory_needed = static_cast<int64_t>(std::ceil(
+        static_cast<double>(s.weights + s.activations + kv_needed) / plan.memory_utilization));
     const int64_t largest = std::min(context, s.kv_blocks * plan.block_size);
     if (prefs.max_model_len && largest >= std::min(context, kMinFittedModelLen)) {
       msg += " The largest max_model_len that fits is " + std::to_string(largest) + ".";
@@ -298,14 +305,15 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
         msg += " It fits on " + std::to_string(tp_needed) + " x " + device.name +
                ": tensor_parallel_size " + std::to_string(tp_needed) + ".";
       } else {
-        msg += " No tensor_parallel_size up to 64 makes it fit on " + device.name + ".";
+        msg += " No tensor_parallel_size up to 64 makes it fit on " + device.name +
+               "; at tensor_parallel_size " + std::to_string(plan.tensor_parallel_size) +
+               " each GPU needs " + Gib(memory_needed) + " at memory_utilization " +
+               Fraction(plan.memory_utilization) + ".";
       }
     } else {
-      const int64_t ram_needed = static_cast<int64_t>(std::ceil(
-          static_cast<double>(s.weights + s.activations + kv_needed) / plan.memory_utilization));
-      msg += " It needs " + Gib(ram_needed) + " of RAM at memory_utilization " +
-             std::to_string(plan.memory_utilization).substr(0, 4) + "; this machine has " +
-             Gib(device.memory_bytes) + ".";
+      msg += " It needs " + Gib(memory_needed) + " of RAM at memory_utilization " +
+             Fraction(plan.memory_utilization) + "; this machine has " + Gib(device.memory_bytes) +
+             ".";
     }
     return Status::OutOfRange(msg);
   }
