@@ -2,6 +2,7 @@
 
 #include "kiln/cli/convert_command.h"
 #include "kiln/cli/import_command.h"
+#include "kiln/cli/plan_command.h"
 #include "kiln/cli/serve_command.h"
 
 namespace kiln::cli {
@@ -10,6 +11,7 @@ void RegisterCommands(CLI::App& app, int* exit_code) {
   RegisterImportCommand(app, exit_code);
   RegisterConvertCommand(app, exit_code);
   RegisterServeCommand(app, exit_code);
+  RegisterPlanCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

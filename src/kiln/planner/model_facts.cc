@@ -1,0 +1,122 @@
+// ReadModelFacts: a model's shapes and weight sizes from a GGUF file, a Hugging Face folder or a
+// bare config.json.
+#include <filesystem>
+#include <string>
+
+#include "kiln/formats/gguf.h"
+#include "kiln/formats/gguf_to_hf.h"
+#include "kiln/formats/hf_config.h"
+#include "kiln/formats/safetensors.h"
+#include "kiln/planner/planner.h"
+
+namespace kiln::planner {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The GGUF block types the native CPU kernels multiply as stored (llama_model.cc's KernelType);
+// the runtime widens every other type to f32 at load.
+bool CpuKeepsAsStored(gguf::TensorType type) {
+  switch (type) {
+    case gguf::TensorType::kF32:
+    case gguf::TensorType::kQ8_0:
+    case gguf::TensorType::kQ4_0:
+    case gguf::TensorType::kQ4_1:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Result<ModelFacts> FactsFromGguf(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
+  ModelFacts facts;
+  facts.path = path;
+  facts.source = "gguf";
+  KILN_ASSIGN_OR_RETURN(facts.config, formats::LlamaConfigFromGguf(file, safetensors::Dtype::kF32));
+  // The GGUF's own tensor types, not the f32 that LlamaConfigFromGguf would write them in.
+  facts.config.torch_dtype.clear();
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    facts.parameters += static_cast<int64_t>(t.n_elements);
+    facts.weight_bytes += static_cast<int64_t>(t.n_bytes);
+    facts.cpu_weight_bytes += CpuKeepsAsStored(t.type) ? static_cast<int64_t>(t.n_bytes)
+                                                       : static_cast<int64_t>(t.n_elements) * 4;
+  }
+  facts.weight_bytes_from_files = true;
+  return facts;
+}
+
+Result<ModelFacts> FactsFromFolder(const std::string& dir) {
+  KILN_ASSIGN_OR_RETURN(formats::ModelConfig config,
+                        formats::LoadHfConfig((fs::path(dir) / "config.json").string()));
+  std::error_code ec;
+  const bool has_weights = fs::exists(fs::path(dir) / "model.safetensors", ec) ||
+                           fs::exists(fs::path(dir) / "model.safetensors.index.json", ec);
+  if (!has_weights) {
+    ModelFacts facts = FactsFromConfig(config, dir);
+    facts.source = "hf_folder";
+    return facts;
+  }
+  KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsModel weights,
+                        safetensors::SafetensorsModel::OpenFolder(dir));
+  ModelFacts facts;
+  facts.path = dir;
+  facts.source = "hf_folder";
+  facts.config = std::move(config);
+  for (const safetensors::SafetensorsFile& file : weights.files()) {
+    for (const safetensors::TensorView& t : file.tensors()) {
+      facts.parameters += static_cast<int64_t>(t.n_elements);
+      facts.weight_bytes += static_cast<int64_t>(t.data.size());
+      facts.cpu_weight_bytes += static_cast<int64_t>(t.n_elements) * 4;
+    }
+  }
+  facts.weight_bytes_from_files = true;
+  return facts;
+}
+
+}  // namespace
+
+int64_t CountParameters(const formats::ModelConfig& c) {
+  const int64_t h = c.hidden_size, inter = c.intermediate_size;
+  const int64_t q_dim = c.num_attention_heads * c.head_dim;
+  const int64_t kv_dim = c.num_key_value_heads * c.head_dim;
+  const bool qkv_bias = c.model_type == "qwen2" || c.attention_bias;
+  int64_t layer = 2 * h * q_dim + 2 * h * kv_dim + 3 * h * inter + 2 * h;
+  if (qkv_bias) layer += q_dim + 2 * kv_dim;
+  // ParseHfConfig sets attention_bias for qwen2, whose o_proj has none (Qwen2Attention).
+  if (c.attention_bias && c.model_type != "qwen2") layer += h;
+  if (c.mlp_bias) layer += 2 * inter + h;
+  const int64_t embeddings = c.vocab_size * h;
+  return embeddings + c.num_hidden_layers * layer + h + (c.tie_word_embeddings ? 0 : embeddings);
+}
+
+int64_t DtypeBytes(const std::string& torch_dtype) {
+  if (torch_dtype == "bfloat16" || torch_dtype == "float16") return 2;
+  return 4;
+}
+
+ModelFacts FactsFromConfig(const formats::ModelConfig& config, std::string path) {
+  ModelFacts facts;
+  facts.path = std::move(path);
+  facts.source = "config";
+  facts.config = config;
+  facts.parameters = CountParameters(config);
+  facts.weight_bytes = facts.parameters * DtypeBytes(config.torch_dtype);
+  facts.cpu_weight_bytes = facts.parameters * 4;
+  return facts;
+}
+
+Result<ModelFacts> ReadModelFacts(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return FactsFromFolder(path);
+  if (!fs::is_regular_file(path, ec)) {
+    return Status::NotFound(path + ": no such file or folder");
+  }
+  if (fs::path(path).extension() == ".json") {
+    KILN_ASSIGN_OR_RETURN(formats::ModelConfig config, formats::LoadHfConfig(path));
+    return FactsFromConfig(config, path);
+  }
+  return FactsFromGguf(path);
+}
+
+}  // namespace kiln::planner
