@@ -8,6 +8,7 @@
 #include "kiln/executors/native/native_executor.h"
 #include "kiln/executors/onnx/genai_executor.h"
 #include "kiln/formats/gguf.h"
+#include "kiln/planner/planner.h"
 
 namespace kiln::server {
 namespace {
@@ -21,6 +22,39 @@ std::string TokenText(const nlohmann::json& v) {
     return v["content"].get<std::string>();
   }
   return "";
+}
+
+// Sizes the vllm runtime with the memory planner (`kiln plan` shows the same plan): the longest
+// context that fits and the KV cache the memory leaves, which --kv-cache-memory overrides. The
+// planner's share of RAM for the CPU is half of it; the KV cache takes at most 4 GiB of that
+// unless asked, as vLLM's CPU backend does by default, since a long-running server touches all
+// of its cache in time. A model the planner cannot describe keeps the executor's own defaults.
+Status PlanNativeRuntime(const ModelOptions& options, native::NativeExecutorOptions* out) {
+  auto facts = planner::ReadModelFacts(options.path);
+  if (!facts.ok()) {
+    LogInfo("no memory plan for this model (" + facts.status().message() + "); KV cache " +
+            (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB"));
+    return Status::Ok();
+  }
+  KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName("cpu"));
+  planner::Preferences prefs;
+  if (options.max_model_len > 0) prefs.max_model_len = options.max_model_len;
+  prefs.max_num_seqs = options.max_num_seqs;
+  prefs.max_num_batched_tokens =
+      std::max<int64_t>(options.max_num_batched_tokens, options.max_num_seqs);
+  prefs.enable_prefix_caching = options.enable_prefix_caching;
+  KILN_ASSIGN_OR_RETURN(planner::Plan plan, planner::MakePlan(*facts, device, prefs));
+  constexpr int64_t kDefaultKvCap = int64_t{4} << 30;
+  out->max_model_len = plan.max_model_len;
+  if (options.kv_cache_bytes == 0) {
+    out->kv_cache_bytes = std::min(plan.kv_cache_bytes, kDefaultKvCap);
+  }
+  LogInfo("memory plan (kiln plan): weights " + std::to_string(plan.weight_bytes >> 20) +
+          " MiB, activations " + std::to_string(plan.activation_bytes >> 20) +
+          " MiB, KV cache room " + std::to_string(plan.kv_cache_bytes >> 20) + " MiB of a " +
+          std::to_string(plan.budget_bytes >> 20) + " MiB budget; max_model_len " +
+          std::to_string(plan.max_model_len));
+  return Status::Ok();
 }
 
 }  // namespace
@@ -197,6 +231,7 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
     no.max_model_len = options.max_model_len;
     no.threads = options.threads;
     no.kv_cache_bytes = options.kv_cache_bytes;
+    KILN_RETURN_IF_ERROR(PlanNativeRuntime(options, &no));
     KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
     m->max_model_len_ = native->max_model_len();
     for (int64_t id : native->model().config().eos_token_ids) {
