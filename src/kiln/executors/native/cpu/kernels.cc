@@ -104,6 +104,8 @@ float DotF32Portable(const float* w, const float* x, int64_t k) {
 using DotFn = float (*)(const uint8_t* w, const BlockQ8* x, int64_t k);
 using DotRowsFn = void (*)(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
                            int64_t k, float* y, int64_t y_stride);
+using GemmFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end,
+                        const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 DotFn PortableDot(WeightType type) {
   switch (type) {
@@ -127,6 +129,20 @@ DotRowsFn Avx2DotRows(WeightType type) {
       return avx2::DotRowsQ4_0;
     case WeightType::kQ4_1:
       return avx2::DotRowsQ4_1;
+    case WeightType::kF32:
+      break;
+  }
+  return nullptr;
+}
+
+GemmFn Avx2Gemm(WeightType type) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      return avx2::GemmQ8_0;
+    case WeightType::kQ4_0:
+      return avx2::GemmQ4_0;
+    case WeightType::kQ4_1:
+      return avx2::GemmQ4_1;
     case WeightType::kF32:
       break;
   }
@@ -237,16 +253,19 @@ void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, in
     for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
   }
 
-  if (avx2) {
+  // One row streams the weights through the one-row kernel (bandwidth-bound, it prefetches);
+  // more rows go to the tiled kernel (compute-bound). Both give each output the same bits.
+  if (avx2 && rows == 1) {
     DotRowsFn dot_rows = Avx2DotRows(w.type);
     pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        const uint8_t* wn = w.data + n * row_bytes;
-        for (int64_t m = 0; m < rows; m += avx2::kMaxRows) {
-          int group = static_cast<int>(std::min<int64_t>(avx2::kMaxRows, rows - m));
-          dot_rows(wn, xq + m * blocks, blocks, group, k, y + m * y_stride + n, y_stride);
-        }
-      }
+      for (int64_t n = begin; n < end; ++n) dot_rows(w.data + n * row_bytes, xq, 0, 1, k, y + n, 0);
+    });
+    return;
+  }
+  if (avx2) {
+    GemmFn gemm = Avx2Gemm(w.type);
+    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+      gemm(w.data, row_bytes, begin, end, xq, rows, k, y, y_stride);
     });
     return;
   }
