@@ -9,19 +9,22 @@
 
 #include "kiln/base/half.h"
 #include "kiln/executors/native/cpu/kernels_avx2.h"
+#include "kiln/executors/native/cpu/kernels_avxvnni.h"
 
 namespace kiln::native::cpu {
 namespace {
 
 constexpr int64_t kBlock = 32;
 
-// The AVX2 kernels are reached only through here; an AVX2 path on a CPU without it is a
-// caller's bug (the path must come from SelectIsa), caught before an illegal instruction.
+// The AVX2 kernels (avx_vnni is the same path with another batched kernel) are reached only
+// through here; a path the CPU lacks is a caller's bug (the path must come from SelectIsa),
+// caught before an illegal instruction.
 bool UseAvx2(Isa isa) {
-  if (isa != Isa::kAvx2) return false;
-  static const bool available = BestIsa() == Isa::kAvx2;
-  if (!available) {
-    std::fprintf(stderr, "kiln: the avx2 kernels were asked for on a CPU without AVX2+FMA+F16C\n");
+  if (isa == Isa::kPortable) return false;
+  static const Isa best = BestIsa();
+  if (static_cast<int>(isa) > static_cast<int>(best)) {
+    std::fprintf(stderr, "kiln: the %s kernels were asked for on a CPU that lacks them\n",
+                 IsaName(isa));
     std::abort();
   }
   return true;
@@ -135,7 +138,20 @@ DotRowsFn Avx2DotRows(WeightType type) {
   return nullptr;
 }
 
-GemmFn Avx2Gemm(WeightType type) {
+GemmFn Avx2Gemm(Isa isa, WeightType type) {
+  if (isa == Isa::kAvxVnni) {
+    switch (type) {
+      case WeightType::kQ8_0:
+        return avxvnni::GemmQ8_0;
+      case WeightType::kQ4_0:
+        return avxvnni::GemmQ4_0;
+      case WeightType::kQ4_1:
+        return avxvnni::GemmQ4_1;
+      case WeightType::kF32:
+        break;
+    }
+    return nullptr;
+  }
   switch (type) {
     case WeightType::kQ8_0:
       return avx2::GemmQ8_0;
@@ -263,7 +279,7 @@ void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, in
     return;
   }
   if (avx2) {
-    GemmFn gemm = Avx2Gemm(w.type);
+    GemmFn gemm = Avx2Gemm(isa, w.type);
     pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
       gemm(w.data, row_bytes, begin, end, xq, rows, k, y, y_stride);
     });
