@@ -2,7 +2,7 @@
 // type, the time of [m x k] x [k x n] at decode and small-batch shapes on 1 and 2 threads, and
 // the weight bytes per second it implies (weights are nearly all the bytes read at small m).
 //
-//   native_cpu_bench [--min-seconds S]
+//   native_cpu_bench [--min-seconds S] [--path portable|avx2] [--type f32|q8_0|q4_0|q4_1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -68,11 +68,16 @@ double TimeMatMul(cpu::ThreadPool& pool, cpu::Isa isa, const cpu::WeightMatrix& 
 
 int main(int argc, char** argv) {
   double min_seconds = 0.3;
+  std::string only_path, only_type;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--min-seconds") == 0 && i + 1 < argc) {
       min_seconds = std::atof(argv[++i]);
+    } else if (std::strcmp(argv[i], "--path") == 0 && i + 1 < argc) {
+      only_path = argv[++i];
+    } else if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
+      only_type = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--min-seconds S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--min-seconds S] [--path NAME] [--type NAME]\n", argv[0]);
       return 2;
     }
   }
@@ -81,16 +86,22 @@ int main(int argc, char** argv) {
   struct Shape {
     int64_t m, k, n;
   };
-  const Shape shapes[] = {{1, 576, 3072}, {16, 576, 3072}, {1, 576, 49152}};
+  // Decode, batched decode and prefill shapes of the default model (the MLP's up and down
+  // projections, the output layer).
+  const Shape shapes[] = {{1, 576, 3072},  {2, 576, 3072},  {4, 576, 3072},  {16, 576, 3072},
+                          {64, 576, 3072}, {64, 1536, 576}, {1, 576, 49152}, {16, 576, 49152}};
   const cpu::WeightType types[] = {cpu::WeightType::kF32, cpu::WeightType::kQ8_0,
                                    cpu::WeightType::kQ4_0, cpu::WeightType::kQ4_1};
   std::vector<cpu::Isa> paths = {cpu::Isa::kPortable};
-  if (cpu::BestIsa() == cpu::Isa::kAvx2) paths.push_back(cpu::Isa::kAvx2);
+  if (cpu::BestIsa() >= cpu::Isa::kAvx2) paths.push_back(cpu::Isa::kAvx2);
+  if (cpu::BestIsa() >= cpu::Isa::kAvxVnni) paths.push_back(cpu::Isa::kAvxVnni);
 
   std::mt19937 rng(1);
   std::printf("%-9s %-5s %-18s %7s %10s %8s\n", "path", "type", "shape", "threads", "us", "GB/s");
   for (cpu::Isa isa : paths) {
+    if (!only_path.empty() && only_path != cpu::IsaName(isa)) continue;
     for (cpu::WeightType type : types) {
+      if (!only_type.empty() && only_type != cpu::WeightTypeName(type)) continue;
       for (const Shape& s : shapes) {
         std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
         cpu::WeightMatrix w{type, s.n, s.k, data.data()};

@@ -36,14 +36,15 @@ class ScopedCpuFeaturesEnv {
 TEST(CpuFeaturesTest, BestIsaFollowsTheDetectedFeatures) {
   const CpuFeatures& f = DetectCpuFeatures();
   bool avx2 = f.avx2 && f.fma && f.f16c;
-  EXPECT_EQ(BestIsa(), avx2 ? Isa::kAvx2 : Isa::kPortable) << f.model_name;
+  Isa expected = !avx2 ? Isa::kPortable : f.avx_vnni ? Isa::kAvxVnni : Isa::kAvx2;
+  EXPECT_EQ(BestIsa(), expected) << f.model_name;
   // AVX-512 implies AVX2 on every CPU that has it; a detector that says otherwise is broken.
   EXPECT_TRUE(!f.avx512f || f.avx2);
   EXPECT_TRUE(!f.avx512_vnni || f.avx512f);
 }
 
-TEST(CpuFeaturesTest, ParseIsaKnowsBothNamesAndRejectsOthers) {
-  for (Isa isa : {Isa::kPortable, Isa::kAvx2}) {
+TEST(CpuFeaturesTest, ParseIsaKnowsEveryNameAndRejectsOthers) {
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvxVnni}) {
     Result<Isa> parsed = ParseIsa(IsaName(isa));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(parsed.value(), isa);
@@ -72,9 +73,21 @@ TEST(CpuFeaturesTest, SelectIsaHonorsPortable) {
 TEST(CpuFeaturesTest, SelectIsaGivesAvx2OnlyWhereTheCpuRunsIt) {
   ScopedCpuFeaturesEnv env("avx2");
   Result<Isa> isa = SelectIsa();
-  if (BestIsa() == Isa::kAvx2) {
+  if (BestIsa() >= Isa::kAvx2) {
     ASSERT_TRUE(isa.ok());
     EXPECT_EQ(isa.value(), Isa::kAvx2);
+  } else {
+    ASSERT_FALSE(isa.ok());
+    EXPECT_EQ(isa.status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(CpuFeaturesTest, SelectIsaGivesAvxVnniOnlyWhereTheCpuRunsIt) {
+  ScopedCpuFeaturesEnv env("avx_vnni");
+  Result<Isa> isa = SelectIsa();
+  if (BestIsa() == Isa::kAvxVnni) {
+    ASSERT_TRUE(isa.ok());
+    EXPECT_EQ(isa.value(), Isa::kAvxVnni);
   } else {
     ASSERT_FALSE(isa.ok());
     EXPECT_EQ(isa.status().code(), StatusCode::kInvalidArgument);

@@ -84,6 +84,8 @@ const char* IsaName(Isa isa) {
       return "portable";
     case Isa::kAvx2:
       return "avx2";
+    case Isa::kAvxVnni:
+      return "avx_vnni";
   }
   return "unknown";
 }
@@ -95,13 +97,16 @@ const CpuFeatures& DetectCpuFeatures() {
 
 Isa BestIsa() {
   const CpuFeatures& f = DetectCpuFeatures();
-  return f.avx2 && f.fma && f.f16c ? Isa::kAvx2 : Isa::kPortable;
+  if (!(f.avx2 && f.fma && f.f16c)) return Isa::kPortable;
+  return f.avx_vnni ? Isa::kAvxVnni : Isa::kAvx2;
 }
 
 Result<Isa> ParseIsa(const std::string& name) {
   if (name == "portable") return Isa::kPortable;
   if (name == "avx2") return Isa::kAvx2;
-  return Status::InvalidArgument("unknown CPU path '" + name + "' (expected 'portable' or 'avx2')");
+  if (name == "avx_vnni") return Isa::kAvxVnni;
+  return Status::InvalidArgument("unknown CPU path '" + name +
+                                 "' (expected 'portable', 'avx2' or 'avx_vnni')");
 }
 
 Result<Isa> SelectIsa() {

@@ -1,8 +1,9 @@
 // Which instruction-set path the native runtime's CPU kernels take.
 //
 // The best path the CPU runs is detected at start (cpuid and the OS's saved-register support).
-// KILN_CPU_FEATURES=portable|avx2 lowers it, so a machine with AVX-512 can run (and test) what
-// an AVX2-only machine runs; asking for a path the CPU cannot run is an error.
+// KILN_CPU_FEATURES=portable|avx2|avx_vnni lowers it, so a machine with AVX-VNNI can run (and
+// test) what an AVX2-only machine runs; asking for a path the CPU cannot run is an error.
+// avx_vnni is the avx2 path with vpdpbusd in the batched kernel, bitwise the same results.
 #pragma once
 
 #include <string>
@@ -11,8 +12,8 @@
 
 namespace kiln::native::cpu {
 
-enum class Isa { kPortable, kAvx2 };
-const char* IsaName(Isa isa);  // "portable", "avx2"
+enum class Isa { kPortable, kAvx2, kAvxVnni };
+const char* IsaName(Isa isa);  // "portable", "avx2", "avx_vnni"
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -32,7 +33,7 @@ Isa BestIsa();
 // BestIsa(), lowered by the KILN_CPU_FEATURES environment variable when set. InvalidArgument
 // for an unknown name or a path this CPU cannot run.
 Result<Isa> SelectIsa();
-// Parses "portable" / "avx2".
+// Parses "portable" / "avx2" / "avx_vnni".
 Result<Isa> ParseIsa(const std::string& name);
 
 }  // namespace kiln::native::cpu

@@ -9,19 +9,22 @@
 
 #include "kiln/base/half.h"
 #include "kiln/executors/native/cpu/kernels_avx2.h"
+#include "kiln/executors/native/cpu/kernels_avxvnni.h"
 
 namespace kiln::native::cpu {
 namespace {
 
 constexpr int64_t kBlock = 32;
 
-// The AVX2 kernels are reached only through here; an AVX2 path on a CPU without it is a
-// caller's bug (the path must come from SelectIsa), caught before an illegal instruction.
+// The AVX2 kernels (avx_vnni is the same path with another batched kernel) are reached only
+// through here; a path the CPU lacks is a caller's bug (the path must come from SelectIsa),
+// caught before an illegal instruction.
 bool UseAvx2(Isa isa) {
-  if (isa != Isa::kAvx2) return false;
-  static const bool available = BestIsa() == Isa::kAvx2;
-  if (!available) {
-    std::fprintf(stderr, "kiln: the avx2 kernels were asked for on a CPU without AVX2+FMA+F16C\n");
+  if (isa == Isa::kPortable) return false;
+  static const Isa best = BestIsa();
+  if (static_cast<int>(isa) > static_cast<int>(best)) {
+    std::fprintf(stderr, "kiln: the %s kernels were asked for on a CPU that lacks them\n",
+                 IsaName(isa));
     std::abort();
   }
   return true;
@@ -104,6 +107,8 @@ float DotF32Portable(const float* w, const float* x, int64_t k) {
 using DotFn = float (*)(const uint8_t* w, const BlockQ8* x, int64_t k);
 using DotRowsFn = void (*)(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
                            int64_t k, float* y, int64_t y_stride);
+using GemmFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end,
+                        const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 DotFn PortableDot(WeightType type) {
   switch (type) {
@@ -127,6 +132,33 @@ DotRowsFn Avx2DotRows(WeightType type) {
       return avx2::DotRowsQ4_0;
     case WeightType::kQ4_1:
       return avx2::DotRowsQ4_1;
+    case WeightType::kF32:
+      break;
+  }
+  return nullptr;
+}
+
+GemmFn Avx2Gemm(Isa isa, WeightType type) {
+  if (isa == Isa::kAvxVnni) {
+    switch (type) {
+      case WeightType::kQ8_0:
+        return avxvnni::GemmQ8_0;
+      case WeightType::kQ4_0:
+        return avxvnni::GemmQ4_0;
+      case WeightType::kQ4_1:
+        return avxvnni::GemmQ4_1;
+      case WeightType::kF32:
+        break;
+    }
+    return nullptr;
+  }
+  switch (type) {
+    case WeightType::kQ8_0:
+      return avx2::GemmQ8_0;
+    case WeightType::kQ4_0:
+      return avx2::GemmQ4_0;
+    case WeightType::kQ4_1:
+      return avx2::GemmQ4_1;
     case WeightType::kF32:
       break;
   }
@@ -237,16 +269,19 @@ void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, in
     for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
   }
 
-  if (avx2) {
+  // One row streams the weights through the one-row kernel (bandwidth-bound, it prefetches);
+  // more rows go to the tiled kernel (compute-bound). Both give each output the same bits.
+  if (avx2 && rows == 1) {
     DotRowsFn dot_rows = Avx2DotRows(w.type);
     pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        const uint8_t* wn = w.data + n * row_bytes;
-        for (int64_t m = 0; m < rows; m += avx2::kMaxRows) {
-          int group = static_cast<int>(std::min<int64_t>(avx2::kMaxRows, rows - m));
-          dot_rows(wn, xq + m * blocks, blocks, group, k, y + m * y_stride + n, y_stride);
-        }
-      }
+      for (int64_t n = begin; n < end; ++n) dot_rows(w.data + n * row_bytes, xq, 0, 1, k, y + n, 0);
+    });
+    return;
+  }
+  if (avx2) {
+    GemmFn gemm = Avx2Gemm(isa, w.type);
+    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+      gemm(w.data, row_bytes, begin, end, xq, rows, k, y, y_stride);
     });
     return;
   }

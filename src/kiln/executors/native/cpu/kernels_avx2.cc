@@ -1,33 +1,25 @@
-// AVX2 kernels. The int8 dot products follow llama.cpp's x86 path: the weights' and the
-// activations' bytes are multiplied by vpmaddubsw (unsigned x signed; a signed weight is made
-// unsigned by taking its absolute value and moving its sign onto the activation), the 16-bit pair
-// sums are widened to 8 int32 lanes by vpmaddwd, and each block's lanes are scaled and summed in
-// float by one FMA. The integer part is exact, so only the per-block float order matters.
+// AVX2 kernels: the shared body (kernels_avx2_body.inc) with vpmaddubsw + vpmaddwd as its int8
+// dot product, and the activations' quantization.
 //
 // Everything here has internal linkage but the entry points (see kernels_avx2.h for why).
 #include "kiln/executors/native/cpu/kernels_avx2.h"
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace kiln::native::cpu::avx2 {
 namespace {
 
-constexpr int64_t kPrefetchBytes = 4096;
-
-float LoadHalf(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
+// vpmaddubsw sums pairs into 16 bits (no pair saturates for the callers' ranges), vpmaddwd
+// widens adjacent pairs to int32.
+inline __m256i Dot4(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "kiln/executors/native/cpu/kernels_avx2_body.inc"
 
 float HorizontalMax(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -41,123 +33,6 @@ int HorizontalSumInt(__m256i v) {
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
   return _mm_cvtsi128_si32(s);
-}
-
-// 32 weights of a Q4 block as bytes 0..15: the low nibbles (elements 0..15) in the low 128 bits,
-// the high nibbles (elements 16..31) in the high 128 bits.
-__m256i UnpackNibbles(const uint8_t* qs) {
-  __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
-
-// Sums of 4 adjacent products u[i] * s[i] (u unsigned, s signed; no pair sum saturates for
-// |s| <= 127 and u <= 128), as 8 floats.
-__m256 MulSum(__m256i u, __m256i s) {
-  __m256i pairs = _mm256_maddubs_epi16(u, s);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-}
-
-// An explicit FMA, so the rounding does not depend on whether the compiler contracts a * b + c.
-float Fma(float a, float b, float c) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-
-__m256i LoadQ(const BlockQ8& b) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q));
-}
-
-// The per-block step of each format, for R activation rows at once. Every row gets exactly the
-// operations it would get alone.
-struct Q8_0 {
-  static constexpr int kBytes = 34;
-  template <int R>
-  static void Step(const uint8_t* w, const BlockQ8* const* x, int64_t b, __m256* acc, float*) {
-    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
-    __m256i abs_q = _mm256_sign_epi8(q, q);
-    float d = LoadHalf(w);
-    for (int r = 0; r < R; ++r) {
-      __m256 sum = MulSum(abs_q, _mm256_sign_epi8(LoadQ(x[r][b]), q));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[r][b].d), sum, acc[r]);
-    }
-  }
-};
-
-struct Q4_0 {
-  static constexpr int kBytes = 18;
-  template <int R>
-  static void Step(const uint8_t* w, const BlockQ8* const* x, int64_t b, __m256* acc, float*) {
-    __m256i q = _mm256_sub_epi8(UnpackNibbles(w + 2), _mm256_set1_epi8(8));
-    __m256i abs_q = _mm256_sign_epi8(q, q);
-    float d = LoadHalf(w);
-    for (int r = 0; r < R; ++r) {
-      __m256 sum = MulSum(abs_q, _mm256_sign_epi8(LoadQ(x[r][b]), q));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[r][b].d), sum, acc[r]);
-    }
-  }
-};
-
-struct Q4_1 {
-  static constexpr int kBytes = 20;
-  template <int R>
-  static void Step(const uint8_t* w, const BlockQ8* const* x, int64_t b, __m256* acc,
-                   float* offset) {
-    __m256i q = UnpackNibbles(w + 4);
-    float d = LoadHalf(w);
-    float m = LoadHalf(w + 2);
-    for (int r = 0; r < R; ++r) {
-      __m256 sum = MulSum(q, LoadQ(x[r][b]));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[r][b].d), sum, acc[r]);
-      offset[r] = Fma(m, x[r][b].sum, offset[r]);
-    }
-  }
-};
-
-// Even and odd blocks go to two accumulators, so two FMA chains overlap.
-template <typename Format, int R>
-void DotRowsImpl(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int64_t k, float* y,
-                 int64_t y_stride) {
-  const BlockQ8* rows[R];
-  __m256 even[R], odd[R];
-  float even_offset[R], odd_offset[R];
-  for (int r = 0; r < R; ++r) {
-    rows[r] = x + r * x_stride;
-    even[r] = _mm256_setzero_ps();
-    odd[r] = _mm256_setzero_ps();
-    even_offset[r] = 0.0f;
-    odd_offset[r] = 0.0f;
-  }
-  int64_t blocks = k / 32;
-  int64_t b = 0;
-  for (; b + 1 < blocks; b += 2) {
-    // The weights stream from memory once per step; asking for the bytes kPrefetchBytes ahead
-    // (into the next rows, which are contiguous) keeps the loads from stalling where the
-    // hardware prefetcher does not look that far.
-    _mm_prefetch(reinterpret_cast<const char*>(w + b * Format::kBytes + kPrefetchBytes),
-                 _MM_HINT_T0);
-    Format::template Step<R>(w + b * Format::kBytes, rows, b, even, even_offset);
-    Format::template Step<R>(w + (b + 1) * Format::kBytes, rows, b + 1, odd, odd_offset);
-  }
-  if (b < blocks) Format::template Step<R>(w + b * Format::kBytes, rows, b, even, even_offset);
-  for (int r = 0; r < R; ++r) {
-    y[r * y_stride] =
-        HorizontalSum(_mm256_add_ps(even[r], odd[r])) + (even_offset[r] + odd_offset[r]);
-  }
-}
-
-template <typename Format>
-void DotRows(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k, float* y,
-             int64_t y_stride) {
-  switch (rows) {
-    case 1:
-      return DotRowsImpl<Format, 1>(w, x, x_stride, k, y, y_stride);
-    case 2:
-      return DotRowsImpl<Format, 2>(w, x, x_stride, k, y, y_stride);
-    case 3:
-      return DotRowsImpl<Format, 3>(w, x, x_stride, k, y, y_stride);
-    default:
-      return DotRowsImpl<Format, 4>(w, x, x_stride, k, y, y_stride);
-  }
 }
 
 }  // namespace
@@ -234,6 +109,21 @@ void DotRowsQ4_0(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
 void DotRowsQ4_1(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
                  float* y, int64_t y_stride) {
   DotRows<Q4_1>(w, x, x_stride, rows, k, y, y_stride);
+}
+
+void GemmQ8_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  GemmImpl<Q8_0>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
+}
+
+void GemmQ4_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  GemmImpl<Q4_0>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
+}
+
+void GemmQ4_1(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  GemmImpl<Q4_1>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
 }
 
 }  // namespace kiln::native::cpu::avx2

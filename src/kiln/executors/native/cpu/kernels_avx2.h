@@ -5,6 +5,7 @@
 // function it shared with the portable files could be linked in for both.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kiln/executors/native/cpu/kernels.h"
@@ -25,5 +26,16 @@ void DotRowsQ4_0(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
                  float* y, int64_t y_stride);
 void DotRowsQ4_1(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
                  float* y, int64_t y_stride);
+
+// The batched kernel: y[m * y_stride + n] for m in [0, rows) and n in [n_begin, n_end), with w
+// the whole weight matrix (rows row_bytes apart) and x `rows` quantized activation rows of k / 32
+// blocks each, contiguous. Each y is bitwise DotRows*'s for that row alone; faster from 2 rows
+// on, since a weight block is unpacked once per panel and each tile keeps its sums in registers.
+void GemmQ8_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride);
+void GemmQ4_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride);
+void GemmQ4_1(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
+              int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 }  // namespace kiln::native::cpu::avx2
