@@ -87,7 +87,8 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "paged engine: Hugging Face folders and GGUF files)")
       ->capture_default_str();
   cmd->add_option("--kv-cache-memory", args->model.kv_cache_bytes,
-                  "vllm runtime: bytes of KV cache (0: 1 GiB, at least one max-model-len "
+                  "vllm runtime: bytes of KV cache (0: what the memory plan leaves, at most 4 GiB; "
+                  "at least one max-model-len "
                   "sequence)")
       ->capture_default_str();
   cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();

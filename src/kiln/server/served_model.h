@@ -40,7 +40,7 @@ struct ModelOptions {
   int64_t max_queued_requests = 256;
   std::string device = "cpu";
   int threads = 0;  // compute threads (ONNX Runtime intra-op, or the native pool); 0: per core
-  int64_t kv_cache_bytes = 0;  // vllm runtime: KV cache size; 0: 1 GiB
+  int64_t kv_cache_bytes = 0;  // vllm runtime: KV cache size; 0: from the plan, <= 4 GiB
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
   // (generation_defaults.h).
   std::string generation_config = "auto";
