@@ -8,8 +8,8 @@
 // tokens are decoded one step at a time. <out file> gets float32 rows of vocab_size logits: one
 // per prompt position, then one per decode step. The generated ids go to stdout.
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
