@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from kiln_server import KilnServer
+from kiln_server import KilnServer, scrape
 
 MODEL = "smollm2"
 
@@ -200,12 +200,18 @@ def test_a_client_that_reads_a_byte_at_a_time_gets_the_whole_stream(server):
 # --- Clients that leave --------------------------------------------------------------------------
 
 def test_a_client_that_drops_a_non_streamed_request_frees_its_sequence(server):
+    # Earlier tests' requests may still be finishing: start from an idle engine, so the one
+    # running request is this one.
+    server.wait_for(lambda: running(server) == 0, "the earlier requests are done")
     before = server.metric("vllm:request_success_total", finished_reason="abort")
     s = socket.create_connection(("127.0.0.1", server.port))
     send_raw_request(s, "/v1/completions", {"model": MODEL, "prompt": "Count forever:",
                                             "max_tokens": 1500, "ignore_eos": True})
     server.wait_for(lambda: running(server) == 1, "the request is running")
-    assert server.metric("vllm:kv_cache_usage_perc") > 0
+    # The gauges of one scrape come from one snapshot of the engine.
+    gauges = scrape(server.base_url, MODEL)
+    assert gauges[("vllm:num_requests_running", ())] == 1
+    assert gauges[("vllm:kv_cache_usage_perc", ())] > 0
     s.close()
     server.wait_for(lambda: running(server) == 0, "the dropped request left the batch")
     assert server.metric("vllm:kv_cache_usage_perc") == 0

@@ -6,6 +6,8 @@
 #include <memory>
 #include <random>
 
+#include "random_jobs.h"
+
 namespace kiln::engine {
 namespace {
 
@@ -39,11 +41,6 @@ class FakeModel {
   }
   int32_t block_size_;
   std::vector<int32_t> kv_;
-};
-
-struct Job {
-  std::vector<int32_t> prompt;
-  int64_t max_new;
 };
 
 // Runs jobs through scheduler + fake model; returns each job's generated tokens.
@@ -96,22 +93,6 @@ std::vector<std::vector<int32_t>> RunAll(const std::vector<Job>& jobs, int32_t n
   return out;
 }
 
-std::vector<Job> RandomJobs(int count, uint64_t seed, bool shared_prefix) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> prefix;
-  for (int i = 0; i < 24; ++i) prefix.push_back(static_cast<int32_t>(rng() % 1000));
-  std::vector<Job> jobs;
-  for (int i = 0; i < count; ++i) {
-    Job j;
-    if (shared_prefix) j.prompt = prefix;
-    int len = 1 + static_cast<int>(rng() % 40);
-    for (int k = 0; k < len; ++k) j.prompt.push_back(static_cast<int32_t>(rng() % 1000));
-    j.max_new = 1 + static_cast<int64_t>(rng() % 30);
-    jobs.push_back(j);
-  }
-  return jobs;
-}
-
 std::vector<std::vector<int32_t>> RunAlone(const std::vector<Job>& jobs) {
   std::vector<std::vector<int32_t>> out;
   SchedulerConfig config;
@@ -120,7 +101,7 @@ std::vector<std::vector<int32_t>> RunAlone(const std::vector<Job>& jobs) {
 }
 
 TEST(SchedulerTest, BatchedOutputsEqualSoloOutputs) {
-  auto jobs = RandomJobs(40, 1, false);
+  auto jobs = RandomJobs(40, 1, 0);
   SchedulerConfig config;
   config.max_num_batched_tokens = 64;
   config.max_num_seqs = 8;
@@ -128,7 +109,7 @@ TEST(SchedulerTest, BatchedOutputsEqualSoloOutputs) {
 }
 
 TEST(SchedulerTest, PreemptionUnderPressureKeepsOutputsExact) {
-  auto jobs = RandomJobs(30, 2, false);
+  auto jobs = RandomJobs(30, 2, 0);
   SchedulerConfig config;
   config.max_num_batched_tokens = 32;
   config.max_num_seqs = 16;
@@ -140,7 +121,7 @@ TEST(SchedulerTest, PreemptionUnderPressureKeepsOutputsExact) {
 }
 
 TEST(SchedulerTest, PrefixCachingKeepsOutputsExact) {
-  auto jobs = RandomJobs(30, 3, true);
+  auto jobs = RandomJobs(30, 3, 1);
   SchedulerConfig config;
   config.max_num_batched_tokens = 48;
   config.max_num_seqs = 6;
@@ -151,7 +132,7 @@ TEST(SchedulerTest, PrefixCachingKeepsOutputsExact) {
 
 TEST(SchedulerTest, OneSlotPerSequenceGeometry) {
   // The onnx-genai runtime: one block of the whole context per sequence, four slots.
-  auto jobs = RandomJobs(12, 4, false);
+  auto jobs = RandomJobs(12, 4, 0);
   SchedulerConfig config;
   config.max_num_seqs = 4;
   config.max_num_batched_tokens = 256;

@@ -5,6 +5,8 @@
 #include <memory>
 #include <random>
 
+#include "random_jobs.h"
+
 namespace kiln::engine {
 namespace {
 
@@ -38,11 +40,6 @@ class LayoutModel {
  private:
   int32_t block_size_;
   std::vector<int32_t> kv_;
-};
-
-struct Job {
-  std::vector<int32_t> prompt;
-  int64_t max_new;
 };
 
 std::vector<std::vector<int32_t>> RunAll(const std::vector<Job>& jobs, int32_t num_blocks,
@@ -86,24 +83,8 @@ std::vector<std::vector<int32_t>> RunAll(const std::vector<Job>& jobs, int32_t n
   return out;
 }
 
-std::vector<Job> RandomJobs(int count, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> prefix;
-  for (int i = 0; i < 24; ++i) prefix.push_back(static_cast<int32_t>(rng() % 1000));
-  std::vector<Job> jobs;
-  for (int i = 0; i < count; ++i) {
-    Job j;
-    if (i % 2 == 0) j.prompt = prefix;
-    int len = 1 + static_cast<int>(rng() % 40);
-    for (int k = 0; k < len; ++k) j.prompt.push_back(static_cast<int32_t>(rng() % 1000));
-    j.max_new = 1 + static_cast<int64_t>(rng() % 30);
-    jobs.push_back(j);
-  }
-  return jobs;
-}
-
 TEST(StepLayoutTest, LayoutDrivenOutputsEqualSoloOutputsUnderBatchingCachingAndPreemption) {
-  auto jobs = RandomJobs(40, 7);
+  auto jobs = RandomJobs(40, 7, 2);
   std::vector<std::vector<int32_t>> solo;
   for (const Job& j : jobs) solo.push_back(RunAll({j}, 64, 4, SchedulerConfig{}, false, 1)[0]);
   SchedulerConfig config;
