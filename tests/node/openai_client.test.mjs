@@ -1,5 +1,6 @@
 // The official `openai` npm client, unmodified, against a running `kiln serve`
-// (KILN_BASE_URL, e.g. http://127.0.0.1:8080/v1; KILN_MODEL names the served model).
+// (KILN_BASE_URL, e.g. http://127.0.0.1:8080/v1; KILN_MODEL names the served model and
+// KILN_RUNTIME the runtime serving it).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import OpenAI from 'openai';
@@ -11,7 +12,7 @@ test('lists the served model', async () => {
   const models = await client.models.list();
   assert.deepEqual(models.data.map((m) => m.id), [model]);
   const card = await client.models.retrieve(model);
-  assert.equal(card.runtime, 'onnx-genai');
+  assert.equal(card.runtime, process.env.KILN_RUNTIME);
   assert.ok(card.context_length > 0);
 });
 

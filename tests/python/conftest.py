@@ -90,6 +90,17 @@ def smollm2_hf(kiln_bin, smollm2_gguf, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def smollm2_gguf_f32(tool, smollm2_gguf, tmp_path_factory):
+    """The default GGUF's weights dequantized to f32 in a Hugging Face folder (reference_llama.py
+    reads it)."""
+    import subprocess
+    out = tmp_path_factory.mktemp("models") / "smollm2-gguf-f32"
+    subprocess.run([tool("formats_gguf_to_hf"), smollm2_gguf, out, "f32"], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2_genai(tmp_path_factory):
     """The default model folder as scripts/install_model.sh makes it (what `kiln serve` runs),
     in a model store of its own."""
@@ -99,6 +110,41 @@ def smollm2_genai(tmp_path_factory):
                    capture_output=True, env={**os.environ, "KILN_HOME": str(home),
                                              "KILN_BUILD_DIR": str(BUILD_DIR)})
     return home / "models" / "smollm2-135m-instruct"
+
+
+# The flags scripts/run.sh gives `kiln serve` for the default model GGUF, besides --model
+# (test_server_defaults.py checks that run.sh says the same).
+MAIN_JOB_ARGS = ("--override-generation-config", '{"temperature": 0}')
+
+
+class ServedModel(os.PathLike):
+    """A model path and the `kiln serve` flags it is served with (KilnServer adds them)."""
+
+    def __init__(self, path, runtime, serve_args=()):
+        self.path, self.runtime, self.serve_args = pathlib.Path(path), runtime, tuple(serve_args)
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+
+@pytest.fixture(scope="session", params=["vllm", "onnx-genai"])
+def default_model(request):
+    """The default model as each runtime serves it: the GGUF file on the vllm runtime as the main
+    job serves it (scripts/run.sh), and the GenAI folder scripts/install_model.sh makes on the
+    onnx-genai runtime. Server tests take this fixture, so every server feature is tested on
+    both; both are greedy unless a request asks otherwise."""
+    if request.param == "vllm":
+        return ServedModel(request.getfixturevalue("smollm2_gguf"), "vllm", MAIN_JOB_ARGS)
+    return ServedModel(request.getfixturevalue("smollm2_genai"), "onnx-genai")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_genai):
+    """The default model's tokenizer.json (the same vocabulary on both runtimes)."""
+    return smollm2_genai / "tokenizer.json"
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,8 @@ class KilnServer:
         self.served_name = served_name
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
-                "--served-model-name", served_name, *map(str, extra_args)]
+                "--served-model-name", served_name, *getattr(model_dir, "serve_args", ()),
+                *map(str, extra_args)]
         self.log_path = f"/tmp/kiln-serve-{self.port}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,

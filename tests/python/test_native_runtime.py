@@ -19,11 +19,8 @@ TEXT = pathlib.Path("/usr/share/common-licenses/GPL-3").read_text()
 
 
 @pytest.fixture(scope="module")
-def hf_f32(tool, smollm2_gguf, smollm2_hf, tmp_path_factory):
-    out = tmp_path_factory.mktemp("native_f32")
-    subprocess.run([tool("formats_gguf_to_hf"), smollm2_gguf, out, "f32"], check=True,
-                   capture_output=True)
-    return out
+def hf_f32(smollm2_gguf_f32):
+    return smollm2_gguf_f32
 
 
 @pytest.fixture(scope="module")
@@ -180,19 +177,6 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gg
     finally:
         plain.stop()
     assert cached == computed
-
-
-def test_cuda_requested_without_gpu_kernels_runs_on_the_cpu_with_a_warning(kiln_bin,
-                                                                           smollm2_gguf):
-    s = KilnServer(kiln_bin, smollm2_gguf, "--device", "cuda", "--max-model-len", 256)
-    try:
-        reply = s.client().completions.create(model="smollm2", prompt="Hi", max_tokens=2)
-        assert reply.usage.completion_tokens == 2
-    finally:
-        s.stop()
-    log = s.output()
-    assert "no GPU kernels in this build; running on the CPU" in log
-    assert "(vllm on cpu" in log
 
 
 def test_gemma3_greedy_tokens_match_llama_cpp_up_to_near_ties(kiln_bin, gemma3_gguf):

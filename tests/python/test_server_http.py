@@ -25,8 +25,8 @@ GUARDED = [
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 8)
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 8)
     yield s
     assert s.stop() == 0, s.output()
 
@@ -77,8 +77,8 @@ def sse_events(raw):
 
 # --- API keys ------------------------------------------------------------------------------------
 
-def test_every_guarded_route_wants_the_key_and_probes_stay_open(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 256, "--max-num-seqs", 1,
+def test_every_guarded_route_wants_the_key_and_probes_stay_open(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 256, "--max-num-seqs", 1,
                    "--api-key", "sekrit")
     try:
         for method, path, body in GUARDED:

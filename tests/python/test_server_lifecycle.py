@@ -88,8 +88,8 @@ def read_until_closed(s, received):
         received += chunk
 
 
-def test_shutdown_timeout_cuts_streams_off_and_exits_non_zero(kiln_bin, smollm2_genai):
-    server = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 2,
+def test_shutdown_timeout_cuts_streams_off_and_exits_non_zero(kiln_bin, default_model):
+    server = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 2,
                         "--shutdown-timeout", 0.5)
     streams = [start_stream(server.port, 2000) for _ in range(2)]
     server.proc.send_signal(signal.SIGTERM)
@@ -106,8 +106,8 @@ def test_shutdown_timeout_cuts_streams_off_and_exits_non_zero(kiln_bin, smollm2_
     assert "cut off" in log
 
 
-def test_shutdown_exits_zero_when_streams_finish_in_time(kiln_bin, smollm2_genai):
-    server = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 512, "--max-num-seqs", 2,
+def test_shutdown_exits_zero_when_streams_finish_in_time(kiln_bin, default_model):
+    server = KilnServer(kiln_bin, default_model, "--max-model-len", 512, "--max-num-seqs", 2,
                         "--shutdown-timeout", 120)
     s, received = start_stream(server.port, 40)
     server.proc.send_signal(signal.SIGTERM)

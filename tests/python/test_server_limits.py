@@ -38,8 +38,8 @@ def wait_for_metric(server, name, value, timeout=30):
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 1,
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 1,
                    "--max-queued-requests", 2)
     yield s
     assert s.stop() == 0, s.output()

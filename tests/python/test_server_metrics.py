@@ -13,8 +13,8 @@ MODEL = "smollm2"
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 1024, "--max-num-seqs", 4)
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 1024, "--max-num-seqs", 4)
     yield s
     assert s.stop() == 0, s.output()
 

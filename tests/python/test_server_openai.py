@@ -15,8 +15,8 @@ MODEL = "smollm2"
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 16)
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 16)
     yield s
     assert s.stop() == 0, s.output()
 
@@ -43,14 +43,14 @@ def metric_value(text, name):
     return float(m.group(1)) if m else None
 
 
-def test_models_list_and_retrieve(client):
+def test_models_list_and_retrieve(client, default_model):
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL]
     card = client.models.retrieve(MODEL)
     assert card.id == MODEL
     extra = card.model_extra
     assert extra["context_length"] == 2048 and extra["max_model_len"] == 2048
-    assert extra["runtime"] == "onnx-genai"
+    assert extra["runtime"] == default_model.runtime
     assert extra["supports_tool_calling"] is True
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
@@ -142,11 +142,11 @@ def test_chat_logprobs(client):
         assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
 
 
-def test_logprob_bytes_are_the_tokens_own_bytes(client, smollm2_genai):
+def test_logprob_bytes_are_the_tokens_own_bytes(client, smollm2_tokenizer):
     # The byte-level token "Ã" stands for the single byte 0xC3, half of a UTF-8 character: its
     # text is U+FFFD, and its bytes must be the raw byte, so that a client can join pieces.
     from tokenizers import Tokenizer
-    lone = Tokenizer.from_file(str(smollm2_genai / "tokenizer.json")).get_vocab()["Ã"]
+    lone = Tokenizer.from_file(str(smollm2_tokenizer)).get_vocab()["Ã"]
     r = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0,
         logprobs=True, top_logprobs=1, logit_bias={str(lone): 100})

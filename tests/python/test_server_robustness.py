@@ -13,8 +13,8 @@ from kiln_server import KilnServer
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 1024, "--max-num-seqs", 8)
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 1024, "--max-num-seqs", 8)
     yield s
     assert s.stop() == 0, s.output()
 
@@ -144,8 +144,8 @@ def test_client_that_disconnects_stops_its_generation_and_frees_its_cache(server
     assert metric(server, "vllm:kv_cache_usage_perc") == 0
 
 
-def test_api_key_is_required_when_set(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 256, "--max-num-seqs", 1,
+def test_api_key_is_required_when_set(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 256, "--max-num-seqs", 1,
                    env={"KILN_API_KEY": "sekrit"})
     try:
         assert post(s, "/v1/completions", {"model": "smollm2", "prompt": "a"})[0] == 401
@@ -159,8 +159,8 @@ def test_api_key_is_required_when_set(kiln_bin, smollm2_genai):
         s.stop()
 
 
-def test_sigterm_lets_requests_in_flight_finish_then_exits(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 512, "--max-num-seqs", 2)
+def test_sigterm_lets_requests_in_flight_finish_then_exits(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 512, "--max-num-seqs", 2)
     results = {}
 
     def request():
@@ -205,8 +205,8 @@ def test_holds_a_thousand_concurrent_connections(server):
             s.close()
 
 
-def test_cuda_requested_without_a_gpu_falls_back_to_cpu_with_a_warning(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 256, "--max-num-seqs", 1,
+def test_cuda_requested_without_a_gpu_falls_back_to_cpu_with_a_warning(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 256, "--max-num-seqs", 1,
                    "--device", "cuda")
     try:
         status, payload = post(s, "/v1/completions", {"model": "smollm2", "prompt": "Hi",
@@ -215,5 +215,9 @@ def test_cuda_requested_without_a_gpu_falls_back_to_cpu_with_a_warning(kiln_bin,
     finally:
         s.stop()
     log = s.output()
-    assert "CUDA execution provider unavailable" in log and "running on CPU" in log
-    assert "(onnx-genai on cpu)" in log
+    if default_model.runtime == "onnx-genai":
+        assert "CUDA execution provider unavailable" in log and "running on CPU" in log
+        assert "(onnx-genai on cpu)" in log
+    else:
+        assert "--device cuda: the vllm runtime has no GPU kernels in this build" in log
+        assert "(vllm on cpu" in log

@@ -45,8 +45,8 @@ SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 
 
 @pytest.fixture(scope="module")
-def client(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 8)
+def client(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 8)
     yield s.client(timeout=300)
     assert s.stop() == 0, s.output()
 

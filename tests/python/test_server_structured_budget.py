@@ -91,8 +91,8 @@ SCHEMAS_UNDER_TEST = {
 
 
 @pytest.fixture(scope="module")
-def server(kiln_bin, smollm2_genai):
-    s = KilnServer(kiln_bin, smollm2_genai, "--max-model-len", 2048, "--max-num-seqs", 8)
+def server(kiln_bin, default_model):
+    s = KilnServer(kiln_bin, default_model, "--max-model-len", 2048, "--max-num-seqs", 8)
     yield s
     assert s.stop() == 0, s.output()
 

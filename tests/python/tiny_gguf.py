@@ -28,10 +28,11 @@ def _unpermute(w, n_head):
 
 
 def write_tiny_gguf(path, source_gguf, *, types=None, seed=0, layers=2, hidden=64, heads=4,
-                    kv_heads=2, intermediate=128, tie=True, context=256):
+                    kv_heads=2, intermediate=128, tie=True, context=256, metadata=None):
     """Writes a GGUF at `path`; `types` maps "embed", "output", "attn_q", "attn_k", "attn_v",
     "attn_output", "ffn_gate", "ffn_up", "ffn_down" to a gguf.GGMLQuantizationType (default
-    Q4_1, Q8_0 for the embedding). Returns the Reference over the dequantized weights."""
+    Q4_1, Q8_0 for the embedding); `metadata` maps more keys to (value, gguf.GGUFValueType).
+    Returns the Reference over the dequantized weights."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -45,6 +46,8 @@ def write_tiny_gguf(path, source_gguf, *, types=None, seed=0, layers=2, hidden=6
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(VOCAB)
     writer.add_rope_dimension_count(head_dim)
+    for key, (value, vtype) in (metadata or {}).items():
+        writer.add_key_value(key, value, vtype)
     reader = gguf.GGUFReader(str(source_gguf))
     for key, field in reader.fields.items():
         if not key.startswith("tokenizer."):

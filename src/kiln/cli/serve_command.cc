@@ -79,6 +79,8 @@ int RunServe(const ServeArgs& args) {
 void RegisterServeCommand(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  // A flag given twice takes its last value, so flags after scripts/run.sh's own override them.
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--model,-m", args->model.path,
                   "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file")
       ->required();
@@ -120,10 +122,14 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "Compute threads: ONNX Runtime's, or the vllm runtime's pool (0: one per core)")
       ->capture_default_str();
   cmd->add_option("--generation-config", args->model.generation_config,
-                  "Sampling defaults for fields a request leaves out: 'auto' (the model folder's "
-                  "generation_config.json and genai_config.json search), 'vllm' (built-in: "
-                  "temperature 1, top_p 1) or a folder with a generation_config.json")
+                  "Sampling defaults for fields a request leaves out: 'auto' (the model's own: "
+                  "a folder's generation_config.json and genai_config.json search, a GGUF's "
+                  "general.sampling metadata), 'vllm' (built-in: temperature 1, top_p 1) or a "
+                  "folder with a generation_config.json")
       ->capture_default_str();
+  cmd->add_option("--override-generation-config", args->model.override_generation_config,
+                  "A JSON object of sampling defaults over the model's, with "
+                  "generation_config.json's names, e.g. '{\"temperature\": 0}'");
   cmd->add_option("--http-threads", args->io_threads, "Threads serving HTTP connections")
       ->capture_default_str();
   cmd->add_option("--shutdown-timeout", args->shutdown_timeout,

@@ -8,6 +8,10 @@
 //   genai_config.json       its `search` section, which ONNX Runtime GenAI itself obeys:
 //                           do_sample false means greedy (temperature 0); with do_sample true,
 //                           temperature, top_k and top_p; repetition_penalty either way.
+//   a GGUF file's metadata  general.sampling.temp, .top_k, .top_p, .min_p and .penalty_repeat,
+//                           the keys llama.cpp reads (GgufSamplingFields).
+//   --override-generation-config  a JSON object with generation_config.json's names, over
+//                           everything else (vLLM's flag of that name).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +21,7 @@
 
 #include "kiln/base/status.h"
 #include "kiln/engine/sampling_params.h"
+#include "kiln/formats/gguf.h"
 
 namespace kiln::server {
 
@@ -30,11 +35,25 @@ struct GenerationDefaults {
   std::string source;  // what was read, in words
 };
 
-// `mode`: "auto" reads the model folder `model_dir`; "vllm" ignores the folder (vLLM's and
-// OpenAI's built-in defaults: temperature 1, top_p 1); any other value is a folder whose
-// generation_config.json is read. A malformed file is an error naming it; a value out of range
-// is an error naming the file and the field.
-Result<GenerationDefaults> LoadGenerationDefaults(const std::string& model_dir,
-                                                  const std::string& mode);
+struct GenerationSources {
+  // The model folder; empty for a GGUF file, whose settings are `gguf_fields`.
+  std::string model_dir;
+  // "auto" reads the model's own settings; "vllm" ignores them (vLLM's and OpenAI's built-in
+  // defaults: temperature 1, top_p 1); any other value is a folder whose
+  // generation_config.json is read instead.
+  std::string mode = "auto";
+  // A GGUF file's sampling metadata under generation_config.json's names (GgufSamplingFields).
+  nlohmann::json gguf_fields = nlohmann::json::object();
+  // --override-generation-config: a JSON object text, or empty.
+  std::string override_json;
+};
+
+// A malformed file is an error naming it; a value out of range is an error naming the file
+// (or flag) and the field; an override naming a field Kiln does not take is an error listing
+// those it takes.
+Result<GenerationDefaults> LoadGenerationDefaults(const GenerationSources& sources);
+
+// general.sampling.* of a GGUF file, renamed as generation_config.json names them.
+nlohmann::json GgufSamplingFields(const gguf::GgufFile& file);
 
 }  // namespace kiln::server

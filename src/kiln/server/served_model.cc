@@ -193,8 +193,12 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
     LogWarning(options.path + ": no chat template; /v1/chat/completions is unavailable");
   }
 
-  KILN_ASSIGN_OR_RETURN(m->generation_defaults_,
-                        LoadGenerationDefaults(dir.string(), options.generation_config));
+  GenerationSources sources;
+  sources.model_dir = is_gguf ? "" : dir.string();
+  sources.mode = options.generation_config;
+  if (gguf_file) sources.gguf_fields = GgufSamplingFields(*gguf_file);
+  sources.override_json = options.override_generation_config;
+  KILN_ASSIGN_OR_RETURN(m->generation_defaults_, LoadGenerationDefaults(sources));
   {
     const GenerationDefaults& d = m->generation_defaults_;
     std::string shown;

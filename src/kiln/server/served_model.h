@@ -44,6 +44,8 @@ struct ModelOptions {
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
   // (generation_defaults.h).
   std::string generation_config = "auto";
+  // A JSON object of sampling defaults over all of the above (--override-generation-config).
+  std::string override_generation_config;
 };
 
 // Which runtime serves options.path (what options.runtime asks, checked against the files).

@@ -25,6 +25,13 @@ class GenerationDefaultsTest : public ::testing::Test {
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name) << text;
   }
+  Result<GenerationDefaults> Load(const std::string& mode, const std::string& override_json = "") {
+    GenerationSources sources;
+    sources.model_dir = dir_.string();
+    sources.mode = mode;
+    sources.override_json = override_json;
+    return LoadGenerationDefaults(sources);
+  }
   fs::path dir_;
 };
 
@@ -32,7 +39,7 @@ TEST_F(GenerationDefaultsTest, GenerationConfigGivesVllmsFieldsAndIgnoresDoSampl
   Write("generation_config.json", R"({"bos_token_id": 1, "do_sample": false, "temperature": 0.6,
       "top_p": 0.9, "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1,
       "max_new_tokens": 256})");
-  auto d = LoadGenerationDefaults(dir_.string(), "auto");
+  auto d = Load("auto");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_FLOAT_EQ(d->params.temperature, 0.6f);
   EXPECT_FLOAT_EQ(d->params.top_p, 0.9f);
@@ -48,7 +55,7 @@ TEST_F(GenerationDefaultsTest, GenaiSearchWithoutSamplingIsGreedy) {
   Write("generation_config.json", R"({"temperature": 0.7})");
   Write("genai_config.json", R"({"search": {"do_sample": false, "temperature": 1.0,
       "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0, "max_length": 2048}})");
-  auto d = LoadGenerationDefaults(dir_.string(), "auto");
+  auto d = Load("auto");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->params.temperature, 0.0f);
   EXPECT_TRUE(d->params.greedy());
@@ -59,7 +66,7 @@ TEST_F(GenerationDefaultsTest, GenaiSearchWithoutSamplingIsGreedy) {
 TEST_F(GenerationDefaultsTest, GenaiSearchWithSamplingGivesItsSettings) {
   Write("genai_config.json", R"({"search": {"do_sample": true, "temperature": 0.8,
       "top_k": 40, "top_p": 0.95}})");
-  auto d = LoadGenerationDefaults(dir_.string(), "auto");
+  auto d = Load("auto");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_FLOAT_EQ(d->params.temperature, 0.8f);
   EXPECT_EQ(d->params.top_k, 40);
@@ -68,7 +75,7 @@ TEST_F(GenerationDefaultsTest, GenaiSearchWithSamplingGivesItsSettings) {
 
 TEST_F(GenerationDefaultsTest, VllmModeIgnoresTheFolder) {
   Write("genai_config.json", R"({"search": {"do_sample": false}})");
-  auto d = LoadGenerationDefaults(dir_.string(), "vllm");
+  auto d = Load("vllm");
   ASSERT_TRUE(d.ok());
   EXPECT_FLOAT_EQ(d->params.temperature, 1.0f);
   EXPECT_FLOAT_EQ(d->params.top_p, 1.0f);
@@ -80,21 +87,65 @@ TEST_F(GenerationDefaultsTest, AnotherFolderGivesItsGenerationConfig) {
   fs::path other = dir_ / "other";
   fs::create_directories(other);
   std::ofstream(other / "generation_config.json") << R"({"temperature": 0.3})";
-  auto d = LoadGenerationDefaults(dir_.string(), other.string());
+  auto d = Load(other.string());
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_FLOAT_EQ(d->params.temperature, 0.3f);
-  auto missing = LoadGenerationDefaults(dir_.string(), (dir_ / "nowhere").string());
+  auto missing = Load((dir_ / "nowhere").string());
   EXPECT_FALSE(missing.ok());
 }
 
 TEST_F(GenerationDefaultsTest, BadValuesNameTheFileAndField) {
   Write("generation_config.json", R"({"temperature": 7})");
-  auto d = LoadGenerationDefaults(dir_.string(), "auto");
+  auto d = Load("auto");
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("generation_config.json"), std::string::npos);
   EXPECT_NE(d.status().message().find("temperature"), std::string::npos);
   Write("generation_config.json", "{not json");
-  EXPECT_FALSE(LoadGenerationDefaults(dir_.string(), "auto").ok());
+  EXPECT_FALSE(Load("auto").ok());
+}
+
+TEST_F(GenerationDefaultsTest, AGgufFileGivesItsSamplingMetadataAndNotTheFilesBesideIt) {
+  Write("generation_config.json", R"({"temperature": 0.3})");
+  GenerationSources sources;  // a GGUF file: no model folder
+  sources.gguf_fields = {{"temperature", 0.6}, {"top_k", 40}, {"repetition_penalty", 1.1}};
+  auto d = LoadGenerationDefaults(sources);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_FLOAT_EQ(d->params.temperature, 0.6f);
+  EXPECT_EQ(d->params.top_k, 40);
+  EXPECT_FLOAT_EQ(d->params.repetition_penalty, 1.1f);
+  EXPECT_EQ(d->applied["top_k"]["from"], "GGUF general.sampling");
+  sources.gguf_fields = {{"top_p", 3}};
+  auto bad = LoadGenerationDefaults(sources);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("top_p"), std::string::npos);
+  sources.gguf_fields = nlohmann::json::object();
+  auto none = LoadGenerationDefaults(sources);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FLOAT_EQ(none->params.temperature, 1.0f);
+  EXPECT_TRUE(none->applied.empty());
+}
+
+TEST_F(GenerationDefaultsTest, TheOverrideGoesOverTheModelsSettings) {
+  Write("genai_config.json", R"({"search": {"do_sample": true, "temperature": 0.8,
+      "top_k": 40}})");
+  auto d = Load("auto", R"({"temperature": 0, "max_new_tokens": 64})");
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->params.temperature, 0.0f);
+  EXPECT_EQ(d->params.top_k, 40);  // the model's, not overridden
+  ASSERT_TRUE(d->max_tokens.has_value());
+  EXPECT_EQ(*d->max_tokens, 64);
+  EXPECT_EQ(d->applied["temperature"]["from"], "--override-generation-config");
+  // Over vLLM's built-in defaults too.
+  auto v = Load("vllm", R"({"top_p": 0.5})");
+  ASSERT_TRUE(v.ok());
+  EXPECT_FLOAT_EQ(v->params.top_p, 0.5f);
+  EXPECT_FLOAT_EQ(v->params.temperature, 1.0f);
+  for (const char* bad : {"[1]", "{not json", R"({"temprature": 0})", R"({"top_k": "x"})"}) {
+    auto r = Load("auto", bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("--override-generation-config"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST_F(GenerationDefaultsTest, RequestsOverrideOnlyTheFieldsTheyName) {
