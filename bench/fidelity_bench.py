@@ -39,7 +39,7 @@ from serve_bench import Kiln, Peer  # noqa: E402
 PATHS = [  # (label, convert from the GGUF (None: import first), convert flags)
     ("f32 (GGUF dequantized)", True, ["--precision", "f32"]),
     ("int4 (old: import, requantize)", False, ["--precision", "int4"]),
-    ("gguf (default)", True, ["--precision", "gguf"]),
+    ("gguf (store GenAI folder)", True, ["--precision", "gguf"]),
     ("gguf, accuracy_level 0", True, ["--precision", "gguf", "--accuracy-level", "0"]),
 ]
 
@@ -128,7 +128,7 @@ def main(argv=None):
                 ks.append(kiln.measure("decode"))
         finally:
             kiln.close()
-        rows.append(("GGUF file, vllm runtime", gguf.stat().st_size / 1e6, ppl,
+        rows.append(("GGUF file, vllm (main job)", gguf.stat().st_size / 1e6, ppl,
                      statistics.median(ks), None, None, max(loads)))
     reference = rows[0][2]
     print(f"{'path':32s} {'weights MB':>10s} {'perplexity':>10s} {'vs f32':>7s} "

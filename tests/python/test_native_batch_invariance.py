@@ -36,3 +36,20 @@ def test_requests_under_load_equal_their_solo_runs_bit_for_bit(tool, smollm2_ggu
         if kv_tokens:
             preemptions = int(res.stdout.split("preemptions ")[1].split(",")[0])
             assert preemptions > 0, "the small cache was meant to force preemption"
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp8_e4m3"])
+def test_quantized_kv_caches_are_batch_invariant_too(tool, smollm2_gguf, dtype):
+    # Each (token, head) is stored with its own rounding (and, in fp8, its own scale), so what a
+    # request reads back does not depend on the others either; on the fastest path here.
+    path = cpu_paths()[-1]
+    for seed, (requests, budget, kv_tokens, longest) in enumerate([(60, 64, 0, 48),
+                                                                   (40, 48, 192, 96)]):
+        res = subprocess.run([tool("native_batch"), str(smollm2_gguf), str(requests), str(seed),
+                              str(budget), str(kv_tokens), str(longest)],
+                             capture_output=True, text=True,
+                             env={**os.environ, "KILN_CPU_FEATURES": path,
+                                  "KILN_KV_CACHE_DTYPE": dtype})
+        print(res.stdout)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"{requests} of {requests} requests identical" in res.stdout

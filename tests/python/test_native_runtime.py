@@ -207,3 +207,54 @@ def test_gemma3_greedy_tokens_match_llama_cpp_up_to_near_ties(kiln_bin, gemma3_g
         server.stop()
     diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))
     print(f"{len(prompts) - diverged} of {len(prompts)} Gemma 3 greedy runs equal llama.cpp's")
+
+
+def mean_nll(rows, ids):
+    rows = rows.reshape(len(ids), -1).astype(np.float64)
+    top = rows.max(-1, keepdims=True)
+    logp = rows - top - np.log(np.exp(rows - top).sum(-1, keepdims=True))
+    return -np.mean([logp[i, ids[i + 1]] for i in range(len(ids) - 1)])
+
+
+def test_quantized_kv_caches_keep_perplexity_close_to_f32(tool, smollm2_gguf, text_ids, tmp_path,
+                                                          monkeypatch):
+    # 1,000 tokens of the GPL in chunks of 256 (later chunks read the cache). Measured on an
+    # Intel Xeon: perplexity 19.04 with an f32 cache, +0.17% bf16, +1.9% fp8_e4m3.
+    ids = text_ids[:1000]
+    nll = {}
+    for dtype in ["f32", "bf16", "fp8_e4m3"]:
+        monkeypatch.setenv("KILN_KV_CACHE_DTYPE", dtype)
+        rows, _ = native_logits(tool, smollm2_gguf, ids, tmp_path, 256)
+        nll[dtype] = mean_nll(rows, ids)
+    ppl = {d: float(np.exp(v)) for d, v in nll.items()}
+    print(ppl)
+    assert ppl["bf16"] != ppl["f32"] and ppl["fp8_e4m3"] != ppl["bf16"]  # each type was used
+    assert abs(ppl["bf16"] / ppl["f32"] - 1) < 0.01
+    assert abs(ppl["fp8_e4m3"] / ppl["f32"] - 1) < 0.04
+
+
+@pytest.mark.parametrize("dtype,name,bytes_per_token", [("auto", "f32", 2 * 30 * 3 * 64 * 4),
+                                                        ("bfloat16", "bf16", 2 * 30 * 3 * 64 * 2),
+                                                        ("fp8", "fp8_e4m3", 2 * 30 * 3 * 68)])
+def test_served_kv_cache_dtype_sizes_the_cache(kiln_bin, smollm2_gguf, dtype, name,
+                                               bytes_per_token):
+    kv_bytes = 64 << 20
+    s = KilnServer(kiln_bin, smollm2_gguf, "--max-model-len", 1024, "--kv-cache-dtype", dtype,
+                   "--kv-cache-memory", kv_bytes)
+    try:
+        r = s.client().completions.create(model="smollm2", prompt="The capital of France is",
+                                          max_tokens=4, temperature=0)
+        assert r.usage.completion_tokens == 4
+    finally:
+        assert s.stop() == 0, s.output()
+    blocks = kv_bytes // (16 * bytes_per_token)
+    assert f"MiB {name} ({blocks} blocks of 16 tokens)" in s.output(), s.output()
+    assert f"({name}, {bytes_per_token} bytes a token)" in s.output()  # the plan agrees
+
+
+def test_unknown_kv_cache_dtype_is_refused_naming_the_choices(kiln_bin, smollm2_gguf):
+    res = subprocess.run([kiln_bin, "serve", "--model", smollm2_gguf, "--port", "0",
+                          "--kv-cache-dtype", "fp8_e5m2"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode != 0
+    assert "fp8_e5m2" in res.stderr and "fp8_e4m3" in res.stderr

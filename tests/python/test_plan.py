@@ -81,6 +81,7 @@ def parse_args(text):
 
 @pytest.mark.parametrize("device,sets", [
     ("cpu", ["max_model_len=4096", "max_num_seqs=8", "enable_prefix_caching=false"]),
+    ("cpu", ["max_model_len=4096", "kv_cache_dtype=bf16"]),
     ("l4", ["kv_cache_dtype=fp8_e4m3", "max_num_batched_tokens=4096"]),
     ("h100-80gb", ["memory_utilization=0.8", "block_size=32"]),
 ])
@@ -95,6 +96,8 @@ def test_args_round_trip(kiln_bin, smollm2_gguf, device, sets):
     assert ("--no-enable-prefix-caching" in flags) == (not p["enable_prefix_caching"])
     if device == "cpu":
         assert int(values["--kv-cache-memory"]) == p["kv_cache_bytes"]
+        assert values["--kv-cache-dtype"] == ("auto" if p["kv_cache_dtype"] == "f32"
+                                              else p["kv_cache_dtype"])
         return
     assert float(values["--gpu-memory-utilization"]) == p["memory_utilization"]
     assert int(values["--tensor-parallel-size"]) == p["tensor_parallel_size"]

@@ -43,13 +43,15 @@ std::unique_ptr<engine::Engine> MakeEngine(const std::string& model, int64_t max
     std::cerr << executor.status().message() << "\n";
     std::exit(2);
   }
-  if (kv_tokens > 0) {
-    options.kv_cache_bytes = kv_tokens * (*executor)->model().kv_bytes_per_token();
-    executor = native::NativeExecutor::Load(model, options);
-    if (!executor.ok()) {
-      std::cerr << executor.status().message() << "\n";
-      std::exit(2);
-    }
+  // KILN_KV_CACHE_DTYPE: the cache's element type (native/kv_cache.h names), f32 by default.
+  const char* dtype_name = std::getenv("KILN_KV_CACHE_DTYPE");
+  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "auto");
+  Status allocated = dtype.ok() ? (*executor)->AllocateKvCache(
+                                      *dtype, kv_tokens * (*executor)->kv_bytes_per_token(*dtype))
+                                : dtype.status();
+  if (!allocated.ok()) {
+    std::cerr << allocated.message() << "\n";
+    std::exit(2);
   }
   engine::EngineConfig config;
   config.max_model_len = max_model_len;

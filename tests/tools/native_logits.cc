@@ -45,6 +45,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   native::NativeExecutor& e = **executor;
+  // KILN_KV_CACHE_DTYPE: the cache's element type (native/kv_cache.h names), f32 by default.
+  const char* dtype_name = std::getenv("KILN_KV_CACHE_DTYPE");
+  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "auto");
+  if (!dtype.ok()) {
+    std::cerr << dtype.status().message() << "\n";
+    return 1;
+  }
+  if (Status s = e.AllocateKvCache(*dtype, 0); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 1;
+  }
   engine::KvCacheGeometry geometry = e.kv_geometry();
   engine::BlockManager blocks(geometry.num_blocks, geometry.block_size, false);
   engine::Sequence seq;

@@ -88,6 +88,10 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "
                   "paged engine: Hugging Face folders and GGUF files)")
       ->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", args->model.kv_cache_dtype,
+                  "vllm runtime: KV cache element type: auto (float32), float32, bfloat16 (half "
+                  "the bytes), fp8 or fp8_e4m3 (about a quarter, with a scale per token and head)")
+      ->capture_default_str();
   cmd->add_option("--kv-cache-memory", args->model.kv_cache_bytes,
                   "vllm runtime: bytes of KV cache (0: what the memory plan leaves, at most 4 GiB; "
                   "at least one max-model-len "

@@ -41,10 +41,12 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
     : config_(config),
       executor_(std::move(executor)),
       vocab_size_(executor_->vocab_size()),
+      capabilities_(executor_->capabilities()),
+      prefix_caching_(config.enable_prefix_caching && capabilities_.prefix_caching),
       blocks_(executor_->kv_geometry().num_blocks, executor_->kv_geometry().block_size,
-              config.enable_prefix_caching && !executor_->has_slot_prefix_cache()),
+              prefix_caching_ && capabilities_.paged_kv_cache),
       scheduler_(config.scheduler, &blocks_) {
-  if (config.enable_prefix_caching && executor_->has_slot_prefix_cache()) {
+  if (prefix_caching_ && !capabilities_.paged_kv_cache) {
     scheduler_.SetPrefixSource(
         [this](const Sequence& seq) { return executor_->AdmitWithCachedPrefix(seq); });
   }
@@ -256,6 +258,8 @@ void Engine::FailRequest(Request* request, const std::string& error) {
   for (Sequence* seq : targets) Finish(seq, FinishReason::kError, error);  // may free `request`
 }
 
+// One step: schedule, run the executor, then score prompts and sample a token for each
+// sequence whose chunk reached its end.
 bool Engine::Step() {
   DrainInbox();
   SchedulerStep step = scheduler_.Schedule();
@@ -264,29 +268,7 @@ bool Engine::Step() {
     UpdateStats(0, 0);  // aborts may have emptied the batch
     return false;
   }
-
-  logits_.clear();
-  Status status = executor_->Execute(step, &logits_);
-  if (!status.ok()) {
-    // Finish may free a request and its sequences: look them up, never dereference stale ones.
-    for (const ScheduledChunk& c : step.chunks) {
-      if (owners_.count(c.seq) != 0) Finish(c.seq, FinishReason::kError, status.message());
-    }
-    return true;
-  }
-  size_t rows = 0;
-  for (const ScheduledChunk& c : step.chunks) {
-    rows += c.all_logits ? static_cast<size_t>(c.count) : (c.samples ? 1 : 0);
-  }
-  if (logits_.size() != rows * static_cast<size_t>(vocab_size_)) {
-    const std::string message = "the executor returned " +
-                                std::to_string(logits_.size() / vocab_size_) +
-                                " rows of logits for a step that needs " + std::to_string(rows);
-    for (const ScheduledChunk& c : step.chunks) {
-      if (owners_.count(c.seq) != 0) Finish(c.seq, FinishReason::kError, message);
-    }
-    return true;
-  }
+  if (!Execute(step)) return true;
   scheduler_.Complete(step);
   for (const ScheduledChunk& c : step.chunks) {
     Request* request = owners_.at(c.seq).first;
@@ -295,88 +277,104 @@ bool Engine::Step() {
       --waiting_requests_;
     }
   }
-
   int64_t generated = 0;
-  size_t row = 0;
+  size_t row = 0;  // the first logits row of the chunk at hand
   for (const ScheduledChunk& c : step.chunks) {
+    const size_t rows = c.all_logits ? static_cast<size_t>(c.count) : (c.samples ? 1 : 0);
     // A sink that threw has failed its request: its other sequences are gone.
-    const bool live = owners_.count(c.seq) != 0;
-    if (c.all_logits && !live) {
-      row += static_cast<size_t>(c.count);
-      continue;
-    }
-    if (!live) {
-      if (c.samples) ++row;
-      continue;
-    }
-    if (c.all_logits) {
-      // Logits at position p score prompt token p + 1. A sequence recomputed after preemption
-      // passes its positions again; each is scored once.
-      auto [request, index] = owners_.at(c.seq);
-      std::vector<PromptLogprob>& scored = request->prompt_logprobs[index];
-      for (int64_t k = 0; k < c.count; ++k) {
-        const int64_t p = c.start + k;
-        if (p + 1 >= c.seq->num_prompt_tokens || p != static_cast<int64_t>(scored.size())) continue;
-        scored.push_back(ScorePromptToken(
-            std::span<const float>(logits_.data() + (row + k) * vocab_size_, vocab_size_),
-            c.seq->tokens[p + 1], *request->params.prompt_logprobs));
+    if (owners_.count(c.seq) != 0) {
+      if (c.all_logits) ScorePrompt(c, row);
+      if (c.samples) {
+        SampleNext(c.seq, row + rows - 1);
+        ++generated;
       }
-      row += static_cast<size_t>(c.count);
-    } else if (c.samples) {
-      ++row;
     }
-    if (!c.samples) continue;
-    Sequence* seq = c.seq;
-    std::span<float> logits(logits_.data() + (row - 1) * vocab_size_, vocab_size_);
-    auto [request, index] = owners_.at(seq);
-    SequenceSampler& sampler = *request->samplers[index];
-    TokenConstraint* constraint =
-        request->constraints.empty() ? nullptr : request->constraints[index].get();
-    std::span<const uint8_t> allowed;
-    if (constraint != nullptr) {
-      allowed_.assign(static_cast<size_t>(vocab_size_), 0);
-      const int64_t tokens_left =
-          std::min(request->max_total_tokens, config_.max_model_len) - seq->num_tokens();
-      constraint->FillAllowed(allowed_, tokens_left);
-      allowed = allowed_;
-    }
-    SampledToken sampled = sampler.Sample(logits, allowed);
-    sampler.Accept(sampled.token);
-    if (constraint != nullptr) constraint->Accept(sampled.token);
-    seq->tokens.push_back(sampled.token);
-    ++generated;
-
-    const SamplingParams& p = request->params;
-    TokenEvent event;
-    event.request_id = request->id;
-    event.index = index;
-    event.token = sampled.token;
-    event.logprob = sampled.logprob;
-    event.top_logprobs = std::move(sampled.top);
-    bool is_stop_token =
-        std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), sampled.token) !=
-            p.stop_token_ids.end() ||
-        (!p.ignore_eos && std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(),
-                                    sampled.token) != config_.eos_token_ids.end());
-    if (is_stop_token && seq->num_output_tokens() > p.min_tokens - 1) {
-      event.finish = FinishReason::kStop;
-      event.stopped_by_token = true;
-    } else if (seq->num_tokens() >= request->max_total_tokens ||
-               seq->num_tokens() >= config_.max_model_len) {
-      event.finish = FinishReason::kLength;
-    }
-    event.prompt_tokens = seq->num_prompt_tokens;
-    event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
-    event.output_tokens = seq->num_output_tokens();
-    if (event.output_tokens == 1 && !request->prompt_logprobs.empty()) {
-      event.prompt_logprobs = request->prompt_logprobs[index];
-    }
-    if (!Emit(request, event)) continue;  // the request has failed and is gone
-    if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
+    row += rows;
   }
-
   UpdateStats(generated, static_cast<int64_t>(step.preempted.size()));
   return true;
+}
+
+bool Engine::Execute(const SchedulerStep& step) {
+  logits_.clear();
+  Status status = executor_->Execute(step, &logits_);
+  size_t rows = 0;
+  for (const ScheduledChunk& c : step.chunks) {
+    rows += c.all_logits ? static_cast<size_t>(c.count) : (c.samples ? 1 : 0);
+  }
+  if (status.ok() && logits_.size() != rows * static_cast<size_t>(vocab_size_)) {
+    status =
+        Status::Internal("the executor returned " + std::to_string(logits_.size() / vocab_size_) +
+                         " rows of logits for a step that needs " + std::to_string(rows));
+  }
+  if (status.ok()) return true;
+  // Finish may free a request and its sequences: look them up, never dereference stale ones.
+  for (const ScheduledChunk& c : step.chunks) {
+    if (owners_.count(c.seq) != 0) Finish(c.seq, FinishReason::kError, status.message());
+  }
+  return false;
+}
+
+void Engine::ScorePrompt(const ScheduledChunk& c, size_t first_row) {
+  // Logits at position p score prompt token p + 1. A sequence recomputed after preemption
+  // passes its positions again; each is scored once.
+  auto [request, index] = owners_.at(c.seq);
+  std::vector<PromptLogprob>& scored = request->prompt_logprobs[index];
+  for (int64_t k = 0; k < c.count; ++k) {
+    const int64_t p = c.start + k;
+    if (p + 1 >= c.seq->num_prompt_tokens || p != static_cast<int64_t>(scored.size())) continue;
+    scored.push_back(ScorePromptToken(
+        std::span<const float>(logits_.data() + (first_row + k) * vocab_size_, vocab_size_),
+        c.seq->tokens[p + 1], *request->params.prompt_logprobs));
+  }
+}
+
+void Engine::SampleNext(Sequence* seq, size_t row) {
+  std::span<float> logits(logits_.data() + row * vocab_size_, vocab_size_);
+  auto [request, index] = owners_.at(seq);
+  SequenceSampler& sampler = *request->samplers[index];
+  TokenConstraint* constraint =
+      request->constraints.empty() ? nullptr : request->constraints[index].get();
+  std::span<const uint8_t> allowed;
+  if (constraint != nullptr) {
+    allowed_.assign(static_cast<size_t>(vocab_size_), 0);
+    const int64_t tokens_left =
+        std::min(request->max_total_tokens, config_.max_model_len) - seq->num_tokens();
+    constraint->FillAllowed(allowed_, tokens_left);
+    allowed = allowed_;
+  }
+  SampledToken sampled = sampler.Sample(logits, allowed);
+  sampler.Accept(sampled.token);
+  if (constraint != nullptr) constraint->Accept(sampled.token);
+  seq->tokens.push_back(sampled.token);
+
+  const SamplingParams& p = request->params;
+  TokenEvent event;
+  event.request_id = request->id;
+  event.index = index;
+  event.token = sampled.token;
+  event.logprob = sampled.logprob;
+  event.top_logprobs = std::move(sampled.top);
+  bool is_stop_token =
+      std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), sampled.token) !=
+          p.stop_token_ids.end() ||
+      (!p.ignore_eos && std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(),
+                                  sampled.token) != config_.eos_token_ids.end());
+  if (is_stop_token && seq->num_output_tokens() > p.min_tokens - 1) {
+    event.finish = FinishReason::kStop;
+    event.stopped_by_token = true;
+  } else if (seq->num_tokens() >= request->max_total_tokens ||
+             seq->num_tokens() >= config_.max_model_len) {
+    event.finish = FinishReason::kLength;
+  }
+  event.prompt_tokens = seq->num_prompt_tokens;
+  event.cached_prompt_tokens = seq->num_cached_prompt_tokens;
+  event.output_tokens = seq->num_output_tokens();
+  if (event.output_tokens == 1 && !request->prompt_logprobs.empty()) {
+    event.prompt_logprobs = request->prompt_logprobs[index];
+  }
+  if (!Emit(request, event)) return;  // the request has failed and is gone
+  if (event.finish != FinishReason::kNone) Finish(seq, event.finish);
 }
 
 void Engine::UpdateStats(int64_t generated, int64_t preempted) {

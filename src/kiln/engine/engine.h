@@ -110,10 +110,21 @@ class Engine {
   EngineStats stats() const;
   const EngineConfig& config() const { return config_; }
   int64_t vocab_size() const { return vocab_size_; }
+  // Whether prefix caching is on: asked for (config) and supported (the executor's
+  // capabilities).
+  bool prefix_caching() const { return prefix_caching_; }
 
  private:
   struct Request;
   void DrainInbox();
+  // Step's parts. Execute runs the executor into logits_ and checks its rows; on failure it
+  // fails the step's sequences and returns false.
+  bool Execute(const SchedulerStep& step);
+  // Scores the prompt tokens chunk `c` covers from its rows, starting at `first_row`.
+  void ScorePrompt(const ScheduledChunk& c, size_t first_row);
+  // Samples `seq`'s next token from logits row `row`, emits it and finishes the sequence when it
+  // ends.
+  void SampleNext(Sequence* seq, size_t row);
   void Finish(Sequence* seq, FinishReason reason, const std::string& error = {});
   // Calls the request's sink; if it throws, fails the request (returns false).
   bool Emit(Request* request, const TokenEvent& event);
@@ -124,6 +135,8 @@ class Engine {
   EngineConfig config_;
   std::unique_ptr<Executor> executor_;
   int64_t vocab_size_;
+  ExecutorCapabilities capabilities_;
+  bool prefix_caching_;
   BlockManager blocks_;
   Scheduler scheduler_;
 

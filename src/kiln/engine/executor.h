@@ -10,6 +10,18 @@
 
 namespace kiln::engine {
 
+// What an executor can do, which decides how the engine drives it.
+struct ExecutorCapabilities {
+  // Its KV cache is paged: sequences hold blocks the engine's BlockManager hands out (block
+  // tables). Otherwise it keeps one slot per sequence.
+  bool paged_kv_cache = true;
+  // It can reuse computed KV of a prompt prefix. Paged: it computes a chunk whose earlier
+  // positions sit in blocks another sequence filled (the BlockManager shares them). Slot-based:
+  // it implements AdmitWithCachedPrefix. The engine turns prefix caching on only where this is
+  // true.
+  bool prefix_caching = false;
+};
+
 struct KvCacheGeometry {
   int32_t block_size = 16;  // tokens per block (context_length for one-slot-per-sequence caches)
   int32_t num_blocks = 0;
@@ -20,6 +32,7 @@ class Executor {
   virtual ~Executor() = default;
 
   virtual KvCacheGeometry kv_geometry() const = 0;
+  virtual ExecutorCapabilities capabilities() const = 0;
   virtual int64_t vocab_size() const = 0;
 
   // Computes every chunk of `step` (tokens [start, start + count) of each sequence, written into
@@ -35,8 +48,7 @@ class Executor {
   // with nothing computed is admitted: the executor may give it a slot that already holds the KV
   // of a prefix of its tokens, left by an earlier sequence. Returns how many leading tokens are
   // held (at most all but the last; 0 for none). Paged runtimes share blocks through the
-  // BlockManager instead and leave this alone (has_slot_prefix_cache false).
-  virtual bool has_slot_prefix_cache() const { return false; }
+  // BlockManager instead and leave this alone.
   virtual int64_t AdmitWithCachedPrefix(const Sequence& seq) {
     (void)seq;
     return 0;

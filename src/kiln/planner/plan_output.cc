@@ -131,7 +131,9 @@ std::string PlanToArgs(const Plan& plan) {
                     std::to_string(plan.max_num_seqs) + " --max-num-batched-tokens " +
                     std::to_string(plan.max_num_batched_tokens);
   if (plan.device.kind == DeviceKind::kCpu) {
-    out += " --kv-cache-memory " + std::to_string(plan.kv_cache_bytes);
+    out += " --kv-cache-memory " + std::to_string(plan.kv_cache_bytes) + " --kv-cache-dtype " +
+           (plan.kv_cache_dtype == KvCacheDtype::kF32 ? std::string("auto")
+                                                      : KvCacheDtypeName(plan.kv_cache_dtype));
   } else {
     char util[32];
     std::snprintf(util, sizeof(util), "%g", plan.memory_utilization);

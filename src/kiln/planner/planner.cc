@@ -61,6 +61,10 @@ Sizes SizeFor(const ModelFacts& model, const Device& device, double utilization,
   // As vLLM: each GPU holds num_kv_heads / tp heads, at least one (replicated when tp > heads).
   const int64_t kv_heads = std::max<int64_t>(1, c.num_key_value_heads / tp);
   s.kv_per_token = 2 * c.num_hidden_layers * kv_heads * c.head_dim * kv_dtype_bytes;
+  // Kiln's CPU fp8 cache keeps one f32 scale per token and head (vLLM's GPU one, per layer).
+  if (device.kind == DeviceKind::kCpu && kv_dtype_bytes == 1) {
+    s.kv_per_token += 2 * c.num_hidden_layers * kv_heads * 4;
+  }
   const int64_t free = s.budget - s.weights - s.activations;
   s.kv_blocks = free > 0 ? free / (block_size * s.kv_per_token) : 0;
   return s;
@@ -236,11 +240,6 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
   plan.kv_cache_dtype = prefs.kv_cache_dtype;
   if (plan.kv_cache_dtype == KvCacheDtype::kAuto) {
     plan.kv_cache_dtype = cpu ? KvCacheDtype::kF32 : KvCacheDtype::kBF16;
-  }
-  if (cpu && plan.kv_cache_dtype != KvCacheDtype::kF32) {
-    return Status::InvalidArgument(std::string("kv_cache_dtype ") +
-                                   KvCacheDtypeName(plan.kv_cache_dtype) +
-                                   ": the CPU runtime stores its KV cache in f32");
   }
   if (!cpu && plan.kv_cache_dtype == KvCacheDtype::kF32) {
     return Status::InvalidArgument(

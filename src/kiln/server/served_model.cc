@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "kiln/base/log.h"
 #include "kiln/base/mapped_file.h"
@@ -24,17 +25,38 @@ std::string TokenText(const nlohmann::json& v) {
   return "";
 }
 
-// Sizes the vllm runtime with the memory planner (`kiln plan` shows the same plan): the longest
-// context that fits and the KV cache the memory leaves, which --kv-cache-memory overrides. The
+planner::KvCacheDtype PlannerDtype(native::KvDtype dtype) {
+  switch (dtype) {
+    case native::KvDtype::kF32:
+      return planner::KvCacheDtype::kF32;
+    case native::KvDtype::kBF16:
+      return planner::KvCacheDtype::kBF16;
+    case native::KvDtype::kFp8E4M3:
+      return planner::KvCacheDtype::kFp8E4M3;
+  }
+  return planner::KvCacheDtype::kF32;
+}
+
+// The vllm runtime's sizes from the memory planner (`kiln plan` shows the same plan): the longest
+// context that fits, and the KV cache the memory leaves, which --kv-cache-memory overrides. The
 // planner's share of RAM for the CPU is half of it; the KV cache takes at most 4 GiB of that
 // unless asked, as vLLM's CPU backend does by default, since a long-running server touches all
 // of its cache in time. A model the planner cannot describe keeps the executor's own defaults.
-Status PlanNativeRuntime(const ModelOptions& options, native::NativeExecutorOptions* out) {
+struct NativeSizes {
+  int64_t max_model_len = 0;   // 0: the executor's default
+  int64_t kv_cache_bytes = 0;  // 0: the executor's default
+  std::optional<planner::Plan> plan;
+};
+
+Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDtype kv_dtype) {
+  NativeSizes sizes;
+  sizes.max_model_len = options.max_model_len;
+  sizes.kv_cache_bytes = options.kv_cache_bytes;
   auto facts = planner::ReadModelFacts(options.path);
   if (!facts.ok()) {
     LogInfo("no memory plan for this model (" + facts.status().message() + "); KV cache " +
             (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB"));
-    return Status::Ok();
+    return sizes;
   }
   KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName("cpu"));
   planner::Preferences prefs;
@@ -43,18 +65,86 @@ Status PlanNativeRuntime(const ModelOptions& options, native::NativeExecutorOpti
   prefs.max_num_batched_tokens =
       std::max<int64_t>(options.max_num_batched_tokens, options.max_num_seqs);
   prefs.enable_prefix_caching = options.enable_prefix_caching;
+  prefs.kv_cache_dtype = PlannerDtype(kv_dtype);
   KILN_ASSIGN_OR_RETURN(planner::Plan plan, planner::MakePlan(*facts, device, prefs));
   constexpr int64_t kDefaultKvCap = int64_t{4} << 30;
-  out->max_model_len = plan.max_model_len;
+  sizes.max_model_len = plan.max_model_len;
   if (options.kv_cache_bytes == 0) {
-    out->kv_cache_bytes = std::min(plan.kv_cache_bytes, kDefaultKvCap);
+    sizes.kv_cache_bytes = std::min(plan.kv_cache_bytes, kDefaultKvCap);
   }
   LogInfo("memory plan (kiln plan): weights " + std::to_string(plan.weight_bytes >> 20) +
           " MiB, activations " + std::to_string(plan.activation_bytes >> 20) +
           " MiB, KV cache room " + std::to_string(plan.kv_cache_bytes >> 20) + " MiB of a " +
-          std::to_string(plan.budget_bytes >> 20) + " MiB budget; max_model_len " +
+          std::to_string(plan.budget_bytes >> 20) + " MiB budget (" +
+          planner::KvCacheDtypeName(plan.kv_cache_dtype) + ", " +
+          std::to_string(plan.kv_bytes_per_token) + " bytes a token); max_model_len " +
           std::to_string(plan.max_model_len));
-  return Status::Ok();
+  sizes.plan = std::move(plan);
+  return sizes;
+}
+
+// A runtime's executor, loaded, with what the engine needs to know of it.
+struct LoadedExecutor {
+  std::unique_ptr<engine::Executor> executor;
+  int64_t max_model_len = 0;
+  std::vector<int32_t> eos_ids;
+};
+
+Result<LoadedExecutor> LoadOnnxGenai(const ModelOptions& options) {
+  onnx::GenaiExecutorOptions eo;
+  eo.max_model_len = options.max_model_len;
+  eo.max_num_seqs = options.max_num_seqs;
+  eo.device = options.device;
+  eo.intra_op_threads = options.threads;
+  KILN_ASSIGN_OR_RETURN(auto genai, onnx::GenaiExecutor::Load(options.path, eo));
+  LoadedExecutor out;
+  out.max_model_len = genai->max_model_len();
+  out.eos_ids = genai->config().eos_token_ids;
+  LogInfo("loaded " + options.path + " (onnx-genai on " + genai->device() + "): context " +
+          std::to_string(out.max_model_len) + " tokens, " + std::to_string(options.max_num_seqs) +
+          " sequences, KV cache " + std::to_string(genai->kv_cache_bytes() >> 20) +
+          " MiB reserved");
+  out.executor = std::move(genai);
+  return out;
+}
+
+// Two phases: plan, load the weights, then make the KV cache the plan leaves room for, in the
+// bytes per token the executor states.
+Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
+  if (options.device != "cpu") {
+    // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
+    LogWarning("--device " + options.device +
+               ": the vllm runtime has no GPU kernels in this build; running on the CPU");
+  }
+  KILN_ASSIGN_OR_RETURN(native::KvDtype kv_dtype, native::ParseKvDtype(options.kv_cache_dtype));
+  KILN_ASSIGN_OR_RETURN(NativeSizes sizes, PlanNativeRuntime(options, kv_dtype));
+  native::NativeExecutorOptions no;
+  no.max_model_len = sizes.max_model_len;
+  no.threads = options.threads;
+  KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
+  if (sizes.plan && native->kv_bytes_per_token(kv_dtype) != sizes.plan->kv_bytes_per_token) {
+    LogWarning("the memory plan counted " + std::to_string(sizes.plan->kv_bytes_per_token) +
+               " KV bytes a token, the executor needs " +
+               std::to_string(native->kv_bytes_per_token(kv_dtype)) +
+               "; the cache holds what its bytes hold");
+  }
+  KILN_RETURN_IF_ERROR(native->AllocateKvCache(kv_dtype, sizes.kv_cache_bytes));
+  LoadedExecutor out;
+  out.max_model_len = native->max_model_len();
+  for (int64_t id : native->model().config().eos_token_ids) {
+    out.eos_ids.push_back(static_cast<int32_t>(id));
+  }
+  LogInfo("loaded " + options.path + " (vllm on cpu, " + native::cpu::IsaName(native->isa()) +
+          " kernels, " + std::to_string(native->threads()) + " threads): weights " +
+          native->model().weight_summary() + ", " +
+          std::to_string(native->model().weight_bytes() >> 20) + " MiB; context " +
+          std::to_string(out.max_model_len) + " tokens; KV cache " +
+          std::to_string(native->kv_cache_bytes() >> 20) + " MiB " +
+          native::KvDtypeName(native->kv_cache_dtype()) + " (" +
+          std::to_string(native->kv_geometry().num_blocks) + " blocks of " +
+          std::to_string(native->kv_geometry().block_size) + " tokens)");
+  out.executor = std::move(native);
+  return out;
 }
 
 }  // namespace
@@ -210,47 +300,12 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
             d.source);
   }
 
-  std::unique_ptr<engine::Executor> executor;
-  if (runtime == Runtime::kOnnxGenai) {
-    onnx::GenaiExecutorOptions eo;
-    eo.max_model_len = options.max_model_len;
-    eo.max_num_seqs = options.max_num_seqs;
-    eo.device = options.device;
-    eo.intra_op_threads = options.threads;
-    KILN_ASSIGN_OR_RETURN(auto genai, onnx::GenaiExecutor::Load(options.path, eo));
-    m->max_model_len_ = genai->max_model_len();
-    m->eos_ids_ = genai->config().eos_token_ids;
-    LogInfo("loaded " + options.path + " (onnx-genai on " + genai->device() + "): context " +
-            std::to_string(m->max_model_len_) + " tokens, " + std::to_string(options.max_num_seqs) +
-            " sequences, KV cache " + std::to_string(genai->kv_cache_bytes() >> 20) +
-            " MiB reserved");
-    executor = std::move(genai);
-  } else {
-    if (options.device != "cpu") {
-      // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
-      LogWarning("--device " + options.device +
-                 ": the vllm runtime has no GPU kernels in this build; running on the CPU");
-    }
-    native::NativeExecutorOptions no;
-    no.max_model_len = options.max_model_len;
-    no.threads = options.threads;
-    no.kv_cache_bytes = options.kv_cache_bytes;
-    KILN_RETURN_IF_ERROR(PlanNativeRuntime(options, &no));
-    KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
-    m->max_model_len_ = native->max_model_len();
-    for (int64_t id : native->model().config().eos_token_ids) {
-      m->eos_ids_.push_back(static_cast<int32_t>(id));
-    }
-    LogInfo("loaded " + options.path + " (vllm on cpu, " + native::cpu::IsaName(native->isa()) +
-            " " + "kernels, " + std::to_string(native->threads()) + " threads): weights " +
-            native->model().weight_summary() + ", " +
-            std::to_string(native->model().weight_bytes() >> 20) + " MiB; context " +
-            std::to_string(m->max_model_len_) + " tokens; KV cache " +
-            std::to_string(native->kv_cache_bytes() >> 20) + " MiB (" +
-            std::to_string(native->kv_geometry().num_blocks) + " blocks of " +
-            std::to_string(native->kv_geometry().block_size) + " tokens)");
-    executor = std::move(native);
-  }
+  KILN_ASSIGN_OR_RETURN(LoadedExecutor loaded, runtime == Runtime::kOnnxGenai
+                                                   ? LoadOnnxGenai(options)
+                                                   : LoadNative(options));
+  std::unique_ptr<engine::Executor> executor = std::move(loaded.executor);
+  m->max_model_len_ = loaded.max_model_len;
+  m->eos_ids_ = std::move(loaded.eos_ids);
   if (m->eos_ids_.empty() && m->tokenizer_.eos_id()) m->eos_ids_.push_back(*m->tokenizer_.eos_id());
   engine::EngineConfig ec_config;
   ec_config.max_model_len = m->max_model_len_;
@@ -260,6 +315,9 @@ Result<std::unique_ptr<ServedModel>> ServedModel::Load(const ModelOptions& optio
   ec_config.enable_prefix_caching = options.enable_prefix_caching;
   ec_config.scheduler.max_num_batched_tokens = std::max<int64_t>(options.max_num_batched_tokens, 1);
   m->engine_ = std::make_unique<engine::Engine>(ec_config, std::move(executor));
+  if (options.enable_prefix_caching && !m->engine_->prefix_caching()) {
+    LogWarning("prefix caching asked for, but this runtime cannot reuse a prefix: off");
+  }
   m->engine_->Start();
   return m;
 }

@@ -41,6 +41,8 @@ struct ModelOptions {
   std::string device = "cpu";
   int threads = 0;  // compute threads (ONNX Runtime intra-op, or the native pool); 0: per core
   int64_t kv_cache_bytes = 0;  // vllm runtime: KV cache size; 0: from the plan, <= 4 GiB
+  // vllm runtime: auto (f32), float32, bfloat16, fp8 or fp8_e4m3 (native/kv_cache.h).
+  std::string kv_cache_dtype = "auto";
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
   // (generation_defaults.h).
   std::string generation_config = "auto";

@@ -25,6 +25,7 @@ class FakeExecutor : public Executor {
   FakeExecutor(int32_t block_size, int32_t num_blocks)
       : geometry_{block_size, num_blocks}, kv_(static_cast<size_t>(block_size) * num_blocks) {}
   KvCacheGeometry kv_geometry() const override { return geometry_; }
+  ExecutorCapabilities capabilities() const override { return caps; }
   int64_t vocab_size() const override { return kVocab; }
   Status Execute(const SchedulerStep& step, std::vector<float>* logits) override {
     ++steps;
@@ -62,6 +63,7 @@ class FakeExecutor : public Executor {
   int all_logits_chunks = 0;
   size_t max_batch = 0;
   int released = 0;
+  ExecutorCapabilities caps{.paged_kv_cache = true, .prefix_caching = true};
 
  private:
   size_t Slot(const Sequence& s, int64_t p) const {
@@ -368,6 +370,35 @@ TEST(EngineTest, StatsReflectAnAbortEvenWhenNothingIsLeftToRun) {
   EXPECT_FALSE(engine.Step());
   EXPECT_EQ(engine.stats().running, 0);
   EXPECT_DOUBLE_EQ(engine.stats().kv_cache_usage, 0.0);
+}
+
+TEST(EngineTest, PrefixCachingIsOnOnlyWhereTheExecutorSupportsIt) {
+  // The same prompt twice: with caching asked for and supported, the second run finds all but
+  // its last block's worth in the cache; asked for but unsupported, or not asked for, nothing.
+  for (bool supported : {true, false}) {
+    for (bool asked : {true, false}) {
+      EngineConfig config = Config();
+      config.enable_prefix_caching = asked;
+      auto executor = std::make_unique<FakeExecutor>(4, 256);
+      executor->caps.prefix_caching = supported;
+      Engine engine(config, std::move(executor));
+      EXPECT_EQ(engine.prefix_caching(), asked && supported);
+      SamplingParams p;
+      p.temperature = 0;
+      p.max_tokens = 2;
+      p.ignore_eos = true;
+      int64_t cached = -1;
+      for (int round = 0; round < 2; ++round) {
+        auto id = engine.Submit(Prompt(40, 5), p, [&](const TokenEvent& e) {
+          if (e.output_tokens == 1) cached = e.cached_prompt_tokens;
+        });
+        ASSERT_TRUE(id.ok());
+        while (engine.Step()) {
+        }
+      }
+      EXPECT_EQ(cached, asked && supported ? 36 : 0) << asked << supported;
+    }
+  }
 }
 
 TEST(EngineTest, PromptLogprobsScoreEveryPromptTokenOnce) {

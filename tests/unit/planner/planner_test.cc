@@ -147,6 +147,19 @@ TEST(MakePlan, ResolvesAutoKvDtypePerDevice) {
   EXPECT_EQ(MakePlan(f, Gpu("l4"), {}).value().kv_cache_dtype, KvCacheDtype::kBF16);
 }
 
+TEST(MakePlan, CpuKvDtypesCountTheirBytesAndFp8Scales) {
+  ModelFacts f = FactsFromConfig(SmolLM2_135M(), "smollm2");
+  const int64_t per_head = 2 * 30 * 3;  // keys and values, 30 layers, 3 KV heads of 64
+  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), {}).value().kv_bytes_per_token, per_head * 64 * 4);
+  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), Parse("kv_cache_dtype=bf16")).value().kv_bytes_per_token,
+            per_head * 64 * 2);
+  // One byte a value and an f32 scale per token and head on the CPU; one byte on a GPU.
+  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), Parse("kv_cache_dtype=fp8")).value().kv_bytes_per_token,
+            per_head * (64 + 4));
+  EXPECT_EQ(MakePlan(f, Gpu("l4"), Parse("kv_cache_dtype=fp8")).value().kv_bytes_per_token,
+            per_head * 64);
+}
+
 TEST(MakePlan, FittedLengthIsNoted) {
   Plan p = MakePlan(FactsFromConfig(Llama31_8B(), "llama"), Gpu("l4"), {}).value();
   ASSERT_EQ(p.notes.size(), 1u);
@@ -202,7 +215,6 @@ TEST(MakePlan, RejectsWhatCannotBeServed) {
     EXPECT_NE(plan.status().message().find(expected), std::string::npos) << plan.status().message();
   };
   fails(Cpu(16 * kGiB), "max_model_len=8193", "exceeds the model's context");
-  fails(Cpu(16 * kGiB), "kv_cache_dtype=bf16", "stores its KV cache in f32");
   fails(Cpu(16 * kGiB), "tensor_parallel_size=2", "one device");
   fails(Gpu("l4"), "kv_cache_dtype=f32", "bf16 or fp8_e4m3");
   fails(Gpu("l4"), "tensor_parallel_size=2", "does not divide the model's 9 attention heads");
@@ -276,7 +288,11 @@ TEST(PlanOutput, ArgsCarryThePlan) {
   EXPECT_EQ(PlanToArgs(cpu),
             "--max-model-len 8192 --max-num-seqs 16 --max-num-batched-tokens "
             "2048 --kv-cache-memory " +
-                std::to_string(cpu.kv_cache_bytes) + " --enable-prefix-caching\n");
+                std::to_string(cpu.kv_cache_bytes) +
+                " --kv-cache-dtype auto --enable-prefix-caching\n");
+  Plan cpu_fp8 =
+      MakePlan(f, Cpu(128 * kGiB), Parse("max_model_len=8192 kv_cache_dtype=fp8")).value();
+  EXPECT_NE(PlanToArgs(cpu_fp8).find(" --kv-cache-dtype fp8_e4m3 "), std::string::npos);
   const std::string json = PlanToJson(f, prefs, p);
   EXPECT_NE(json.find("\"format_version\": 1"), std::string::npos);
   EXPECT_NE(json.find("\"kv_blocks\": " + std::to_string(p.kv_blocks)), std::string::npos);

@@ -378,21 +378,16 @@ Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
   return Status::Ok();
 }
 
-int64_t LlamaModel::kv_bytes_per_token() const {
-  return 2 * config_.num_hidden_layers * config_.num_key_value_heads * config_.head_dim *
-         static_cast<int64_t>(sizeof(float));
+int64_t LlamaModel::kv_bytes_per_token(KvDtype dtype) const {
+  return KvCache::BytesPerToken(dtype, config_.num_hidden_layers, config_.num_key_value_heads,
+                                config_.head_dim);
 }
 
-void LlamaModel::AllocateKvCache(int64_t num_blocks, int32_t block_size, int64_t max_positions) {
+void LlamaModel::AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t block_size,
+                                 int64_t max_positions) {
   block_size_ = block_size;
-  const size_t floats =
-      static_cast<size_t>(num_blocks) * block_size * config_.num_key_value_heads * config_.head_dim;
-  k_cache_.clear();
-  v_cache_.clear();
-  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    k_cache_.push_back(std::make_unique_for_overwrite<float[]>(floats));
-    v_cache_.push_back(std::make_unique_for_overwrite<float[]>(floats));
-  }
+  kv_.Allocate(dtype, config_.num_hidden_layers, num_blocks * block_size,
+               config_.num_key_value_heads, config_.head_dim);
   // Angles as transformers computes them: position times inverse frequency, in f32.
   max_positions_ = max_positions;
   const int64_t half = config_.head_dim / 2;
@@ -472,22 +467,23 @@ void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, flo
 void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                            cpu::Isa isa) {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
-  const int64_t hd = config_.head_dim, kv_dim = kv_heads * hd;
+  const int64_t hd = config_.head_dim;
   const int64_t group = heads / kv_heads;
   const float scale = attn_scale_;
   const int64_t window = layers_[layer].sliding ? config_.sliding_window.value_or(0) : 0;
-  const float* k_cache = k_cache_[layer].get();
-  const float* v_cache = v_cache_[layer].get();
   int32_t longest = 0;
   for (int32_t len : layout.seq_lens) longest = std::max(longest, len);
-  // One task per (token, head); each reads its keys and values in position order, so its
-  // result is the same whatever else the step holds.
-  pool.ParallelFor(layout.num_tokens() * heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(longest));
-    std::vector<float> acc(static_cast<size_t>(hd));
+  // One task per (token, kv head), for the `group` query heads that share its keys and values;
+  // each head's keys and values are read in position order, so its result is the same whatever
+  // else the step holds.
+  pool.ParallelFor(layout.num_tokens() * kv_heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(group * longest));
+    std::vector<float> acc(static_cast<size_t>(group * hd));
+    std::vector<float> max_score(static_cast<size_t>(group)), total(static_cast<size_t>(group));
+    std::vector<float> buf(static_cast<size_t>(hd));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task / heads, head = task % heads, g = head / group;
-      const float* q = &q_[(t * heads + head) * hd];
+      const int64_t t = task / kv_heads, g = task % kv_heads;
+      const float* q = &q_[(t * heads + g * group) * hd];  // the group's heads, one after another
       const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
                                                   layout.max_blocks_per_seq];
       const int64_t pos = layout.positions[t];
@@ -496,26 +492,38 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
       auto slot = [&](int64_t p) {
         return static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
       };
-      float max_score = -INFINITY;
+      std::fill(max_score.begin(), max_score.end(), -INFINITY);
       for (int64_t p = first; p <= pos; ++p) {
-        float s = cpu::DotF32(isa, k_cache + slot(p) * kv_dim + g * hd, q, hd) * scale;
-        scores[p - first] = s;
-        max_score = std::max(max_score, s);
+        const float* k = kv_.Key(layer, slot(p), g, buf.data());
+        for (int64_t j = 0; j < group; ++j) {
+          const float s = cpu::DotF32(isa, k, q + j * hd, hd) * scale;
+          scores[j * count + (p - first)] = s;
+          max_score[j] = std::max(max_score[j], s);
+        }
       }
-      float total = 0.0f;
-      for (int64_t j = 0; j < count; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        total += scores[j];
+      for (int64_t j = 0; j < group; ++j) {
+        float sum = 0.0f;
+        for (int64_t i = 0; i < count; ++i) {
+          float& s = scores[j * count + i];
+          s = std::exp(s - max_score[j]);
+          sum += s;
+        }
+        total[j] = sum;
       }
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = first; p <= pos; ++p) {
-        const float w = scores[p - first];
-        const float* v = v_cache + slot(p) * kv_dim + g * hd;
-        for (int64_t i = 0; i < hd; ++i) acc[i] += w * v[i];
+        const float* v = kv_.Value(layer, slot(p), g, buf.data());
+        for (int64_t j = 0; j < group; ++j) {
+          const float w = scores[j * count + (p - first)];
+          float* a = &acc[j * hd];
+          for (int64_t i = 0; i < hd; ++i) a[i] += w * v[i];
+        }
       }
-      float* out = &att_[(t * heads + head) * hd];
-      const float inv_total = 1.0f / total;
-      for (int64_t i = 0; i < hd; ++i) out[i] = acc[i] * inv_total;
+      for (int64_t j = 0; j < group; ++j) {
+        float* out = &att_[(t * heads + g * group + j) * hd];
+        const float inv_total = 1.0f / total[j];
+        for (int64_t i = 0; i < hd; ++i) out[i] = acc[j * hd + i] * inv_total;
+      }
     }
   });
 }
@@ -560,8 +568,7 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
     Rope(k_.data(), c.num_key_value_heads, layout, layer.sliding);
     for (int64_t t = 0; t < n; ++t) {
       const int64_t slot = layout.slot_mapping[t];
-      std::memcpy(&k_cache_[li][slot * kv_dim], &k_[t * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(&v_cache_[li][slot * kv_dim], &v_[t * kv_dim], kv_dim * sizeof(float));
+      kv_.Write(static_cast<int64_t>(li), slot, &k_[t * kv_dim], &v_[t * kv_dim]);
     }
     Attention(layout, static_cast<int64_t>(li), pool, isa);
     Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);

@@ -22,6 +22,7 @@
 #include "kiln/base/status.h"
 #include "kiln/engine/step_layout.h"
 #include "kiln/executors/native/cpu/kernels.h"
+#include "kiln/executors/native/kv_cache.h"
 #include "kiln/formats/hf_config.h"
 
 namespace kiln::native {
@@ -37,11 +38,13 @@ class LlamaModel {
   const std::string& weight_summary() const { return weight_summary_; }
   int64_t weight_bytes() const { return weight_bytes_; }
 
-  // Bytes of key and value cache per token, all layers (f32).
-  int64_t kv_bytes_per_token() const;
-  // Allocates the KV cache: `num_blocks` blocks of `block_size` tokens, for positions below
-  // `max_positions`. Pages are touched as tokens are written.
-  void AllocateKvCache(int64_t num_blocks, int32_t block_size, int64_t max_positions);
+  // Bytes of key and value cache per token, all layers, in `dtype`.
+  int64_t kv_bytes_per_token(KvDtype dtype) const;
+  // Allocates the KV cache: `num_blocks` blocks of `block_size` tokens in `dtype`, for positions
+  // below `max_positions`. Pages are touched as tokens are written.
+  void AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t block_size,
+                       int64_t max_positions);
+  const KvCache& kv_cache() const { return kv_; }
 
   // Computes the step: writes its tokens' keys and values into the cache and appends one row of
   // vocab_size logits per entry of layout.logit_rows to `logits`.
@@ -89,9 +92,9 @@ class LlamaModel {
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;  // [head_dim / 2]
 
-  // KV cache: per layer, [num_blocks * block_size, kv_heads * head_dim] for keys and for values.
+  // KV cache: per layer, [num_blocks * block_size, kv_heads, head_dim] keys and values.
   int32_t block_size_ = 16;
-  std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;
+  KvCache kv_;
   std::vector<float> rope_cos_, rope_sin_;    // [max_positions, head_dim / 2]
   std::vector<float> local_cos_, local_sin_;  // for sliding-window layers, when they differ
   int64_t max_positions_ = 0;

@@ -24,22 +24,6 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
   }
   if (options.block_size <= 0) return Status::InvalidArgument("block_size must be positive");
   e->geometry_.block_size = options.block_size;
-  const int64_t per_block = e->model_->kv_bytes_per_token() * options.block_size;
-  int64_t bytes = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : int64_t{1} << 30;
-  int64_t blocks = bytes / per_block;
-  const int64_t needed = (e->max_model_len_ + options.block_size - 1) / options.block_size;
-  if (blocks < needed) {
-    if (options.kv_cache_bytes > 0) {
-      return Status::InvalidArgument("a KV cache of " + std::to_string(options.kv_cache_bytes) +
-                                     " bytes holds " + std::to_string(blocks * options.block_size) +
-                                     " tokens, fewer than max_model_len " +
-                                     std::to_string(e->max_model_len_) + "; it needs " +
-                                     std::to_string(needed * per_block) + " bytes");
-    }
-    blocks = needed;
-  }
-  e->geometry_.num_blocks = static_cast<int32_t>(blocks);
-  e->model_->AllocateKvCache(blocks, options.block_size, e->max_model_len_);
   int threads = options.threads > 0
                     ? options.threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -47,7 +31,30 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
   return e;
 }
 
+Status NativeExecutor::AllocateKvCache(KvDtype dtype, int64_t bytes) {
+  const int32_t block_size = geometry_.block_size;
+  const int64_t per_block = model_->kv_bytes_per_token(dtype) * block_size;
+  int64_t blocks = (bytes > 0 ? bytes : int64_t{1} << 30) / per_block;
+  const int64_t needed = (max_model_len_ + block_size - 1) / block_size;
+  if (blocks < needed) {
+    if (bytes > 0) {
+      return Status::InvalidArgument(
+          "a " + std::string(KvDtypeName(dtype)) + " KV cache of " + std::to_string(bytes) +
+          " bytes holds " + std::to_string(blocks * block_size) +
+          " tokens, fewer than max_model_len " + std::to_string(max_model_len_) + "; it needs " +
+          std::to_string(needed * per_block) + " bytes");
+    }
+    blocks = needed;
+  }
+  geometry_.num_blocks = static_cast<int32_t>(blocks);
+  model_->AllocateKvCache(dtype, blocks, block_size, max_model_len_);
+  return Status::Ok();
+}
+
 Status NativeExecutor::Execute(const engine::SchedulerStep& step, std::vector<float>* logits) {
+  if (geometry_.num_blocks == 0) {
+    return Status::Internal("the KV cache is not allocated (AllocateKvCache)");
+  }
   engine::BuildStepLayout(step, geometry_.block_size, &layout_);
   return model_->Forward(layout_, *pool_, isa_, logits);
 }

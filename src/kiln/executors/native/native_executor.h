@@ -1,6 +1,10 @@
 // NativeExecutor: the `vllm` runtime's executor on the CPU. It runs a LlamaModel over a paged KV
 // cache whose blocks the engine's BlockManager hands out (prefix caching shares them), one
 // forward pass per step for all of the step's chunks, prefill and decode together.
+//
+// It starts in two phases, as vLLM's workers do: Load reads the weights and states the KV bytes
+// per token for each cache dtype; the caller sizes the cache (the memory planner) and
+// AllocateKvCache makes it. Execute needs the cache.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +25,6 @@ struct NativeExecutorOptions {
   int64_t max_model_len = 0;
   int threads = 0;  // compute threads, the engine's own included; 0: one per core
   int32_t block_size = 16;
-  // Bytes for the KV cache; 0: 1 GiB, raised to hold at least one max_model_len sequence.
-  int64_t kv_cache_bytes = 0;
 };
 
 class NativeExecutor : public engine::Executor {
@@ -31,16 +33,24 @@ class NativeExecutor : public engine::Executor {
   static Result<std::unique_ptr<NativeExecutor>> Load(const std::string& path,
                                                       const NativeExecutorOptions& options);
 
+  // Bytes of KV cache per token in `dtype`, all layers.
+  int64_t kv_bytes_per_token(KvDtype dtype) const { return model_->kv_bytes_per_token(dtype); }
+  // Makes the KV cache: as many blocks of `dtype` as `bytes` holds (0: 1 GiB, raised to one
+  // max_model_len sequence). InvalidArgument, naming the bytes needed, when a `bytes` asked for
+  // cannot hold one max_model_len sequence.
+  Status AllocateKvCache(KvDtype dtype, int64_t bytes);
+
   engine::KvCacheGeometry kv_geometry() const override { return geometry_; }
+  engine::ExecutorCapabilities capabilities() const override {
+    return {.paged_kv_cache = true, .prefix_caching = true};
+  }
   int64_t vocab_size() const override { return model_->config().vocab_size; }
   Status Execute(const engine::SchedulerStep& step, std::vector<float>* logits) override;
 
   const LlamaModel& model() const { return *model_; }
   int64_t max_model_len() const { return max_model_len_; }
-  int64_t kv_cache_bytes() const {
-    return static_cast<int64_t>(geometry_.num_blocks) * geometry_.block_size *
-           model_->kv_bytes_per_token();
-  }
+  int64_t kv_cache_bytes() const { return model_->kv_cache().bytes(); }
+  KvDtype kv_cache_dtype() const { return model_->kv_cache().dtype(); }
   int threads() const { return pool_->num_threads(); }
   cpu::Isa isa() const { return isa_; }
 

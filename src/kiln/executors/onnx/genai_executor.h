@@ -46,7 +46,9 @@ class GenaiExecutor : public engine::Executor {
   int64_t vocab_size() const override { return config_.vocab_size; }
   Status Execute(const engine::SchedulerStep& step, std::vector<float>* logits) override;
   void Release(const engine::Sequence& seq) override;
-  bool has_slot_prefix_cache() const override { return true; }
+  engine::ExecutorCapabilities capabilities() const override {
+    return {.paged_kv_cache = false, .prefix_caching = true};
+  }
   int64_t AdmitWithCachedPrefix(const engine::Sequence& seq) override;
 
   const GenaiConfig& config() const { return config_; }
