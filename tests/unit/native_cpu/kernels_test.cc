@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -222,6 +223,50 @@ TEST(DotTest, F32MatchesDoublePrecisionReference) {
     for (Isa isa : Paths()) {
       EXPECT_NEAR(DotF32(isa, w.data(), x.data(), k), reference, Tolerance(k / 8, magnitude))
           << IsaName(isa) << " k=" << k;
+    }
+  }
+}
+
+TEST(ExpSubMaxSumTest, MatchesExpWithinTwoUlpsAndEachElementIgnoresN) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> spread(-100.0f, 20.0f);
+  for (Isa isa : Paths()) {
+    for (int64_t n : {1, 3, 7, 8, 9, 16, 17, 64, 1000, 2049}) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = spread(rng);
+      const float max = *std::max_element(x.begin(), x.end());
+      std::vector<float> e = x;
+      const float sum = ExpSubMaxSum(isa, e.data(), n, max);
+      double want_sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = std::exp(static_cast<double>(x[i] - max));  // the f32 difference
+        want_sum += want;
+        // Below exp(-87) the input is clamped: those values are ~1.6e-38 instead of smaller.
+        const double tolerance = want < 1e-37 ? 2e-38 : want * 2.5e-7;
+        ASSERT_NEAR(e[i], want, tolerance) << IsaName(isa) << " n=" << n << " i=" << i;
+      }
+      EXPECT_NEAR(sum, want_sum, want_sum * 1e-6) << IsaName(isa) << " n=" << n;
+      // An element's value is the same whatever n is (a prefix gives the same numbers).
+      std::vector<float> prefix(x.begin(), x.begin() + (n + 1) / 2);
+      ExpSubMaxSum(isa, prefix.data(), static_cast<int64_t>(prefix.size()), max);
+      for (size_t i = 0; i < prefix.size(); ++i) ASSERT_EQ(prefix[i], e[i]) << n << " " << i;
+    }
+    std::vector<float> zero = {0.0f};
+    EXPECT_EQ(ExpSubMaxSum(isa, zero.data(), 1, 0.0f), 1.0f) << IsaName(isa);
+  }
+}
+
+TEST(AxpyF32Test, AddsAScaledRow) {
+  std::mt19937 rng(6);
+  for (Isa isa : Paths()) {
+    for (int64_t n : {1, 7, 8, 9, 64, 100}) {
+      std::vector<float> x = RandomActivations(n, rng), y = RandomActivations(n, rng);
+      std::vector<float> out = y;
+      AxpyF32(isa, 0.37f, x.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(out[i], y[i] + 0.37 * x[i], 1e-6 * (std::fabs(y[i]) + std::fabs(x[i])))
+            << IsaName(isa);
+      }
     }
   }
 }

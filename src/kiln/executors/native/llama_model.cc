@@ -502,21 +502,13 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         }
       }
       for (int64_t j = 0; j < group; ++j) {
-        float sum = 0.0f;
-        for (int64_t i = 0; i < count; ++i) {
-          float& s = scores[j * count + i];
-          s = std::exp(s - max_score[j]);
-          sum += s;
-        }
-        total[j] = sum;
+        total[j] = cpu::ExpSubMaxSum(isa, &scores[j * count], count, max_score[j]);
       }
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = first; p <= pos; ++p) {
         const float* v = kv_.Value(layer, slot(p), g, buf.data());
         for (int64_t j = 0; j < group; ++j) {
-          const float w = scores[j * count + (p - first)];
-          float* a = &acc[j * hd];
-          for (int64_t i = 0; i < hd; ++i) a[i] += w * v[i];
+          cpu::AxpyF32(isa, scores[j * count + (p - first)], v, &acc[j * hd], hd);
         }
       }
       for (int64_t j = 0; j < group; ++j) {

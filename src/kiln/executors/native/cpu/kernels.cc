@@ -104,6 +104,33 @@ float DotF32Portable(const float* w, const float* x, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+// Cephes' expf: exp(r) for |r| <= ln(2) / 2 after taking out n = round(x / ln 2).
+constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+// Below this, exp underflows; clamping keeps 2^n a normal number.
+constexpr float kExpMin = -87.0f;
+
+float ExpPortable(float x) {
+  x = std::max(x, kExpMin);
+  const float n = std::nearbyint(x * kLog2e);
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = kExpPoly[0];
+  for (int i = 1; i < 6; ++i) p = p * r + kExpPoly[i];
+  p = p * (r * r) + (r + 1.0f);
+  return std::ldexp(p, static_cast<int>(n));
+}
+
+float ExpSubMaxSumPortable(float* x, int64_t n, float max) {
+  float acc[8] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = ExpPortable(x[i] - max);
+    acc[i % 8] += x[i];
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 using DotFn = float (*)(const uint8_t* w, const BlockQ8* x, int64_t k);
 using DotRowsFn = void (*)(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
                            int64_t k, float* y, int64_t y_stride);
@@ -225,6 +252,16 @@ float DotQ4_1(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
 float DotF32(Isa isa, const float* w, const float* x, int64_t k) {
   if (UseAvx2(isa)) return avx2::DotF32(w, x, k);
   return DotF32Portable(w, x, k);
+}
+
+float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max) {
+  if (UseAvx2(isa)) return avx2::ExpSubMaxSum(x, n, max);
+  return ExpSubMaxSumPortable(x, n, max);
+}
+
+void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
+  if (UseAvx2(isa)) return avx2::AxpyF32(a, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 MatMulScratch::~MatMulScratch() { delete[] blocks; }

@@ -54,6 +54,13 @@ float DotQ4_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k);
 float DotQ4_1(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k);
 float DotF32(Isa isa, const float* w, const float* x, int64_t k);
 
+// Attention's softmax numerator: x[i] = exp(x[i] - max) for i in [0, n), with max >= every
+// x[i]; returns their sum. The exponential is a polynomial (relative error about 2e-7), the same
+// for every element whatever n or its index, and the sum's order depends on n only.
+float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max);
+// y[i] += a * x[i] for i in [0, n).
+void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n);
+
 // Scratch for MatMul: the quantized activations. Reused across calls to avoid allocations.
 struct MatMulScratch {
   BlockQ8* blocks = nullptr;

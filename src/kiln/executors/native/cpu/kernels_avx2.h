@@ -14,6 +14,8 @@ namespace kiln::native::cpu::avx2 {
 
 void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out);
 float DotF32(const float* w, const float* x, int64_t k);
+float ExpSubMaxSum(float* x, int64_t n, float max);
+void AxpyF32(float a, const float* x, float* y, int64_t n);
 
 // y[r * y_stride] = the dot product of weight row w with the activation row
 // x + r * x_stride (in blocks), for r in [0, rows), rows in [1, kMaxRows]. Each y is bitwise the
