@@ -13,7 +13,8 @@ namespace {
 // bits; exponent 0 is subnormal (m x 2^-9); 0x7F and 0xFF are NaN.
 float Fp8Definition(int code) {
   const int e = (code >> 3) & 15, m = code & 7;
-  const double magnitude = e == 0 ? m * std::ldexp(1.0, -9) : (1 + m / 8.0) * std::ldexp(1.0, e - 7);
+  const double magnitude =
+      e == 0 ? m * std::ldexp(1.0, -9) : (1 + m / 8.0) * std::ldexp(1.0, e - 7);
   return static_cast<float>((code & 0x80) ? -magnitude : magnitude);
 }
 
@@ -108,7 +109,8 @@ TEST_P(KvCacheTest, ReadsBackWhatWasWrittenWithinTheTypesPrecision) {
       for (int64_t h = 0; h < kHeads; ++h) {
         for (bool is_key : {true, false}) {
           const float* want = (is_key ? keys : values)[l * kSlots + s].data() + h * kDim;
-          const float* got = is_key ? cache.Key(l, s, h, buf.data()) : cache.Value(l, s, h, buf.data());
+          const float* got =
+              is_key ? cache.Key(l, s, h, buf.data()) : cache.Value(l, s, h, buf.data());
           float amax = 0.0f;
           for (int64_t i = 0; i < kDim; ++i) amax = std::max(amax, std::fabs(want[i]));
           for (int64_t i = 0; i < kDim; ++i) {
@@ -123,8 +125,9 @@ TEST_P(KvCacheTest, ReadsBackWhatWasWrittenWithinTheTypesPrecision) {
               case KvDtype::kFp8E4M3:
                 // Half a step of 3 mantissa bits of the value, or of the smallest normal step
                 // at the head's scale (amax / 448 x 2^-6 x 2^-3).
-                ASSERT_LE(err, std::max(std::fabs(want[i]) / 16,
-                                        amax / 448 * std::ldexp(1.0f, -10)) * 1.0001f)
+                ASSERT_LE(
+                    err,
+                    std::max(std::fabs(want[i]) / 16, amax / 448 * std::ldexp(1.0f, -10)) * 1.0001f)
                     << l << " " << s << " " << h << " " << i;
                 break;
             }

@@ -61,7 +61,7 @@ uint8_t FloatToFp8E4M3(float x) {
   }
   int exponent = 0;
   const float fraction = std::frexp(a, &exponent);  // a = fraction x 2^exponent, [0.5, 1)
-  int e = exponent - 1;                              // a = (1 + m / 8) x 2^e
+  int e = exponent - 1;                             // a = (1 + m / 8) x 2^e
   int m = static_cast<int>(std::nearbyint((std::ldexp(fraction, 1) - 1.0f) * 8.0f));
   if (m == 8) {
     m = 0;
@@ -88,8 +88,7 @@ float Bf16ToFloat(uint16_t b) {
   return x;
 }
 
-int64_t KvCache::BytesPerToken(KvDtype dtype, int64_t layers, int64_t kv_heads,
-                               int64_t head_dim) {
+int64_t KvCache::BytesPerToken(KvDtype dtype, int64_t layers, int64_t kv_heads, int64_t head_dim) {
   const int64_t per_head = dtype == KvDtype::kF32    ? 4 * head_dim
                            : dtype == KvDtype::kBF16 ? 2 * head_dim
                                                      : head_dim + 4;  // codes and a scale
