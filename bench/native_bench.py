@@ -3,8 +3,9 @@
 runtime on the default folder beside them, in one run.
 
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt
-(a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8 and
-32 streamed requests in flight, and each server's peak resident memory. All three are HTTP
+(a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8, 32
+and 64 streamed requests in flight, the p50 and p99 time to first token of the requests at 32,
+each server's peak resident memory and the CPU-seconds it spent over the run. All three are HTTP
 servers on loopback driven by the same client code: `kiln serve` (twice: the GGUF file with
 `--runtime vllm`, and the default GenAI folder) and llama.cpp's own server (the `xllamacpp`
 wheel, in its own process, with as many slots as the highest concurrency, each slot the same
@@ -17,7 +18,7 @@ the median of per-repeat ratios. It waits for the load average to fall below the
 before each measurement (exits 2 when it does not) and prints the load before and after.
 
   python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
-                               [--concurrency 8,32] [--repeats 3]
+                               [--concurrency 8,32,64] [--repeats 3]
 """
 import argparse
 import json
@@ -60,10 +61,23 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
 class Server:
     def __init__(self, name, port, pid):
         self.name, self.port, self.pid = name, port, pid
         self.ttft_calls = 0
+        self.ttfts = []  # the last aggregate run's times to first token
 
     def measure(self, what, spec, n=1):
         if what == "decode":
@@ -75,7 +89,8 @@ class Server:
             start, first, _, _ = stream_completion(self.port, prompt, 1)
             return first - start
         start = time.perf_counter()
-        tokens = concurrent_streams(self.port, spec["short"][:n], spec["tokens"])
+        self.ttfts = []
+        tokens = concurrent_streams(self.port, spec["short"][:n], spec["tokens"], self.ttfts)
         return tokens / (time.perf_counter() - start)
 
 
@@ -90,7 +105,7 @@ def main(argv=None):
                     default=home / "models" / "smollm2-135m-instruct")
     ap.add_argument("--kiln", type=pathlib.Path, default=build / "src" / "kiln" / "kiln")
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--concurrency", default="8,32")
+    ap.add_argument("--concurrency", default="8,32,64")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-wait", type=int, default=300)
     args = ap.parse_args(argv)
@@ -143,6 +158,7 @@ def main(argv=None):
     try:
         for s in servers:  # warm-up: every slot once
             concurrent_streams(s.port, short[:most], 4)
+        cpu_before = {s.name: cpu_seconds(s.pid) for s in servers}
         rows = [("single-stream decode (tokens/s)", "decode", 1, True),
                 ("time to first token, 512-token prompt (s)", "ttft", 1, False)]
         rows += [(f"aggregate at {c} concurrent, streamed (tokens/s)", "aggregate", c, True)
@@ -150,13 +166,22 @@ def main(argv=None):
         results = []
         for label, what, n, higher in rows:
             values = {s.name: [] for s in servers}
+            p50 = {s.name: [] for s in servers}
+            p99 = {s.name: [] for s in servers}
             for repeat in range(args.repeats):
                 order = servers[repeat % 3:] + servers[:repeat % 3]
                 for s in order:
                     wait_for_quiet(args.max_wait)
                     values[s.name].append(s.measure(what, spec, n))
+                    if what == "aggregate":
+                        p50[s.name].append(percentile(s.ttfts, 50))
+                        p99[s.name].append(percentile(s.ttfts, 99))
             results.append((label, higher, values))
+            if what == "aggregate" and n == 32:
+                results.append((f"time to first token at {n} concurrent, p50 (s)", False, p50))
+                results.append((f"time to first token at {n} concurrent, p99 (s)", False, p99))
         rss = {s.name: peak_rss_mib(s.pid) for s in servers}
+        cpu = {s.name: cpu_seconds(s.pid) - cpu_before[s.name] for s in servers}
     finally:
         vllm.stop()
         genai.stop()
@@ -177,6 +202,8 @@ def main(argv=None):
               f"{ratio(values, 'kiln-vllm', 'kiln-onnx', higher):7.2f}x")
     print(f"{'peak resident memory (MiB)':44s} {rss['kiln-vllm']:10.0f} {rss['llama.cpp']:10.0f} "
           f"{rss['kiln-onnx']:10.0f}")
+    print(f"{'CPU-seconds over the measurements':44s} {cpu['kiln-vllm']:10.1f} "
+          f"{cpu['llama.cpp']:10.1f} {cpu['kiln-onnx']:10.1f}")
     print("(ratios > 1 mean Kiln's vllm runtime is better; for time to first token the ratio is "
           "other/kiln; medians of the repeats)")
     print(f"load average after: {after:.2f} ({cores} cores)")

@@ -147,13 +147,15 @@ def stream_completion(port, prompt, max_tokens):
     return start, first, last, tokens
 
 
-async def _stream_async(port, prompt, max_tokens):
+async def _stream_async(port, prompt, max_tokens, ttfts=None):
     """One streamed completion over a raw connection, parsing only the usage chunk: the lean
     client for concurrent streams, so the client's own CPU (it shares the server's cores)
-    disturbs the server as little as it can. Returns completion_tokens."""
+    disturbs the server as little as it can. Returns completion_tokens; with `ttfts`, appends
+    the seconds from sending to the first event that carries text."""
     body = json.dumps({"model": "smollm2", "prompt": prompt, "max_tokens": max_tokens,
                        "temperature": 0, "ignore_eos": True, "stream": True,
                        "stream_options": {"include_usage": True}}).encode()
+    start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: application/json\r\nConnection: close\r\n"
@@ -161,7 +163,7 @@ async def _stream_async(port, prompt, max_tokens):
     await writer.drain()
     headers = await reader.readuntil(b"\r\n\r\n")
     assert headers.startswith(b"HTTP/1.1 200") and b"chunked" in headers.lower(), headers
-    buffer, tokens = b"", 0
+    buffer, tokens, first = b"", 0, ttfts is None
     while True:  # chunked transfer encoding; SSE events end with a blank line
         size = int((await reader.readline()).strip(), 16)
         if size == 0:
@@ -169,16 +171,21 @@ async def _stream_async(port, prompt, max_tokens):
         buffer += (await reader.readexactly(size + 2))[:-2]
         *events, buffer = buffer.split(b"\n\n")
         for event in events:
+            if not first and b'"text":"' in event and b'"text":""' not in event:
+                ttfts.append(time.perf_counter() - start)
+                first = True
             if b'"usage":{' in event:
                 tokens = json.loads(event[len(b"data: "):])["usage"]["completion_tokens"]
     writer.close()
     return tokens
 
 
-def concurrent_streams(port, prompts, max_tokens):
-    """Streams `prompts` at once from one thread; returns the total completion tokens."""
+def concurrent_streams(port, prompts, max_tokens, ttfts=None):
+    """Streams `prompts` at once from one thread; returns the total completion tokens (and, with
+    `ttfts`, appends each request's time to first token)."""
     async def run():
-        return await asyncio.gather(*(_stream_async(port, p, max_tokens) for p in prompts))
+        return await asyncio.gather(*(_stream_async(port, p, max_tokens, ttfts)
+                                      for p in prompts))
     return sum(asyncio.run(run()))
 
 

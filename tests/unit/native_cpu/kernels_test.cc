@@ -256,6 +256,50 @@ TEST(ExpSubMaxSumTest, MatchesExpWithinTwoUlpsAndEachElementIgnoresN) {
   }
 }
 
+TEST(AttentionTest, ScoresAndValuesMatchDoublePrecisionAndIgnoreTheirNeighbours) {
+  std::mt19937 rng(8);
+  for (Isa isa : Paths()) {
+    for (int64_t hd : {64, 72, 256}) {
+      for (int64_t count : {1, 5, 8, 13, 100}) {
+        std::vector<std::vector<float>> keys, values;
+        std::vector<const float*> k_rows, v_rows;
+        for (int64_t p = 0; p < count; ++p) {
+          keys.push_back(RandomActivations(hd, rng));
+          values.push_back(RandomActivations(hd, rng));
+        }
+        for (int64_t p = 0; p < count; ++p) {
+          k_rows.push_back(keys[p].data());
+          v_rows.push_back(values[p].data());
+        }
+        const std::vector<float> q = RandomActivations(hd, rng);
+        std::vector<float> scores(count), out(hd);
+        AttentionScores(isa, k_rows.data(), q.data(), count, hd, 0.125f, scores.data());
+        AttentionValues(isa, v_rows.data(), scores.data(), count, hd, out.data());
+        for (int64_t p = 0; p < count; ++p) {
+          double want = 0, magnitude = 0;
+          for (int64_t i = 0; i < hd; ++i) {
+            want += static_cast<double>(keys[p][i]) * q[i];
+            magnitude += std::fabs(static_cast<double>(keys[p][i]) * q[i]);
+          }
+          ASSERT_NEAR(scores[p], want * 0.125, 1e-6 * magnitude) << IsaName(isa);
+          // A score is the same computed alone.
+          float alone = 0;
+          AttentionScores(isa, &k_rows[p], q.data(), 1, hd, 0.125f, &alone);
+          ASSERT_EQ(alone, scores[p]) << IsaName(isa) << " hd=" << hd << " p=" << p;
+        }
+        for (int64_t i = 0; i < hd; ++i) {
+          double want = 0, magnitude = 0;
+          for (int64_t p = 0; p < count; ++p) {
+            want += static_cast<double>(scores[p]) * values[p][i];
+            magnitude += std::fabs(static_cast<double>(scores[p]) * values[p][i]);
+          }
+          ASSERT_NEAR(out[i], want, 1e-6 * magnitude + 1e-30) << IsaName(isa);
+        }
+      }
+    }
+  }
+}
+
 TEST(AxpyF32Test, AddsAScaledRow) {
   std::mt19937 rng(6);
   for (Isa isa : Paths()) {

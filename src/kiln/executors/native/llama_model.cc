@@ -474,47 +474,50 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   int32_t longest = 0;
   for (int32_t len : layout.seq_lens) longest = std::max(longest, len);
   // One task per (token, kv head), for the `group` query heads that share its keys and values;
-  // each head's keys and values are read in position order, so its result is the same whatever
-  // else the step holds.
+  // each head reduces over positions in order through kernels whose every element is computed
+  // the same whatever else the step holds.
+  const bool decode_rows = kv_.dtype() != KvDtype::kF32;
   pool.ParallelFor(layout.num_tokens() * kv_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(group * longest));
-    std::vector<float> acc(static_cast<size_t>(group * hd));
-    std::vector<float> max_score(static_cast<size_t>(group)), total(static_cast<size_t>(group));
-    std::vector<float> buf(static_cast<size_t>(hd));
+    // Each pool thread's scratch, grown as needed and kept across layers and steps.
+    thread_local std::vector<const float*> k_rows, v_rows;
+    thread_local std::vector<float> scores, k_decoded, v_decoded;
+    const size_t most = static_cast<size_t>(longest);
+    if (k_rows.size() < most) {
+      k_rows.resize(most);
+      v_rows.resize(most);
+      scores.resize(most);
+    }
+    if (decode_rows && k_decoded.size() < most * hd) {
+      k_decoded.resize(most * hd);
+      v_decoded.resize(most * hd);
+    }
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / kv_heads, g = task % kv_heads;
-      const float* q = &q_[(t * heads + g * group) * hd];  // the group's heads, one after another
       const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
                                                   layout.max_blocks_per_seq];
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       const int64_t count = pos - first + 1;
-      auto slot = [&](int64_t p) {
-        return static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
-      };
-      std::fill(max_score.begin(), max_score.end(), -INFINITY);
-      for (int64_t p = first; p <= pos; ++p) {
-        const float* k = kv_.Key(layer, slot(p), g, buf.data());
-        for (int64_t j = 0; j < group; ++j) {
-          const float s = cpu::DotF32(isa, k, q + j * hd, hd) * scale;
-          scores[j * count + (p - first)] = s;
-          max_score[j] = std::max(max_score[j], s);
-        }
+      // The keys and values this token attends to, in position order (decoded once for the
+      // group's heads when the cache holds another type).
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t p = first + i;
+        const int64_t slot =
+            static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
+        k_rows[i] = kv_.Key(layer, slot, g, decode_rows ? &k_decoded[i * hd] : nullptr);
+        v_rows[i] = kv_.Value(layer, slot, g, decode_rows ? &v_decoded[i * hd] : nullptr);
       }
       for (int64_t j = 0; j < group; ++j) {
-        total[j] = cpu::ExpSubMaxSum(isa, &scores[j * count], count, max_score[j]);
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = first; p <= pos; ++p) {
-        const float* v = kv_.Value(layer, slot(p), g, buf.data());
-        for (int64_t j = 0; j < group; ++j) {
-          cpu::AxpyF32(isa, scores[j * count + (p - first)], v, &acc[j * hd], hd);
-        }
-      }
-      for (int64_t j = 0; j < group; ++j) {
-        float* out = &att_[(t * heads + g * group + j) * hd];
-        const float inv_total = 1.0f / total[j];
-        for (int64_t i = 0; i < hd; ++i) out[i] = acc[j * hd + i] * inv_total;
+        const int64_t head = g * group + j;
+        cpu::AttentionScores(isa, k_rows.data(), &q_[(t * heads + head) * hd], count, hd, scale,
+                             scores.data());
+        float max_score = -INFINITY;
+        for (int64_t i = 0; i < count; ++i) max_score = std::max(max_score, scores[i]);
+        const float total = cpu::ExpSubMaxSum(isa, scores.data(), count, max_score);
+        float* out = &att_[(t * heads + head) * hd];
+        cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, hd, out);
+        const float inv_total = 1.0f / total;
+        for (int64_t i = 0; i < hd; ++i) out[i] *= inv_total;
       }
     }
   });

@@ -264,6 +264,22 @@ void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t count, int64_t hd,
+                     float scale, float* scores) {
+  if (UseAvx2(isa) && hd % 8 == 0)
+    return avx2::AttentionScores(k_rows, q, count, hd, scale, scores);
+  for (int64_t p = 0; p < count; ++p) scores[p] = DotF32Portable(k_rows[p], q, hd) * scale;
+}
+
+void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t count, int64_t hd,
+                     float* out) {
+  if (UseAvx2(isa) && hd % 8 == 0) return avx2::AttentionValues(v_rows, w, count, hd, out);
+  std::fill(out, out + hd, 0.0f);
+  for (int64_t p = 0; p < count; ++p) {
+    for (int64_t i = 0; i < hd; ++i) out[i] += w[p] * v_rows[p][i];
+  }
+}
+
 MatMulScratch::~MatMulScratch() { delete[] blocks; }
 
 void MatMulScratch::Reserve(size_t num_blocks) {

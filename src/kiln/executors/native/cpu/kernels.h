@@ -61,6 +61,15 @@ float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max);
 // y[i] += a * x[i] for i in [0, n).
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n);
 
+// Attention for one query head over `count` positions whose keys (values) are the hd-float rows
+// k_rows[p] (v_rows[p]). scores[p] = dot(k_rows[p], q) * scale; out[i] = sum over p, in order, of
+// w[p] * v_rows[p][i]. Each score and each output element goes through the same operations
+// whatever count, p or the other rows are.
+void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t count, int64_t hd,
+                     float scale, float* scores);
+void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t count, int64_t hd,
+                     float* out);
+
 // Scratch for MatMul: the quantized activations. Reused across calls to avoid allocations.
 struct MatMulScratch {
   BlockQ8* blocks = nullptr;

@@ -154,6 +154,61 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = Fma(a, x[i], y[i]);
 }
 
+void AttentionScores(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
+                     float scale, float* scores) {
+  // Eight positions at a time, each in its own accumulator, reduced together: every score is
+  // its lanes' fused sums over hd in order, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 +
+  // l7)), whatever group it falls in. A last group shorter than 8 repeats its first row in the
+  // missing places and drops their scores.
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (int64_t g = 0; g < count; g += 8) {
+    const float* rows[8];
+    for (int j = 0; j < 8; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      for (int j = 0; j < 8; ++j)
+        acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[j] + d), qv, acc[j]);
+    }
+    const __m256 t0 =
+        _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    const __m256 t1 =
+        _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+    const __m256 sums =
+        _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+    alignas(32) float out[8];
+    _mm256_store_ps(out, _mm256_mul_ps(sums, vscale));
+    const int64_t n = std::min<int64_t>(8, count - g);
+    for (int64_t j = 0; j < n; ++j) scores[g + j] = out[j];
+  }
+}
+
+namespace {
+
+// Outputs [c, c + 8 W) of AttentionValues, held in W registers over all positions.
+template <int W>
+void ValuesChunk(const float* const* v_rows, const float* w, int64_t count, int64_t c, float* out) {
+  __m256 acc[W];
+  for (int v = 0; v < W; ++v) acc[v] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < count; ++p) {
+    const __m256 wp = _mm256_set1_ps(w[p]);
+    const float* row = v_rows[p] + c;
+    for (int v = 0; v < W; ++v) acc[v] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(row + 8 * v), acc[v]);
+  }
+  for (int v = 0; v < W; ++v) _mm256_storeu_ps(out + c + 8 * v, acc[v]);
+}
+
+}  // namespace
+
+void AttentionValues(const float* const* v_rows, const float* w, int64_t count, int64_t hd,
+                     float* out) {
+  // Each output element is its fused sum over positions in order.
+  int64_t c = 0;
+  for (; c + 64 <= hd; c += 64) ValuesChunk<8>(v_rows, w, count, c, out);
+  for (; c < hd; c += 8) ValuesChunk<1>(v_rows, w, count, c, out);
+}
+
 void DotRowsQ8_0(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
                  float* y, int64_t y_stride) {
   DotRows<Q8_0>(w, x, x_stride, rows, k, y, y_stride);

@@ -16,6 +16,11 @@ void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out);
 float DotF32(const float* w, const float* x, int64_t k);
 float ExpSubMaxSum(float* x, int64_t n, float max);
 void AxpyF32(float a, const float* x, float* y, int64_t n);
+// hd a multiple of 8.
+void AttentionScores(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
+                     float scale, float* scores);
+void AttentionValues(const float* const* v_rows, const float* w, int64_t count, int64_t hd,
+                     float* out);
 
 // y[r * y_stride] = the dot product of weight row w with the activation row
 // x + r * x_stride (in blocks), for r in [0, rows), rows in [1, kMaxRows]. Each y is bitwise the
