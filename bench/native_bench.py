@@ -5,7 +5,11 @@ runtime on the default folder beside them, in one run.
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt
 (a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8, 32
 and 64 streamed requests in flight, the p50 and p99 time to first token of the requests at 32,
-each server's peak resident memory and the CPU-seconds it spent over the run. All three are HTTP
+each server's peak resident memory and the CPU-seconds it spent over the run. Before the servers
+start it measures this CPU's memory read bandwidth and its f32 and int8 multiply-add peaks
+(tests/tools/native_cpu_limits.cc), and prints each speed as a fraction of the limit that bounds
+it: single-stream decode against bandwidth (the GGUF's weight bytes are read once per token),
+prefill and batched decode against the int8 peak (two operations per weight per token). All three are HTTP
 servers on loopback driven by the same client code: `kiln serve` (twice: the GGUF file with
 `--runtime vllm`, and the default GenAI folder) and llama.cpp's own server (the `xllamacpp`
 wheel, in its own process, with as many slots as the highest concurrency, each slot the same
@@ -126,9 +130,20 @@ def main(argv=None):
 
     cores = os.cpu_count()
     before = wait_for_quiet(args.max_wait)
+    limits = json.loads(subprocess.run([build / "tests" / "native_cpu_limits"], check=True,
+                                       capture_output=True, text=True).stdout)
+    import gguf
+    reader = gguf.GGUFReader(str(args.gguf))
+    weight_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+    macs_per_token = sum(int(t.n_elements) for t in reader.tensors)  # the tied table once
     print("Kiln vllm runtime vs llama.cpp server (same GGUF) and Kiln onnx-genai (default folder)")
     print(f"CPU: {cpu_description()}")
     print(f"load average before: {before:.2f} ({cores} cores)")
+    print(f"limits on {limits['threads']} threads: memory read {limits['read_gb_s']:.1f} GB/s, "
+          f"f32 FMA {limits.get('f32_gflops', float('nan')):.0f} GFLOP/s, int8 "
+          f"{limits.get('int8_gops', float('nan')):.0f} GOP/s "
+          f"({limits.get('int8_instruction', 'no AVX2')}); the GGUF: {weight_bytes / 1e6:.1f} MB "
+          f"of weights, {macs_per_token / 1e6:.1f} M multiply-adds a token")
     print(f"GGUF: {args.gguf}\nfolder: {args.folder}\nthreads: {threads} on every side, "
           f"max model length {spec['max_length']}, {most} sequences/slots")
 
@@ -206,6 +221,23 @@ def main(argv=None):
           f"{cpu['llama.cpp']:10.1f} {cpu['kiln-onnx']:10.1f}")
     print("(ratios > 1 mean Kiln's vllm runtime is better; for time to first token the ratio is "
           "other/kiln; medians of the repeats)")
+    int8 = limits.get("int8_gops", float("nan")) * 1e9
+    print("fraction of the limit:")
+    for label, higher, values in results:
+        med = {k: statistics.median(v) for k, v in values.items()}
+        if label.startswith("single-stream"):
+            frac = {k: v * weight_bytes / (limits["read_gb_s"] * 1e9) for k, v in med.items()}
+            what = "memory bandwidth (weight bytes x tokens/s)"
+        elif label.startswith("time to first token, 512"):
+            frac = {k: 512 / v * 2 * macs_per_token / int8 for k, v in med.items()}
+            what = "int8 peak (512-token prefill)"
+        elif label.startswith("aggregate"):
+            frac = {k: v * 2 * macs_per_token / int8 for k, v in med.items()}
+            what = f"int8 peak ({label.split(',')[0].split('at ')[1]})"
+        else:
+            continue
+        print(f"  {what:42s} {frac['kiln-vllm']:10.1%} {frac['llama.cpp']:10.1%} "
+              f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
