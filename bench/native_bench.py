@@ -82,6 +82,7 @@ class Server:
         self.name, self.port, self.pid = name, port, pid
         self.ttft_calls = 0
         self.ttfts = []  # the last aggregate run's times to first token
+        self.aggregate_calls = 0
 
     def measure(self, what, spec, n=1):
         if what == "decode":
@@ -94,7 +95,11 @@ class Server:
             return first - start
         start = time.perf_counter()
         self.ttfts = []
-        tokens = concurrent_streams(self.port, spec["short"][:n], spec["tokens"], self.ttfts)
+        # Prompts no server has seen: a prefix cache (a llama.cpp slot, an onnx-genai slot, or
+        # paged blocks) must not hand any side a whole prompt computed in an earlier run.
+        self.aggregate_calls += 1
+        prompts = [spec["fresh"](f"{self.name} {self.aggregate_calls}", i) for i in range(n)]
+        tokens = concurrent_streams(self.port, prompts, spec["tokens"], self.ttfts)
         return tokens / (time.perf_counter() - start)
 
 
@@ -126,7 +131,12 @@ def main(argv=None):
                     "staffing plan, and asked for a revised estimate." for i in range(200))
     long = [tok.encode(f"Report {r}. " + text).ids[:512] for r in range(args.repeats * 2)]
     threads = os.cpu_count()
-    spec = {"short": short, "long": long, "tokens": args.tokens, "max_length": 1024}
+    def fresh(run, i):
+        return tok.encode(f"Run {run}. Write a short story about {topics[i % len(topics)]}, "
+                          f"part {i}.").ids
+
+    spec = {"short": short, "long": long, "tokens": args.tokens, "max_length": 1024,
+            "fresh": fresh}
 
     cores = os.cpu_count()
     before = wait_for_quiet(args.max_wait)
