@@ -104,6 +104,11 @@ int main(int argc, char** argv) {
       if (!only_type.empty() && only_type != cpu::WeightTypeName(type)) continue;
       for (const Shape& s : shapes) {
         std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
+        if (type != cpu::WeightType::kF32) {  // the kernels read the packed layout
+          std::vector<uint8_t> packed(cpu::PackedBytes(type, s.n, s.k));
+          cpu::PackWeights(type, s.n, s.k, data.data(), packed.data());
+          data = std::move(packed);
+        }
         cpu::WeightMatrix w{type, s.n, s.k, data.data()};
         std::normal_distribution<float> normal(0.0f, 1.0f);
         std::vector<float> x(s.m * s.k), y(s.m * s.n);

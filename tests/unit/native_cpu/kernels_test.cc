@@ -77,6 +77,16 @@ std::vector<uint8_t> RandomWeights(WeightType type, int64_t rows, int64_t cols, 
   return data;
 }
 
+// The integer quant of weight j of a row (Q4_0's with its offset of 8 taken off).
+int Quant(WeightType type, const uint8_t* row, int64_t j) {
+  const int64_t b = j / 32;
+  const int e = static_cast<int>(j % 32);
+  if (type == WeightType::kQ8_0) return static_cast<int8_t>(row[34 * b + 2 + e]);
+  const uint8_t* qs = type == WeightType::kQ4_0 ? row + 18 * b + 2 : row + 20 * b + 4;
+  const int nibble = e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4;
+  return type == WeightType::kQ4_0 ? nibble - 8 : nibble;
+}
+
 // Weight j of a row, as GGUF defines it, in double.
 double Dequantize(WeightType type, const uint8_t* row, int64_t j) {
   int64_t b = j / 32;
@@ -114,19 +124,40 @@ std::vector<float> RandomActivations(int64_t n, std::mt19937& rng) {
   return x;
 }
 
-float Dot(Isa isa, WeightType type, const uint8_t* w, const BlockQ8* x, int64_t k) {
-  switch (type) {
-    case WeightType::kQ8_0:
-      return DotQ8_0(isa, w, x, k);
-    case WeightType::kQ4_0:
-      return DotQ4_0(isa, w, x, k);
-    case WeightType::kQ4_1:
-      return DotQ4_1(isa, w, x, k);
-    case WeightType::kF32:
-      break;
+// `rows` GGUF rows in the layout the kernels read.
+std::vector<uint8_t> Pack(WeightType type, int64_t rows, int64_t cols,
+                          const std::vector<uint8_t>& gguf) {
+  if (type == WeightType::kF32) return gguf;
+  std::vector<uint8_t> packed(PackedBytes(type, rows, cols));
+  PackWeights(type, rows, cols, gguf.data(), packed.data());
+  return packed;
+}
+
+// y = x w^T on one thread for `rows` GGUF weight rows and one activation row.
+std::vector<float> MatVec(Isa isa, WeightType type, int64_t rows, int64_t k,
+                          const std::vector<uint8_t>& gguf, const std::vector<float>& x) {
+  std::vector<uint8_t> packed = Pack(type, rows, k, gguf);
+  ThreadPool one(1);
+  MatMulScratch scratch;
+  std::vector<float> y(rows);
+  MatMul(one, isa, WeightMatrix{type, rows, k, packed.data()}, x.data(), 1, k, y.data(), rows,
+         &scratch);
+  return y;
+}
+
+// The quantized formats' definition (kernels.h, MatMul), written out from the GGUF bytes: the
+// exact integer sum per block, then two (Q4_1) or one fused multiply-add in block order.
+float DefinedDot(WeightType type, const uint8_t* row, const BlockQ8* x, int64_t k) {
+  const size_t block_bytes = RowBytes(type, 32);
+  float acc = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* block = row + b * block_bytes;
+    int32_t sum = 0;
+    for (int e = 0; e < 32; ++e) sum += Quant(type, row, 32 * b + e) * x[b].q[e];
+    acc = std::fma(GetHalf(block) * x[b].d, static_cast<float>(sum), acc);
+    if (type == WeightType::kQ4_1) acc = std::fma(GetHalf(block + 2), x[b].sum, acc);
   }
-  ADD_FAILURE() << "no quantized dot for " << WeightTypeName(type);
-  return 0;
+  return acc;
 }
 
 // Float summation over `steps` sequential additions per partial sum, plus the lanes combined at
@@ -180,7 +211,7 @@ TEST(QuantizeRowQ8Test, MatchesTheScalarDefinition) {
   }
 }
 
-TEST(DotTest, QuantizedMatchesDoublePrecisionReference) {
+TEST(MatMulTest, QuantizedRowMatchesDoublePrecisionReference) {
   std::mt19937 rng(2);
   for (WeightType type : kQuantizedTypes) {
     for (int64_t k : Shapes()) {
@@ -201,8 +232,8 @@ TEST(DotTest, QuantizedMatchesDoublePrecisionReference) {
             magnitude += std::fabs(GetHalf(row + 20 * (j / 32) + 2) * xj);
         }
         for (Isa isa : Paths()) {
-          float y = Dot(isa, type, row, xq.data(), k);
-          EXPECT_NEAR(y, reference, Tolerance(k / 32, magnitude))
+          float y = MatVec(isa, type, 8, k, w, x)[trial];
+          EXPECT_NEAR(y, reference, Tolerance(2 * k / 32, magnitude))
               << IsaName(isa) << " " << WeightTypeName(type) << " k=" << k;
         }
       }
@@ -315,39 +346,54 @@ TEST(AxpyF32Test, AddsAScaledRow) {
   }
 }
 
-TEST(DotTest, Avx2AgreesWithPortable) {
-  if (BestIsa() < Isa::kAvx2) GTEST_SKIP() << "this CPU has no AVX2 path to compare";
+TEST(KernelsTest, PathsAgree) {
   std::mt19937 rng(4);
   for (int64_t k : Shapes()) {
     std::vector<float> x = RandomActivations(k, rng);
-    std::vector<BlockQ8> portable(k / 32), avx2(k / 32);
+    std::vector<BlockQ8> portable(k / 32);
     QuantizeRowQ8(Isa::kPortable, x.data(), k, portable.data());
-    QuantizeRowQ8(Isa::kAvx2, x.data(), k, avx2.data());
-    // Quantization is exact arithmetic on both paths, so it agrees bit for bit.
-    ASSERT_EQ(std::memcmp(portable.data(), avx2.data(), portable.size() * sizeof(BlockQ8)), 0)
-        << "k=" << k;
-    for (WeightType type : kAllTypes) {
-      std::vector<uint8_t> w = RandomWeights(type, 4, k, rng);
-      for (int n = 0; n < 4; ++n) {
-        const uint8_t* row = w.data() + n * RowBytes(type, k);
-        float a, b;
-        double magnitude = 0;
-        if (type == WeightType::kF32) {
-          const float* wf = reinterpret_cast<const float*>(row);
-          a = DotF32(Isa::kPortable, wf, x.data(), k);
-          b = DotF32(Isa::kAvx2, wf, x.data(), k);
-          for (int64_t j = 0; j < k; ++j) magnitude += std::fabs(static_cast<double>(wf[j]) * x[j]);
-        } else {
-          a = Dot(Isa::kPortable, type, row, portable.data(), k);
-          b = Dot(Isa::kAvx2, type, row, avx2.data(), k);
-          for (int64_t j = 0; j < k; ++j) {
-            double xj = static_cast<double>(portable[j / 32].d) * portable[j / 32].q[j % 32];
-            magnitude += std::fabs(Dequantize(type, row, j) * xj);
-            if (type == WeightType::kQ4_1)
-              magnitude += std::fabs(GetHalf(row + 20 * (j / 32) + 2) * xj);
-          }
-        }
-        EXPECT_NEAR(a, b, 2 * Tolerance(k / 8, magnitude)) << WeightTypeName(type) << " k=" << k;
+    for (Isa isa : Paths()) {
+      // Quantization is exact arithmetic on every path, so it agrees bit for bit.
+      std::vector<BlockQ8> q(k / 32);
+      QuantizeRowQ8(isa, x.data(), k, q.data());
+      ASSERT_EQ(std::memcmp(portable.data(), q.data(), q.size() * sizeof(BlockQ8)), 0)
+          << IsaName(isa) << " k=" << k;
+    }
+    // The quantized formats have one definition every path follows: bit for bit too.
+    for (WeightType type : kQuantizedTypes) {
+      const int64_t n = 13;
+      std::vector<uint8_t> w = RandomWeights(type, n, k, rng);
+      std::vector<float> expected = MatVec(Isa::kPortable, type, n, k, w, x);
+      for (Isa isa : Paths()) {
+        ASSERT_EQ(std::memcmp(expected.data(), MatVec(isa, type, n, k, w, x).data(), n * 4), 0)
+            << IsaName(isa) << " " << WeightTypeName(type) << " k=" << k;
+      }
+    }
+    // f32 sums in another order per path: within rounding.
+    std::vector<float> w = RandomActivations(k, rng);
+    double magnitude = 0;
+    for (int64_t j = 0; j < k; ++j) magnitude += std::fabs(static_cast<double>(w[j]) * x[j]);
+    for (Isa isa : Paths()) {
+      EXPECT_NEAR(DotF32(Isa::kPortable, w.data(), x.data(), k), DotF32(isa, w.data(), x.data(), k),
+                  2 * Tolerance(k / 8, magnitude))
+          << IsaName(isa) << " k=" << k;
+    }
+  }
+}
+
+TEST(PackWeightsTest, UnpackRowGivesBackEveryRow) {
+  std::mt19937 rng(13);
+  for (WeightType type : kQuantizedTypes) {
+    for (int64_t rows : {1, 7, 8, 9, 21}) {
+      const int64_t k = 96;
+      std::vector<uint8_t> w = RandomWeights(type, rows, k, rng);
+      std::vector<uint8_t> packed = Pack(type, rows, k, w);
+      ASSERT_EQ(packed.size(), static_cast<size_t>((rows + 7) / 8 * 8) * RowBytes(type, k));
+      for (int64_t n = 0; n < rows; ++n) {
+        std::vector<uint8_t> row(RowBytes(type, k));
+        UnpackRow(WeightMatrix{type, rows, k, packed.data()}, n, row.data());
+        ASSERT_EQ(std::memcmp(row.data(), w.data() + n * row.size(), row.size()), 0)
+            << WeightTypeName(type) << " row " << n << " of " << rows;
       }
     }
   }
@@ -358,16 +404,18 @@ TEST(DotTest, Avx2AgreesWithPortable) {
 struct Problem {
   WeightType type;
   int64_t k, n;
-  std::vector<uint8_t> w;
+  std::vector<uint8_t> w;  // GGUF rows
+  std::vector<uint8_t> packed;
   std::vector<std::vector<float>> rows;
   std::vector<std::vector<float>> alone;
 
-  WeightMatrix Matrix() const { return WeightMatrix{type, n, k, w.data()}; }
+  WeightMatrix Matrix() const { return WeightMatrix{type, n, k, packed.data()}; }
 };
 
 Problem MakeProblem(Isa isa, WeightType type, int64_t k, int64_t n, int num_rows,
                     std::mt19937& rng) {
-  Problem p{type, k, n, RandomWeights(type, n, k, rng), {}, {}};
+  Problem p{type, k, n, RandomWeights(type, n, k, rng), {}, {}, {}};
+  p.packed = Pack(type, n, k, p.w);
   ThreadPool one(1);
   MatMulScratch scratch;
   for (int r = 0; r < num_rows; ++r) {
@@ -403,7 +451,7 @@ void ExpectBatchMatchesAlone(const Problem& p, Isa isa, ThreadPool& pool, int ba
   }
 }
 
-TEST(MatMulTest, RowsAloneMatchTheDotKernels) {
+TEST(MatMulTest, RowsAloneFollowTheDefinition) {
   std::mt19937 rng(5);
   for (Isa isa : Paths()) {
     for (WeightType type : kAllTypes) {
@@ -417,7 +465,7 @@ TEST(MatMulTest, RowsAloneMatchTheDotKernels) {
           float expected =
               type == WeightType::kF32
                   ? DotF32(isa, reinterpret_cast<const float*>(row), p.rows[r].data(), k)
-                  : Dot(isa, type, row, xq.data(), k);
+                  : DefinedDot(type, row, xq.data(), k);
           ASSERT_EQ(p.alone[r][j], expected) << IsaName(isa) << " " << WeightTypeName(type);
         }
       }
@@ -451,9 +499,8 @@ TEST(MatMulTest, BatchInvariantAtSmallShapes) {
   ExpectBatchInvariant(160, 37, 6);
 }
 
-// The batched kernel's tiles (4 rows x 2 columns in panels of 8 columns) at every remainder:
-// batches up to 64 rows, column counts that leave 1..7 columns in the last panel of a thread's
-// range, an odd and an even number of blocks.
+// The kernel's tiles (4 rows x a group of 8 columns) at every remainder: batches up to 64 rows,
+// column counts that leave 1..7 columns in the last group, an odd and an even number of blocks.
 TEST(MatMulTest, BatchInvariantAcrossTiles) {
   ExpectBatchInvariant(96, 37, 10, 64);
   ExpectBatchInvariant(64, 29, 11, 64);

@@ -147,8 +147,14 @@ class LlamaModel::Loader {
       if (auto type = KernelType(t.type);
           type && (cols % 32 == 0 || *type == cpu::WeightType::kF32)) {
         m.type = *type;
-        KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(bytes.size(), model));
-        std::memcpy(out, bytes.data(), bytes.size());
+        if (m.type == cpu::WeightType::kF32) {
+          KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(bytes.size(), model));
+          std::memcpy(out, bytes.data(), bytes.size());
+          m.data = out;
+          return m;
+        }
+        KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(cpu::PackedBytes(m.type, rows, cols), model));
+        cpu::PackWeights(m.type, rows, cols, bytes.data(), out);
         m.data = out;
         return m;
       }
@@ -411,13 +417,18 @@ void LlamaModel::AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t bloc
 
 void LlamaModel::EmbedRow(int32_t token, float* out) const {
   const int64_t h = config_.hidden_size;
-  const uint8_t* row = embed_.data + static_cast<size_t>(token) * cpu::RowBytes(embed_.type, h);
   if (embed_.type == cpu::WeightType::kF32) {
-    std::memcpy(out, row, static_cast<size_t>(h) * sizeof(float));
+    std::memcpy(out, embed_.data + static_cast<size_t>(token) * h * sizeof(float),
+                static_cast<size_t>(h) * sizeof(float));
     return;
   }
-  // Cannot fail: the type and length were checked at load.
-  (void)gguf::DequantizeToF32(GgufType(embed_.type), {row, cpu::RowBytes(embed_.type, h)},
+  // The packed row back in the file's layout, dequantized as the file defines it. Cannot fail:
+  // the type and length were checked at load.
+  const size_t row_bytes = cpu::RowBytes(embed_.type, h);
+  thread_local std::vector<uint8_t> row;
+  row.resize(row_bytes);
+  cpu::UnpackRow(embed_, token, row.data());
+  (void)gguf::DequantizeToF32(GgufType(embed_.type), {row.data(), row_bytes},
                               static_cast<uint64_t>(h), out);
 }
 

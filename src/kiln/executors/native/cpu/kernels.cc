@@ -51,46 +51,72 @@ void QuantizeRowQ8Portable(const float* x, int64_t k, BlockQ8* out) {
     }
     out[b].d = d;
     out[b].sum = d * static_cast<float>(sum);
+    out[b].qsum = sum;
   }
 }
 
-float DotQ8_0Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
-  float acc = 0.0f;
-  for (int64_t b = 0; b < k / kBlock; ++b, w += 34) {
-    const int8_t* q = reinterpret_cast<const int8_t*>(w + 2);
-    int32_t sum = 0;
-    for (int j = 0; j < kBlock; ++j) sum += q[j] * x[b].q[j];
-    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
+// Packed record bytes per block and where each record's quants start.
+int RecordBytes(WeightType type) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      return 16 + 256;
+    case WeightType::kQ4_0:
+      return 16 + 128;
+    case WeightType::kQ4_1:
+      return 32 + 128;
+    case WeightType::kF32:
+      break;
   }
-  return acc;
+  return 0;
 }
 
-float DotQ4_0Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
-  float acc = 0.0f;
-  for (int64_t b = 0; b < k / kBlock; ++b, w += 18) {
-    const uint8_t* qs = w + 2;
-    int32_t sum = 0;
-    for (int j = 0; j < 16; ++j) {
-      sum += ((qs[j] & 0x0f) - 8) * x[b].q[j] + ((qs[j] >> 4) - 8) * x[b].q[j + 16];
+int QuantsOffset(WeightType type) { return type == WeightType::kQ4_1 ? 32 : 16; }
+
+// Quant e (0..31) of row r (0..7) in a packed record's quants: its byte and, for the 4-bit
+// types, whether it is the high nibble.
+int QuantByte(WeightType type, int r, int e, bool* high) {
+  if (type == WeightType::kQ8_0) {
+    *high = false;
+    return 32 * (e / 4) + 4 * r + e % 4;
+  }
+  *high = e >= 16;
+  int low = e % 16;
+  return 32 * (low / 4) + 4 * r + low % 4;
+}
+
+// The portable kernel of the packed formats: the definition in kernels.h, output by output.
+void PackedGemmPortable(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end,
+                        int64_t n, const BlockQ8* x, int64_t rows, int64_t k, float* y,
+                        int64_t y_stride) {
+  const int64_t blocks = k / kBlock;
+  const int record = RecordBytes(type);
+  const int quants = QuantsOffset(type);
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* group = w + g * blocks * record;
+    const int cols = static_cast<int>(std::min<int64_t>(kPackRows, n - kPackRows * g));
+    for (int64_t m = 0; m < rows; ++m) {
+      const BlockQ8* xm = x + m * blocks;
+      for (int c = 0; c < cols; ++c) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* rec = group + b * record;
+          int32_t sum = 0;
+          for (int e = 0; e < kBlock; ++e) {
+            bool high;
+            uint8_t byte = rec[quants + QuantByte(type, c, e, &high)];
+            int q = type == WeightType::kQ8_0 ? static_cast<int8_t>(byte)
+                                              : (high ? byte >> 4 : byte & 0x0f);
+            sum += q * xm[b].q[e];
+          }
+          if (type == WeightType::kQ4_0) sum -= 8 * xm[b].qsum;
+          const float scale = LoadHalf(rec + 2 * c) * xm[b].d;
+          acc = std::fma(scale, static_cast<float>(sum), acc);
+          if (type == WeightType::kQ4_1) acc = std::fma(LoadHalf(rec + 16 + 2 * c), xm[b].sum, acc);
+        }
+        y[m * y_stride + kPackRows * g + c] = acc;
+      }
     }
-    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
   }
-  return acc;
-}
-
-float DotQ4_1Portable(const uint8_t* w, const BlockQ8* x, int64_t k) {
-  float acc = 0.0f;
-  float offset = 0.0f;
-  for (int64_t b = 0; b < k / kBlock; ++b, w += 20) {
-    const uint8_t* qs = w + 4;
-    int32_t sum = 0;
-    for (int j = 0; j < 16; ++j) {
-      sum += (qs[j] & 0x0f) * x[b].q[j] + (qs[j] >> 4) * x[b].q[j + 16];
-    }
-    acc += LoadHalf(w) * x[b].d * static_cast<float>(sum);
-    offset += LoadHalf(w + 2) * x[b].sum;
-  }
-  return acc + offset;
 }
 
 // Eight running sums, so the compiler can keep them in vector registers without reordering.
@@ -131,74 +157,23 @@ float ExpSubMaxSumPortable(float* x, int64_t n, float max) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-using DotFn = float (*)(const uint8_t* w, const BlockQ8* x, int64_t k);
-using DotRowsFn = void (*)(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows,
-                           int64_t k, float* y, int64_t y_stride);
-using GemmFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end,
-                        const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
+using PackedGemmFn = void (*)(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+                              const BlockQ8* x, int64_t rows, int64_t k, float* y,
+                              int64_t y_stride);
 
-DotFn PortableDot(WeightType type) {
+PackedGemmFn SimdPackedGemm(Isa isa, WeightType type) {
+  const bool vnni = isa == Isa::kAvxVnni;
   switch (type) {
     case WeightType::kQ8_0:
-      return DotQ8_0Portable;
+      return vnni ? avxvnni::PackedGemmQ8_0 : avx2::PackedGemmQ8_0;
     case WeightType::kQ4_0:
-      return DotQ4_0Portable;
+      return vnni ? avxvnni::PackedGemmQ4_0 : avx2::PackedGemmQ4_0;
     case WeightType::kQ4_1:
-      return DotQ4_1Portable;
+      return vnni ? avxvnni::PackedGemmQ4_1 : avx2::PackedGemmQ4_1;
     case WeightType::kF32:
       break;
   }
   return nullptr;
-}
-
-DotRowsFn Avx2DotRows(WeightType type) {
-  switch (type) {
-    case WeightType::kQ8_0:
-      return avx2::DotRowsQ8_0;
-    case WeightType::kQ4_0:
-      return avx2::DotRowsQ4_0;
-    case WeightType::kQ4_1:
-      return avx2::DotRowsQ4_1;
-    case WeightType::kF32:
-      break;
-  }
-  return nullptr;
-}
-
-GemmFn Avx2Gemm(Isa isa, WeightType type) {
-  if (isa == Isa::kAvxVnni) {
-    switch (type) {
-      case WeightType::kQ8_0:
-        return avxvnni::GemmQ8_0;
-      case WeightType::kQ4_0:
-        return avxvnni::GemmQ4_0;
-      case WeightType::kQ4_1:
-        return avxvnni::GemmQ4_1;
-      case WeightType::kF32:
-        break;
-    }
-    return nullptr;
-  }
-  switch (type) {
-    case WeightType::kQ8_0:
-      return avx2::GemmQ8_0;
-    case WeightType::kQ4_0:
-      return avx2::GemmQ4_0;
-    case WeightType::kQ4_1:
-      return avx2::GemmQ4_1;
-    case WeightType::kF32:
-      break;
-  }
-  return nullptr;
-}
-
-float DotQuantized(Isa isa, WeightType type, const uint8_t* w, const BlockQ8* x, int64_t k) {
-  if (UseAvx2(isa)) {
-    float y;
-    Avx2DotRows(type)(w, x, 0, 1, k, &y, 0);
-    return y;
-  }
-  return PortableDot(type)(w, x, k);
 }
 
 }  // namespace
@@ -232,21 +207,72 @@ size_t RowBytes(WeightType type, int64_t cols) {
   return 0;
 }
 
+size_t PackedBytes(WeightType type, int64_t rows, int64_t cols) {
+  const int64_t groups = (rows + kPackRows - 1) / kPackRows;
+  return static_cast<size_t>(groups * (cols / kBlock) * RecordBytes(type));
+}
+
+void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
+                 uint8_t* out) {
+  const int64_t blocks = cols / kBlock;
+  const int record = RecordBytes(type);
+  const int quants = QuantsOffset(type);
+  const size_t row_bytes = RowBytes(type, cols);
+  const int block_bytes = static_cast<int>(RowBytes(type, kBlock));
+  std::memset(out, 0, PackedBytes(type, rows, cols));
+  for (int64_t n = 0; n < rows; ++n) {
+    const int64_t g = n / kPackRows;
+    const int r = static_cast<int>(n % kPackRows);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* src = gguf_rows + n * row_bytes + b * block_bytes;
+      uint8_t* rec = out + (g * blocks + b) * record;
+      std::memcpy(rec + 2 * r, src, 2);                                          // d
+      if (type == WeightType::kQ4_1) std::memcpy(rec + 16 + 2 * r, src + 2, 2);  // m
+      const uint8_t* q = src + (type == WeightType::kQ4_1 ? 4 : 2);
+      for (int e = 0; e < kBlock; ++e) {
+        bool high;
+        uint8_t& byte = rec[quants + QuantByte(type, r, e, &high)];
+        if (type == WeightType::kQ8_0) {
+          byte = q[e];
+        } else {
+          uint8_t nibble = e < 16 ? q[e] & 0x0f : q[e - 16] >> 4;
+          byte |= high ? static_cast<uint8_t>(nibble << 4) : nibble;
+        }
+      }
+    }
+  }
+}
+
+void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
+  const int64_t blocks = w.cols / kBlock;
+  const int record = RecordBytes(w.type);
+  const int quants = QuantsOffset(w.type);
+  const int block_bytes = static_cast<int>(RowBytes(w.type, kBlock));
+  const int64_t g = n / kPackRows;
+  const int r = static_cast<int>(n % kPackRows);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* rec = w.data + (g * blocks + b) * record;
+    uint8_t* dst = gguf_row + b * block_bytes;
+    std::memcpy(dst, rec + 2 * r, 2);
+    if (w.type == WeightType::kQ4_1) std::memcpy(dst + 2, rec + 16 + 2 * r, 2);
+    uint8_t* q = dst + (w.type == WeightType::kQ4_1 ? 4 : 2);
+    if (w.type != WeightType::kQ8_0) std::memset(q, 0, 16);
+    for (int e = 0; e < kBlock; ++e) {
+      bool high;
+      const uint8_t byte = rec[quants + QuantByte(w.type, r, e, &high)];
+      if (w.type == WeightType::kQ8_0) {
+        q[e] = byte;
+      } else {
+        const uint8_t nibble = high ? byte >> 4 : byte & 0x0f;
+        q[e % 16] |= e < 16 ? nibble : static_cast<uint8_t>(nibble << 4);
+      }
+    }
+  }
+}
+
 void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out) {
   if (UseAvx2(isa)) return avx2::QuantizeRowQ8(x, k, out);
   QuantizeRowQ8Portable(x, k, out);
-}
-
-float DotQ8_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
-  return DotQuantized(isa, WeightType::kQ8_0, w, x, k);
-}
-
-float DotQ4_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
-  return DotQuantized(isa, WeightType::kQ4_0, w, x, k);
-}
-
-float DotQ4_1(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k) {
-  return DotQuantized(isa, WeightType::kQ4_1, w, x, k);
 }
 
 float DotF32(Isa isa, const float* w, const float* x, int64_t k) {
@@ -322,28 +348,19 @@ void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, in
     for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
   }
 
-  // One row streams the weights through the one-row kernel (bandwidth-bound, it prefetches);
-  // more rows go to the tiled kernel (compute-bound). Both give each output the same bits.
-  if (avx2 && rows == 1) {
-    DotRowsFn dot_rows = Avx2DotRows(w.type);
-    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) dot_rows(w.data + n * row_bytes, xq, 0, 1, k, y + n, 0);
-    });
-    return;
-  }
+  // Work is split by groups of 8 output columns. At one row the weights are nearly all the
+  // bytes moved and the kernel streams them; from 2 rows on each loaded weight vector meets up to
+  // 4 rows.
+  const int64_t groups = (w.rows + kPackRows - 1) / kPackRows;
   if (avx2) {
-    GemmFn gemm = Avx2Gemm(isa, w.type);
-    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      gemm(w.data, row_bytes, begin, end, xq, rows, k, y, y_stride);
+    PackedGemmFn gemm = SimdPackedGemm(isa, w.type);
+    pool.ParallelFor(groups, [&](int64_t begin, int64_t end) {
+      gemm(w.data, begin, end, w.rows, xq, rows, k, y, y_stride);
     });
     return;
   }
-  DotFn dot = PortableDot(w.type);
-  pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      const uint8_t* wn = w.data + n * row_bytes;
-      for (int64_t m = 0; m < rows; ++m) y[m * y_stride + n] = dot(wn, xq + m * blocks, k);
-    }
+  pool.ParallelFor(groups, [&](int64_t begin, int64_t end) {
+    PackedGemmPortable(w.type, w.data, begin, end, w.rows, xq, rows, k, y, y_stride);
   });
 }
 

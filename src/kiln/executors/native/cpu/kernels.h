@@ -1,12 +1,13 @@
 // CPU kernels of the native runtime: matrix multiply over weights as stored (f32, or GGUF's
-// Q8_0, Q4_0 and Q4_1 blocks), with activations quantized once per row to 8-bit blocks for the
-// quantized formats, as llama.cpp's CPU path does.
+// Q8_0, Q4_0 and Q4_1 blocks, repacked at load), with activations quantized once per row to 8-bit
+// blocks for the quantized formats, as llama.cpp's CPU path does.
 //
 // Every kernel has a portable C++ path and an AVX2+FMA path, picked at run time (features.h).
 // Batch invariance is a contract, not an accident: each output element Y[m, n] is computed by the
 // same sequence of floating-point operations whatever the number of rows m, the thread count and
-// the position of the row in the batch. Paths may differ from each other; one path never differs
-// from itself.
+// the position of the row in the batch. For the quantized formats that sequence is one definition
+// (PackedGemm's below) that every path follows, so the paths agree bit for bit too; the f32 and
+// attention kernels may differ between paths, never within one.
 #pragma once
 
 #include <cstddef>
@@ -28,19 +29,40 @@ const char* WeightTypeName(WeightType type);
 // Bytes of one row of `cols` weights (cols a multiple of 32 for the block types).
 size_t RowBytes(WeightType type, int64_t cols);
 
-// A [rows, cols] weight matrix, row-major: row n holds the weights of output n. Not owned.
+// A [rows, cols] weight matrix: row n holds the weights of output n. Not owned. f32 is
+// row-major (rows * RowBytes bytes); the quantized types are packed (PackWeights).
 struct WeightMatrix {
   WeightType type = WeightType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
-  const uint8_t* data = nullptr;  // rows * RowBytes(type, cols) bytes
+  const uint8_t* data = nullptr;
 };
 
-// 32 activations quantized to 8 bits: x ~= d * q, with sum = d * (q[0] + ... + q[31]) kept for
-// Q4_1's offset term (as ggml's block_q8_1, with f32 d and sum).
+// The packed layout of a quantized matrix: rows go in groups of 8 (the last one padded with zero
+// weights), each group its cols / 32 block records in order, one record holding a block of 32
+// weights of each of the group's 8 rows:
+//   Q8_0: fp16 d[8], then 8 vectors of 32 bytes; vector v holds weights 4v..4v+3 of row 0, then
+//         of row 1, ..., of row 7 (int8);
+//   Q4_0: fp16 d[8], then 4 vectors of 32 bytes; byte 4r + t of vector v holds weight 4v + t of
+//         row r in its low nibble and weight 16 + 4v + t in its high nibble;
+//   Q4_1: fp16 d[8], fp16 m[8], then Q4_0's 4 vectors.
+// One 32-byte load then feeds 8 outputs at once (a vector multiply-add against 4 activation
+// bytes broadcast), with the same bytes per weight as the file.
+constexpr int kPackRows = 8;
+size_t PackedBytes(WeightType type, int64_t rows, int64_t cols);
+// Packs `rows` rows of `cols` weights in GGUF's layout (RowBytes apart) into `out`
+// (PackedBytes). Quantized types only.
+void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
+                 uint8_t* out);
+// Row n of a packed matrix back in GGUF's layout (RowBytes(w.type, w.cols) bytes).
+void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row);
+
+// 32 activations quantized to 8 bits: x ~= d * q, with qsum = q[0] + ... + q[31] (for Q4_0's
+// offset of 8) and sum = d * qsum (for Q4_1's offset term), as ggml's block_q8_1 with f32 d.
 struct BlockQ8 {
   float d;
   float sum;
+  int32_t qsum;
   int8_t q[32];
 };
 
@@ -48,10 +70,7 @@ struct BlockQ8 {
 // (round half away from zero, as ggml does).
 void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out);
 
-// Dot product of one weight row (layout above, `k` weights) with one quantized activation row.
-float DotQ8_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k);
-float DotQ4_0(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k);
-float DotQ4_1(Isa isa, const uint8_t* w, const BlockQ8* x, int64_t k);
+// Dot product of f32 rows.
 float DotF32(Isa isa, const float* w, const float* x, int64_t k);
 
 // Attention's softmax numerator: x[i] = exp(x[i] - max) for i in [0, n), with max >= every
@@ -84,6 +103,14 @@ struct MatMulScratch {
 // y[m, n] = sum_k x[m, k] * w[n, k] for m in [0, rows), n in [0, w.rows): x is [rows, w.cols]
 // and y is [rows, w.rows], both row-major with the given row strides (in floats). Work is split
 // over the pool's threads by output columns n.
+//
+// For the quantized types, with x's row m quantized to blocks X[b] and w's row n to blocks
+// W[b] (scale d, offset m for Q4_1, quants q), every path computes, in float:
+//   acc = 0
+//   for b in order: s = exact integer sum over the block of q_w * q_x (Q4_0: (q_w - 8) * q_x)
+//                   acc = fma(W[b].d * X[b].d, float(s), acc)
+//                   Q4_1: acc = fma(W[b].m, X[b].sum, acc)
+//   y[m, n] = acc
 void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, int64_t rows,
             int64_t x_stride, float* y, int64_t y_stride, MatMulScratch* scratch);
 

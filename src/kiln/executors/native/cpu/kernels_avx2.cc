@@ -1,5 +1,6 @@
-// AVX2 kernels: the shared body (kernels_avx2_body.inc) with vpmaddubsw + vpmaddwd as its int8
-// dot product, and the activations' quantization.
+// AVX2 kernels: the packed quantized matrix multiply (kernels_avx2_body.inc) with vpmaddubsw +
+// vpmaddwd as its int8 dot product, the activations' quantization, the f32 dot product and the
+// attention kernels.
 //
 // Everything here has internal linkage but the entry points (see kernels_avx2.h for why).
 #include "kiln/executors/native/cpu/kernels_avx2.h"
@@ -13,13 +14,36 @@
 namespace kiln::native::cpu::avx2 {
 namespace {
 
-// vpmaddubsw sums pairs into 16 bits (no pair saturates for the callers' ranges), vpmaddwd
-// widens adjacent pairs to int32.
-inline __m256i Dot4(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
+// vpmaddubsw sums pairs of products into 16 bits. For u <= 15 and |s| <= 127 a pair is at most
+// 3,810, so 8 of them still fit in 16 bits and one vpmaddwd per block widens them.
+struct AccSmall {
+  __m256i v = _mm256_setzero_si256();
+  void Add(__m256i u, __m256i s) { v = _mm256_add_epi16(v, _mm256_maddubs_epi16(u, s)); }
+  __m256i Sum() const { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
+};
+
+// For u <= 128 a pair is at most 32,512: each is widened to 32 bits at once.
+struct AccLarge {
+  __m256i v = _mm256_setzero_si256();
+  void Add(__m256i u, __m256i s) {
+    v = _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+  }
+  __m256i Sum() const { return v; }
+};
 
 #include "kiln/executors/native/cpu/kernels_avx2_body.inc"
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// An explicit FMA, so the rounding does not depend on whether the compiler contracts a * b + c.
+inline float Fma(float a, float b, float c) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
 
 float HorizontalMax(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -68,8 +92,10 @@ void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out) {
         _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].q),
                         _mm256_permutevar8x32_epi32(packed, order));
+    const int qsum = HorizontalSumInt(isum);
     out[b].d = d;
-    out[b].sum = d * static_cast<float>(HorizontalSumInt(isum));
+    out[b].sum = d * static_cast<float>(qsum);
+    out[b].qsum = qsum;
   }
 }
 
@@ -78,7 +104,7 @@ float DotF32(const float* w, const float* x, int64_t k) {
                    _mm256_setzero_ps()};
   int64_t i = 0;
   for (; i + 32 <= k; i += 32) {
-    // As in DotRowsImpl: a weight row is streamed once, so ask for what follows it early.
+    // A weight row is streamed once, so ask for what follows it early.
     const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
     _mm_prefetch(ahead, _MM_HINT_T0);
     _mm_prefetch(ahead + 64, _MM_HINT_T0);
@@ -209,34 +235,19 @@ void AttentionValues(const float* const* v_rows, const float* w, int64_t count, 
   for (; c < hd; c += 8) ValuesChunk<1>(v_rows, w, count, c, out);
 }
 
-void DotRowsQ8_0(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
-                 float* y, int64_t y_stride) {
-  DotRows<Q8_0>(w, x, x_stride, rows, k, y, y_stride);
+void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q8_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
 }
 
-void DotRowsQ4_0(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
-                 float* y, int64_t y_stride) {
-  DotRows<Q4_0>(w, x, x_stride, rows, k, y, y_stride);
+void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q4_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
 }
 
-void DotRowsQ4_1(const uint8_t* w, const BlockQ8* x, int64_t x_stride, int rows, int64_t k,
-                 float* y, int64_t y_stride) {
-  DotRows<Q4_1>(w, x, x_stride, rows, k, y, y_stride);
-}
-
-void GemmQ8_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  GemmImpl<Q8_0>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
-}
-
-void GemmQ4_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  GemmImpl<Q4_0>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
-}
-
-void GemmQ4_1(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  GemmImpl<Q4_1>(w, row_bytes, n_begin, n_end, x, rows, k, y, y_stride);
+void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q4_1>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
 }
 
 }  // namespace kiln::native::cpu::avx2

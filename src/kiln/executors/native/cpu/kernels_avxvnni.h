@@ -1,7 +1,7 @@
-// The batched kernels built with AVX-VNNI (kernels_avxvnni.cc), called by kernels.cc only when
-// the path is Isa::kAvxVnni, which SelectIsa gives only on a CPU that runs it. Each is
-// avx2::Gemm* with vpdpbusd for vpmaddubsw + vpmaddwd: the same int32 sums, so bitwise the same
-// results.
+// The packed quantized matrix multiply built with AVX-VNNI (kernels_avxvnni.cc), called by
+// kernels.cc only when the path is Isa::kAvxVnni, which SelectIsa gives only on a CPU that runs
+// it. Each is avx2::PackedGemm* with vpdpbusd for vpmaddubsw + vpmaddwd: the same int32 sums, so
+// bitwise the same results.
 #pragma once
 
 #include <cstddef>
@@ -11,11 +11,15 @@
 
 namespace kiln::native::cpu::avxvnni {
 
-void GemmQ8_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride);
-void GemmQ4_0(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride);
-void GemmQ4_1(const uint8_t* w, size_t row_bytes, int64_t n_begin, int64_t n_end, const BlockQ8* x,
-              int64_t rows, int64_t k, float* y, int64_t y_stride);
+// y[m * y_stride + c] for m in [0, rows) and the columns c of groups [g_begin, g_end) of a
+// packed matrix (kernels.h: PackWeights) of n columns; x holds `rows` quantized activation rows
+// of k / 32 blocks each, contiguous. Each output is bitwise the portable kernel's, whatever rows,
+// the group range or the row's place in the batch.
+void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 }  // namespace kiln::native::cpu::avxvnni
