@@ -13,13 +13,16 @@ def cpu_paths():
         flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     avx2 = {"avx2", "fma", "f16c"} <= set(flags)
     vnni = avx2 and "avx_vnni" in flags
-    return ["portable"] + (["avx2"] if avx2 else []) + (["avx_vnni"] if vnni else [])
+    avx512 = avx2 and {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= set(flags)
+    return (["portable"] + (["avx2"] if avx2 else []) + (["avx_vnni"] if vnni else [])
+            + (["avx512"] if avx512 else []))
 
 
 # (requests, max_num_batched_tokens, KV cache tokens (0: plenty), longest prompt) per path: the
 # portable kernels are several times slower, so they get fewer requests.
 CASES = {"avx2": [(200, 64, 0, 48), (60, 48, 192, 96)],
          "avx_vnni": [(200, 64, 0, 48), (60, 48, 192, 96)],
+         "avx512": [(200, 64, 0, 48), (60, 48, 192, 96)],
          "portable": [(30, 64, 0, 48), (16, 48, 128, 96)]}
 
 

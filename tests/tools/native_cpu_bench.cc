@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
   const cpu::WeightType types[] = {cpu::WeightType::kF32, cpu::WeightType::kQ8_0,
                                    cpu::WeightType::kQ4_0, cpu::WeightType::kQ4_1};
   std::vector<cpu::Isa> paths = {cpu::Isa::kPortable};
-  if (cpu::BestIsa() >= cpu::Isa::kAvx2) paths.push_back(cpu::Isa::kAvx2);
-  if (cpu::BestIsa() >= cpu::Isa::kAvxVnni) paths.push_back(cpu::Isa::kAvxVnni);
+  for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvxVnni, cpu::Isa::kAvx512}) {
+    if (cpu::CanRun(isa)) paths.push_back(isa);
+  }
 
   std::mt19937 rng(1);
   std::printf("%-9s %-5s %-18s %7s %10s %8s\n", "path", "type", "shape", "threads", "us", "GB/s");

@@ -138,6 +138,20 @@ __attribute__((target("avx2,avxvnni"))) int Int8ChainsVnni() {
   return _mm256_extract_epi32(sum, 0);
 }
 
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int Int8ChainsAvx512() {
+  __m512i acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_epi32(j);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+  for (int64_t i = 0; i < kIterations; ++i) {
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  __m512i sum = acc[0];
+  for (int j = 1; j < 12; ++j) sum = _mm512_add_epi32(sum, acc[j]);
+  alignas(64) int lanes[16];
+  _mm512_store_si512(lanes, sum);
+  return lanes[0];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,7 +165,7 @@ int main(int argc, char** argv) {
     }
   }
   const cpu::Isa best = cpu::BestIsa();
-  const bool avx2 = best >= cpu::Isa::kAvx2;
+  const bool avx2 = best != cpu::Isa::kPortable;
   const double read = ReadBandwidth(threads, avx2);
   std::printf("{\"threads\": %d, \"isa\": \"%s\", \"read_gb_s\": %.2f", threads, cpu::IsaName(best),
               read);
@@ -159,13 +173,19 @@ int main(int argc, char** argv) {
     std::vector<float> fsink(threads);
     const double f = OnAllThreads(threads, [&](int t) { fsink[t] = FmaChains(); });
     const double flops = 2.0 * 8 * 12 * kIterations * threads;
-    const bool vnni = best >= cpu::Isa::kAvxVnni;
+    // The int8 instruction of the best path's quantized matrix multiply.
+    const bool zmm = best == cpu::Isa::kAvx512;
+    const bool vnni = best == cpu::Isa::kAvxVnni;
     std::vector<int> isink(threads);
-    const double s = OnAllThreads(
-        threads, [&](int t) { isink[t] = vnni ? Int8ChainsVnni() : Int8ChainsAvx2(); });
-    const double ops = 2.0 * 32 * 12 * kIterations * threads;
+    const double s = OnAllThreads(threads, [&](int t) {
+      isink[t] = zmm ? Int8ChainsAvx512() : vnni ? Int8ChainsVnni() : Int8ChainsAvx2();
+    });
+    const double ops = (zmm ? 2.0 : 1.0) * 2.0 * 32 * 12 * kIterations * threads;
     std::printf(", \"f32_gflops\": %.1f, \"int8_gops\": %.1f, \"int8_instruction\": \"%s\"",
-                flops / f / 1e9, ops / s / 1e9, vnni ? "vpdpbusd" : "vpmaddubsw+vpmaddwd");
+                flops / f / 1e9, ops / s / 1e9,
+                zmm    ? "vpdpbusd zmm"
+                : vnni ? "vpdpbusd"
+                       : "vpmaddubsw+vpmaddwd");
     if (fsink[0] == -1.0f || isink[0] == -1) std::puts("");
   }
   std::printf("}\n");

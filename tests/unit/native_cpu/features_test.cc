@@ -36,7 +36,11 @@ class ScopedCpuFeaturesEnv {
 TEST(CpuFeaturesTest, BestIsaFollowsTheDetectedFeatures) {
   const CpuFeatures& f = DetectCpuFeatures();
   bool avx2 = f.avx2 && f.fma && f.f16c;
-  Isa expected = !avx2 ? Isa::kPortable : f.avx_vnni ? Isa::kAvxVnni : Isa::kAvx2;
+  bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+  Isa expected = avx512       ? Isa::kAvx512
+                 : !avx2      ? Isa::kPortable
+                 : f.avx_vnni ? Isa::kAvxVnni
+                              : Isa::kAvx2;
   EXPECT_EQ(BestIsa(), expected) << f.model_name;
   // AVX-512 implies AVX2 on every CPU that has it; a detector that says otherwise is broken.
   EXPECT_TRUE(!f.avx512f || f.avx2);
@@ -44,12 +48,12 @@ TEST(CpuFeaturesTest, BestIsaFollowsTheDetectedFeatures) {
 }
 
 TEST(CpuFeaturesTest, ParseIsaKnowsEveryNameAndRejectsOthers) {
-  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512}) {
     Result<Isa> parsed = ParseIsa(IsaName(isa));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(parsed.value(), isa);
   }
-  for (const char* junk : {"", "AVX2", "avx512", "sse4", "portable "}) {
+  for (const char* junk : {"", "AVX2", "avx512f", "sse4", "portable "}) {
     Result<Isa> parsed = ParseIsa(junk);
     ASSERT_FALSE(parsed.ok()) << junk;
     EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
@@ -73,7 +77,7 @@ TEST(CpuFeaturesTest, SelectIsaHonorsPortable) {
 TEST(CpuFeaturesTest, SelectIsaGivesAvx2OnlyWhereTheCpuRunsIt) {
   ScopedCpuFeaturesEnv env("avx2");
   Result<Isa> isa = SelectIsa();
-  if (BestIsa() >= Isa::kAvx2) {
+  if (CanRun(Isa::kAvx2)) {
     ASSERT_TRUE(isa.ok());
     EXPECT_EQ(isa.value(), Isa::kAvx2);
   } else {
@@ -85,9 +89,22 @@ TEST(CpuFeaturesTest, SelectIsaGivesAvx2OnlyWhereTheCpuRunsIt) {
 TEST(CpuFeaturesTest, SelectIsaGivesAvxVnniOnlyWhereTheCpuRunsIt) {
   ScopedCpuFeaturesEnv env("avx_vnni");
   Result<Isa> isa = SelectIsa();
-  if (BestIsa() == Isa::kAvxVnni) {
+  if (DetectCpuFeatures().avx_vnni && CanRun(Isa::kAvx2)) {
     ASSERT_TRUE(isa.ok());
     EXPECT_EQ(isa.value(), Isa::kAvxVnni);
+  } else {
+    ASSERT_FALSE(isa.ok());
+    EXPECT_EQ(isa.status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(CpuFeaturesTest, SelectIsaGivesAvx512OnlyWhereTheCpuRunsIt) {
+  ScopedCpuFeaturesEnv env("avx512");
+  Result<Isa> isa = SelectIsa();
+  const CpuFeatures& f = DetectCpuFeatures();
+  if (CanRun(Isa::kAvx2) && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni) {
+    ASSERT_TRUE(isa.ok());
+    EXPECT_EQ(isa.value(), Isa::kAvx512);
   } else {
     ASSERT_FALSE(isa.ok());
     EXPECT_EQ(isa.status().code(), StatusCode::kInvalidArgument);

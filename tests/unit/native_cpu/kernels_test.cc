@@ -20,8 +20,9 @@ constexpr WeightType kAllTypes[] = {WeightType::kF32, WeightType::kQ8_0, WeightT
 // The paths this machine runs: portable always, avx2 where the CPU has it.
 std::vector<Isa> Paths() {
   std::vector<Isa> paths = {Isa::kPortable};
-  if (BestIsa() >= Isa::kAvx2) paths.push_back(Isa::kAvx2);
-  if (BestIsa() >= Isa::kAvxVnni) paths.push_back(Isa::kAvxVnni);
+  for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512}) {
+    if (CanRun(isa)) paths.push_back(isa);
+  }
   return paths;
 }
 

@@ -86,6 +86,8 @@ const char* IsaName(Isa isa) {
       return "avx2";
     case Isa::kAvxVnni:
       return "avx_vnni";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -95,18 +97,36 @@ const CpuFeatures& DetectCpuFeatures() {
   return features;
 }
 
-Isa BestIsa() {
+bool CanRun(Isa isa) {
   const CpuFeatures& f = DetectCpuFeatures();
-  if (!(f.avx2 && f.fma && f.f16c)) return Isa::kPortable;
-  return f.avx_vnni ? Isa::kAvxVnni : Isa::kAvx2;
+  const bool avx2 = f.avx2 && f.fma && f.f16c;
+  switch (isa) {
+    case Isa::kPortable:
+      return true;
+    case Isa::kAvx2:
+      return avx2;
+    case Isa::kAvxVnni:
+      return avx2 && f.avx_vnni;
+    case Isa::kAvx512:
+      return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+  }
+  return false;
+}
+
+Isa BestIsa() {
+  for (Isa isa : {Isa::kAvx512, Isa::kAvxVnni, Isa::kAvx2}) {
+    if (CanRun(isa)) return isa;
+  }
+  return Isa::kPortable;
 }
 
 Result<Isa> ParseIsa(const std::string& name) {
   if (name == "portable") return Isa::kPortable;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx_vnni") return Isa::kAvxVnni;
+  if (name == "avx512") return Isa::kAvx512;
   return Status::InvalidArgument("unknown CPU path '" + name +
-                                 "' (expected 'portable', 'avx2' or 'avx_vnni')");
+                                 "' (expected 'portable', 'avx2', 'avx_vnni' or 'avx512')");
 }
 
 Result<Isa> SelectIsa() {
@@ -115,7 +135,7 @@ Result<Isa> SelectIsa() {
   if (env == nullptr || env[0] == '\0') return best;
   Result<Isa> wanted = ParseIsa(env);
   if (!wanted.ok()) return wanted.status().WithContext("KILN_CPU_FEATURES");
-  if (static_cast<int>(wanted.value()) > static_cast<int>(best)) {
+  if (!CanRun(wanted.value())) {
     return Status::InvalidArgument(std::string("KILN_CPU_FEATURES: this CPU cannot run the '") +
                                    IsaName(wanted.value()) + "' path (best: '" + IsaName(best) +
                                    "')");

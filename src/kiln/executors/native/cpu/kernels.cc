@@ -9,6 +9,7 @@
 
 #include "kiln/base/half.h"
 #include "kiln/executors/native/cpu/kernels_avx2.h"
+#include "kiln/executors/native/cpu/kernels_avx512.h"
 #include "kiln/executors/native/cpu/kernels_avxvnni.h"
 
 namespace kiln::native::cpu {
@@ -21,8 +22,7 @@ constexpr int64_t kBlock = 32;
 // caught before an illegal instruction.
 bool UseAvx2(Isa isa) {
   if (isa == Isa::kPortable) return false;
-  static const Isa best = BestIsa();
-  if (static_cast<int>(isa) > static_cast<int>(best)) {
+  if (!CanRun(isa)) {
     std::fprintf(stderr, "kiln: the %s kernels were asked for on a CPU that lacks them\n",
                  IsaName(isa));
     std::abort();
@@ -162,6 +162,19 @@ using PackedGemmFn = void (*)(const uint8_t* w, int64_t g_begin, int64_t g_end, 
                               int64_t y_stride);
 
 PackedGemmFn SimdPackedGemm(Isa isa, WeightType type) {
+  if (isa == Isa::kAvx512) {
+    switch (type) {
+      case WeightType::kQ8_0:
+        return avx512::PackedGemmQ8_0;
+      case WeightType::kQ4_0:
+        return avx512::PackedGemmQ4_0;
+      case WeightType::kQ4_1:
+        return avx512::PackedGemmQ4_1;
+      case WeightType::kF32:
+        break;
+    }
+    return nullptr;
+  }
   const bool vnni = isa == Isa::kAvxVnni;
   switch (type) {
     case WeightType::kQ8_0:

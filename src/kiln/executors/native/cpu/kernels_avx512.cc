@@ -1,0 +1,167 @@
+// The packed quantized matrix multiply on AVX-512 (F, BW, VL, VNNI): two packed groups of 8
+// columns side by side in each 512-bit vector, so one vpdpbusd advances 16 outputs by 4
+// products, and each unpacked weight vector meets up to 8 activation rows. Per lane the
+// operations are the 256-bit kernels' (kernels_avx2_body.inc): exact int32 block sums, then the
+// same multiply and FMAs in the same order, so the results are bitwise the same.
+#include "kiln/executors/native/cpu/kernels_avx512.h"
+
+// GCC 12's AVX-512 headers build some intrinsics' results from a self-initialized "undefined"
+// vector, which its -Wmaybe-uninitialized reports at every use (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+namespace kiln::native::cpu::avx512 {
+namespace {
+
+constexpr int64_t kPrefetchBytes = 4096;
+constexpr int kTileRows = 8;
+
+inline __m512i Broadcast4(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// 32 bytes from each group, group a in the low half.
+inline __m512i LoadPair(const uint8_t* a, const uint8_t* b) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
+}
+
+// 8 halves from each group, as 16 floats.
+inline __m512 LoadHalvesPair(const uint8_t* a, const uint8_t* b) {
+  __m256i h = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), 1);
+  return _mm512_cvtph_ps(h);
+}
+
+// Q8_0's signed weights are offset to unsigned (w + 128, by flipping the top bit), which
+// vpdpbusd multiplies without saturating: sum (w + 128) x - 128 sum x = sum w x, exactly.
+struct Q8_0 {
+  static constexpr int kRecord = 16 + 256;
+  static constexpr int kQuants = 16;
+  static constexpr bool kOffset = false;
+  static constexpr int kBias = 128;
+  static void Load(const uint8_t* a, const uint8_t* b, int j, __m512i* lo, __m512i* hi) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    *lo = _mm512_xor_si512(LoadPair(a + 32 * j, b + 32 * j), flip);
+    *hi = _mm512_xor_si512(LoadPair(a + 32 * (j + 4), b + 32 * (j + 4)), flip);
+  }
+};
+
+inline void LoadNibbles(const uint8_t* a, const uint8_t* b, int j, __m512i* lo, __m512i* hi) {
+  const __m512i v = LoadPair(a + 32 * j, b + 32 * j);
+  const __m512i mask = _mm512_set1_epi8(0x0f);
+  *lo = _mm512_and_si512(v, mask);
+  *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+}
+
+struct Q4_0 {
+  static constexpr int kRecord = 16 + 128;
+  static constexpr int kQuants = 16;
+  static constexpr bool kOffset = false;
+  static constexpr int kBias = 8;
+  static void Load(const uint8_t* a, const uint8_t* b, int j, __m512i* lo, __m512i* hi) {
+    LoadNibbles(a, b, j, lo, hi);
+  }
+};
+
+struct Q4_1 {
+  static constexpr int kRecord = 32 + 128;
+  static constexpr int kQuants = 32;
+  static constexpr bool kOffset = true;
+  static constexpr int kBias = 0;
+  static void Load(const uint8_t* a, const uint8_t* b, int j, __m512i* lo, __m512i* hi) {
+    LoadNibbles(a, b, j, lo, hi);
+  }
+};
+
+// MR rows against groups a and b (b may repeat a when a is the last one: then only `cols` <= 8
+// outputs are kept). Writes `cols` (<= 16) outputs of each row, a's 8 first.
+template <typename F, int MR>
+void PairTile(const uint8_t* a, const uint8_t* b, int64_t blocks, const BlockQ8* x, float* y,
+              int64_t y_stride, int cols) {
+  __m512 out[MR];
+  for (int r = 0; r < MR; ++r) out[r] = _mm512_setzero_ps();
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const uint8_t* ra = a + blk * F::kRecord;
+    const uint8_t* rb = b + blk * F::kRecord;
+    _mm_prefetch(reinterpret_cast<const char*>(ra + kPrefetchBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(rb + kPrefetchBytes), _MM_HINT_T0);
+    __m512i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+      __m512i lo, hi;
+      F::Load(ra + F::kQuants, rb + F::kQuants, j, &lo, &hi);
+      for (int r = 0; r < MR; ++r) {
+        const int8_t* q = x[r * blocks + blk].q;
+        acc[r] = _mm512_dpbusd_epi32(acc[r], lo, Broadcast4(q + 4 * j));
+        acc[r] = _mm512_dpbusd_epi32(acc[r], hi, Broadcast4(q + 16 + 4 * j));
+      }
+    }
+    const __m512 d = LoadHalvesPair(ra, rb);
+    const __m512 offset = F::kOffset ? LoadHalvesPair(ra + 16, rb + 16) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      const BlockQ8& xb = x[r * blocks + blk];
+      __m512i sum = acc[r];
+      if (F::kBias != 0) sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(F::kBias * xb.qsum));
+      const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(xb.d));
+      out[r] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum), out[r]);
+      if (F::kOffset) out[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xb.sum), out[r]);
+    }
+  }
+  const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
+  for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * y_stride, keep, out[r]);
+}
+
+template <typename F, int... MR>
+void Rows(int mr, const uint8_t* a, const uint8_t* b, int64_t blocks, const BlockQ8* x, float* y,
+          int64_t y_stride, int cols, std::integer_sequence<int, MR...>) {
+  ((mr == MR + 1 ? PairTile<F, MR + 1>(a, b, blocks, x, y, y_stride, cols) : void()), ...);
+}
+
+template <typename F>
+void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  const int64_t blocks = k / 32;
+  const int64_t group_bytes = blocks * F::kRecord;
+  for (int64_t g = g_begin; g < g_end; g += 2) {
+    const bool pair = g + 1 < g_end;
+    const uint8_t* a = w + g * group_bytes;
+    const uint8_t* b = pair ? a + group_bytes : a;
+    const int cols = static_cast<int>(std::min<int64_t>(pair ? 16 : 8, n - 8 * g));
+    float* yg = y + 8 * g;
+    for (int64_t m = 0; m < rows; m += kTileRows) {
+      const int mr = static_cast<int>(std::min<int64_t>(kTileRows, rows - m));
+      Rows<F>(mr, a, b, blocks, x + m * blocks, yg + m * y_stride, y_stride, cols,
+              std::make_integer_sequence<int, kTileRows>());
+    }
+  }
+}
+
+}  // namespace
+
+void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q8_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
+}
+
+void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q4_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
+}
+
+void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemm<Q4_1>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
+}
+
+}  // namespace kiln::native::cpu::avx512

@@ -1,0 +1,21 @@
+// The packed quantized matrix multiply on 512-bit vectors (kernels_avx512.cc), called by
+// kernels.cc only when the path is Isa::kAvx512, which SelectIsa gives only on a CPU that runs
+// it. Same contract as avx2::PackedGemm* (kernels_avx2.h), bitwise the same results: a 512-bit
+// vector holds two packed groups, whose lanes take the same operations.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/executors/native/cpu/kernels.h"
+
+namespace kiln::native::cpu::avx512 {
+
+void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
+                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+
+}  // namespace kiln::native::cpu::avx512
