@@ -305,8 +305,8 @@ TEST(AttentionTest, ScoresAndValuesMatchDoublePrecisionAndIgnoreTheirNeighbours)
         }
         const std::vector<float> q = RandomActivations(hd, rng);
         std::vector<float> scores(count), out(hd);
-        AttentionScores(isa, k_rows.data(), q.data(), count, hd, 0.125f, scores.data());
-        AttentionValues(isa, v_rows.data(), scores.data(), count, hd, out.data());
+        AttentionScores(isa, k_rows.data(), q.data(), 1, count, hd, 0.125f, scores.data(), count);
+        AttentionValues(isa, v_rows.data(), scores.data(), count, 1, count, hd, out.data());
         for (int64_t p = 0; p < count; ++p) {
           double want = 0, magnitude = 0;
           for (int64_t i = 0; i < hd; ++i) {
@@ -316,7 +316,7 @@ TEST(AttentionTest, ScoresAndValuesMatchDoublePrecisionAndIgnoreTheirNeighbours)
           ASSERT_NEAR(scores[p], want * 0.125, 1e-6 * magnitude) << IsaName(isa);
           // A score is the same computed alone.
           float alone = 0;
-          AttentionScores(isa, &k_rows[p], q.data(), 1, hd, 0.125f, &alone);
+          AttentionScores(isa, &k_rows[p], q.data(), 1, 1, hd, 0.125f, &alone, 1);
           ASSERT_EQ(alone, scores[p]) << IsaName(isa) << " hd=" << hd << " p=" << p;
         }
         for (int64_t i = 0; i < hd; ++i) {
@@ -326,6 +326,43 @@ TEST(AttentionTest, ScoresAndValuesMatchDoublePrecisionAndIgnoreTheirNeighbours)
             magnitude += std::fabs(static_cast<double>(scores[p]) * values[p][i]);
           }
           ASSERT_NEAR(out[i], want, 1e-6 * magnitude + 1e-30) << IsaName(isa);
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionTest, AQueryGroupGivesEachQueryItsOwnBits) {
+  std::mt19937 rng(14);
+  for (Isa isa : Paths()) {
+    for (int64_t hd : {64, 72}) {
+      for (int64_t count : {1, 3, 4, 9, 37}) {
+        std::vector<std::vector<float>> keys, values;
+        std::vector<const float*> k_rows, v_rows;
+        for (int64_t p = 0; p < count; ++p) {
+          keys.push_back(RandomActivations(hd, rng));
+          values.push_back(RandomActivations(hd, rng));
+          k_rows.push_back(keys.back().data());
+          v_rows.push_back(values.back().data());
+        }
+        for (int64_t queries : {1, 2, 3, 4, 5, 7, 8}) {
+          const std::vector<float> q = RandomActivations(queries * hd, rng);
+          const int64_t stride = count + 3;
+          std::vector<float> scores(queries * stride, -1.0f), out(queries * hd);
+          AttentionScores(isa, k_rows.data(), q.data(), queries, count, hd, 0.25f, scores.data(),
+                          stride);
+          AttentionValues(isa, v_rows.data(), scores.data(), stride, queries, count, hd,
+                          out.data());
+          for (int64_t n = 0; n < queries; ++n) {
+            std::vector<float> one(count), one_out(hd);
+            AttentionScores(isa, k_rows.data(), &q[n * hd], 1, count, hd, 0.25f, one.data(), count);
+            ASSERT_EQ(std::memcmp(one.data(), &scores[n * stride], count * 4), 0)
+                << IsaName(isa) << " query " << n << " of " << queries << " count " << count;
+            ASSERT_EQ(scores[n * stride + count], -1.0f) << "wrote past the scores";
+            AttentionValues(isa, v_rows.data(), one.data(), count, 1, count, hd, one_out.data());
+            ASSERT_EQ(std::memcmp(one_out.data(), &out[n * hd], hd * 4), 0)
+                << IsaName(isa) << " query " << n << " of " << queries << " count " << count;
+          }
         }
       }
     }
@@ -522,6 +559,51 @@ TEST(MatMulTest, BatchInvariantAtModelShapes) {
           ExpectBatchMatchesAlone(p, isa, pool, batch, batch + threads, &scratch);
           if (HasFatalFailure()) return;
         }
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, ManyMatricesGiveEachItsOwnBits) {
+  std::mt19937 rng(15);
+  const int64_t k = 192, rows = 6;
+  for (Isa isa : Paths()) {
+    for (WeightType type : kAllTypes) {
+      // Unlike column counts (one not a multiple of 8), and a matrix of another type, which
+      // goes on its own.
+      std::vector<int64_t> ns = {40, 13, 64};
+      std::vector<std::vector<uint8_t>> packed;
+      std::vector<WeightMatrix> ws;
+      for (int64_t n : ns) {
+        packed.push_back(Pack(type, n, k, RandomWeights(type, n, k, rng)));
+        ws.push_back(WeightMatrix{type, n, k, packed.back().data()});
+      }
+      const WeightType other = type == WeightType::kQ4_1 ? WeightType::kQ8_0 : WeightType::kQ4_1;
+      packed.push_back(Pack(other, 24, k, RandomWeights(other, 24, k, rng)));
+      ws.push_back(WeightMatrix{other, 24, k, packed.back().data()});
+      std::vector<float> x = RandomActivations(rows * k, rng);
+      for (int threads : {1, 3}) {
+        ThreadPool pool(threads);
+        MatMulScratch scratch;
+        std::vector<std::vector<float>> ys, alone;
+        std::vector<MatMulOutput> outs;
+        for (const WeightMatrix& w : ws) {
+          ys.emplace_back(rows * w.rows, -1.0f);
+          alone.emplace_back(rows * w.rows, -2.0f);
+          MatMul(pool, isa, w, x.data(), rows, k, alone.back().data(), w.rows, &scratch);
+        }
+        for (size_t i = 0; i < ws.size(); ++i) outs.push_back({&ws[i], ys[i].data(), ws[i].rows});
+        MatMulMany(pool, isa, outs, x.data(), rows, k, &scratch);
+        for (size_t i = 0; i < ws.size(); ++i) {
+          ASSERT_EQ(std::memcmp(ys[i].data(), alone[i].data(), ys[i].size() * 4), 0)
+              << IsaName(isa) << " " << WeightTypeName(type) << " matrix " << i << " on " << threads
+              << " threads";
+        }
+        // Without the odd one out: all in one pass.
+        outs.pop_back();
+        std::fill(ys[0].begin(), ys[0].end(), -1.0f);
+        MatMulMany(pool, isa, outs, x.data(), rows, k, &scratch);
+        ASSERT_EQ(std::memcmp(ys[0].data(), alone[0].data(), ys[0].size() * 4), 0);
       }
     }
   }

@@ -1,6 +1,7 @@
 #include "kiln/executors/native/llama_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -475,6 +476,18 @@ void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, flo
   }
 }
 
+void LlamaModel::ProjectMany(std::span<const std::pair<const Linear*, float*>> projections,
+                             const float* x, int64_t rows, cpu::ThreadPool& pool, cpu::Isa isa) {
+  std::vector<cpu::MatMulOutput> outs;
+  for (const auto& [linear, y] : projections) outs.push_back({&linear->w, y, linear->w.rows});
+  cpu::MatMulMany(pool, isa, outs, x, rows, projections[0].first->w.cols, &scratch_);
+  for (const auto& [linear, y] : projections) {
+    for (int64_t r = 0; r < rows && !linear->bias.empty(); ++r) {
+      for (int64_t i = 0; i < linear->w.rows; ++i) y[r * linear->w.rows + i] += linear->bias[i];
+    }
+  }
+}
+
 void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                            cpu::Isa isa) {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
@@ -488,47 +501,78 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // each head reduces over positions in order through kernels whose every element is computed
   // the same whatever else the step holds.
   const bool decode_rows = kv_.dtype() != KvDtype::kF32;
+  // Each call's own number, so that rows gathered in one call are never taken for another's.
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = ++calls;
   pool.ParallelFor(layout.num_tokens() * kv_heads, [&](int64_t begin, int64_t end) {
-    // Each pool thread's scratch, grown as needed and kept across layers and steps.
-    thread_local std::vector<const float*> k_rows, v_rows;
-    thread_local std::vector<float> scores, k_decoded, v_decoded;
+    // Each pool thread's scratch, grown as needed and kept across layers and steps: per kv head,
+    // the key and value rows of the last token it attended for, which the next token of the same
+    // chunk extends (a prefill chunk's tokens see the same positions, plus one each).
+    struct Gathered {
+      uint64_t call = 0;
+      int32_t chunk = -1;
+      int64_t first = 0, count = 0;
+      std::vector<const float*> k_rows, v_rows;
+      std::vector<float> k_decoded, v_decoded;
+    };
+    thread_local std::vector<Gathered> gathered;
+    thread_local std::vector<float> scores, totals;
     const size_t most = static_cast<size_t>(longest);
-    if (k_rows.size() < most) {
-      k_rows.resize(most);
-      v_rows.resize(most);
-      scores.resize(most);
-    }
-    if (decode_rows && k_decoded.size() < most * hd) {
-      k_decoded.resize(most * hd);
-      v_decoded.resize(most * hd);
-    }
+    if (gathered.size() < static_cast<size_t>(kv_heads)) gathered.resize(kv_heads);
+    if (scores.size() < most * group) scores.resize(most * group);
+    if (totals.size() < static_cast<size_t>(group)) totals.resize(group);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / kv_heads, g = task % kv_heads;
-      const int32_t* table = &layout.block_tables[static_cast<size_t>(layout.token_chunk[t]) *
-                                                  layout.max_blocks_per_seq];
+      const int32_t chunk = layout.token_chunk[t];
+      const int32_t* table =
+          &layout.block_tables[static_cast<size_t>(chunk) * layout.max_blocks_per_seq];
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       const int64_t count = pos - first + 1;
+      Gathered& rows = gathered[g];
+      if (rows.k_rows.size() < most) {
+        rows.k_rows.resize(most);
+        rows.v_rows.resize(most);
+      }
+      if (decode_rows && rows.k_decoded.size() < most * hd) {
+        rows.k_decoded.resize(most * hd);
+        rows.v_decoded.resize(most * hd);
+      }
       // The keys and values this token attends to, in position order (decoded once for the
-      // group's heads when the cache holds another type).
-      for (int64_t i = 0; i < count; ++i) {
+      // group's heads when the cache holds another type); what the chunk's previous token
+      // gathered is kept.
+      int64_t have = 0;
+      if (rows.call == call && rows.chunk == chunk && rows.first == first && rows.count <= count) {
+        have = rows.count;
+      }
+      std::vector<const float*>& k_rows = rows.k_rows;
+      std::vector<const float*>& v_rows = rows.v_rows;
+      for (int64_t i = have; i < count; ++i) {
         const int64_t p = first + i;
         const int64_t slot =
             static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
-        k_rows[i] = kv_.Key(layer, slot, g, decode_rows ? &k_decoded[i * hd] : nullptr);
-        v_rows[i] = kv_.Value(layer, slot, g, decode_rows ? &v_decoded[i * hd] : nullptr);
+        k_rows[i] = kv_.Key(layer, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
+        v_rows[i] = kv_.Value(layer, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
       }
+      rows.call = call;
+      rows.chunk = chunk;
+      rows.first = first;
+      rows.count = count;
+      // The group's query heads together: each key and value row is read once for all of them.
+      const int64_t head0 = g * group;
+      cpu::AttentionScores(isa, k_rows.data(), &q_[(t * heads + head0) * hd], group, count, hd,
+                           scale, scores.data(), count);
       for (int64_t j = 0; j < group; ++j) {
-        const int64_t head = g * group + j;
-        cpu::AttentionScores(isa, k_rows.data(), &q_[(t * heads + head) * hd], count, hd, scale,
-                             scores.data());
+        float* row = &scores[j * count];
         float max_score = -INFINITY;
-        for (int64_t i = 0; i < count; ++i) max_score = std::max(max_score, scores[i]);
-        const float total = cpu::ExpSubMaxSum(isa, scores.data(), count, max_score);
-        float* out = &att_[(t * heads + head) * hd];
-        cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, hd, out);
-        const float inv_total = 1.0f / total;
-        for (int64_t i = 0; i < hd; ++i) out[i] *= inv_total;
+        for (int64_t i = 0; i < count; ++i) max_score = std::max(max_score, row[i]);
+        totals[j] = cpu::ExpSubMaxSum(isa, row, count, max_score);
+      }
+      float* out = &att_[(t * heads + head0) * hd];
+      cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, group, count, hd, out);
+      for (int64_t j = 0; j < group; ++j) {
+        const float inv_total = 1.0f / totals[j];
+        for (int64_t i = 0; i < hd; ++i) out[j * hd + i] *= inv_total;
       }
     }
   });
@@ -563,9 +607,8 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& layer = layers_[li];
     RmsNorm(x_.data(), layer.attn_norm, xn_.data(), n);
-    Project(layer.q, xn_.data(), n, q_.data(), pool, isa);
-    Project(layer.k, xn_.data(), n, k_.data(), pool, isa);
-    Project(layer.v, xn_.data(), n, v_.data(), pool, isa);
+    ProjectMany({{{&layer.q, q_.data()}, {&layer.k, k_.data()}, {&layer.v, v_.data()}}}, xn_.data(),
+                n, pool, isa);
     if (gemma_) {
       RmsNorm(q_.data(), layer.q_norm, q_.data(), n * c.num_attention_heads);
       RmsNorm(k_.data(), layer.k_norm, k_.data(), n * c.num_key_value_heads);
@@ -582,8 +625,7 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
     for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
 
     RmsNorm(x_.data(), layer.ffn_norm, xn_.data(), n);
-    Project(layer.gate, xn_.data(), n, gate_.data(), pool, isa);
-    Project(layer.up, xn_.data(), n, up_.data(), pool, isa);
+    ProjectMany({{{&layer.gate, gate_.data()}, {&layer.up, up_.data()}}}, xn_.data(), n, pool, isa);
     if (gemma_) {
       // GeGLU with the tanh approximation of GELU (gelu_pytorch_tanh).
       const float k = std::sqrt(2.0f / std::numbers::pi_v<float>);

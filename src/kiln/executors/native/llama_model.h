@@ -16,7 +16,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/base/status.h"
@@ -74,6 +76,9 @@ class LlamaModel {
                  cpu::Isa isa);
   void Project(const Linear& linear, const float* x, int64_t rows, float* y, cpu::ThreadPool& pool,
                cpu::Isa isa);
+  // Several projections of the same rows x, in one pass (cpu::MatMulMany).
+  void ProjectMany(std::span<const std::pair<const Linear*, float*>> projections, const float* x,
+                   int64_t rows, cpu::ThreadPool& pool, cpu::Isa isa);
 
   static Status LoadGemma3(class Loader& loader, LlamaModel* m);
 

@@ -303,19 +303,28 @@ void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t count, int64_t hd,
-                     float scale, float* scores) {
-  if (UseAvx2(isa) && hd % 8 == 0)
-    return avx2::AttentionScores(k_rows, q, count, hd, scale, scores);
-  for (int64_t p = 0; p < count; ++p) scores[p] = DotF32Portable(k_rows[p], q, hd) * scale;
+void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t queries,
+                     int64_t count, int64_t hd, float scale, float* scores, int64_t scores_stride) {
+  if (UseAvx2(isa) && hd % 8 == 0) {
+    return avx2::AttentionScores(k_rows, q, queries, count, hd, scale, scores, scores_stride);
+  }
+  for (int64_t n = 0; n < queries; ++n) {
+    for (int64_t p = 0; p < count; ++p) {
+      scores[n * scores_stride + p] = DotF32Portable(k_rows[p], q + n * hd, hd) * scale;
+    }
+  }
 }
 
-void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t count, int64_t hd,
-                     float* out) {
-  if (UseAvx2(isa) && hd % 8 == 0) return avx2::AttentionValues(v_rows, w, count, hd, out);
-  std::fill(out, out + hd, 0.0f);
-  for (int64_t p = 0; p < count; ++p) {
-    for (int64_t i = 0; i < hd; ++i) out[i] += w[p] * v_rows[p][i];
+void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t w_stride,
+                     int64_t queries, int64_t count, int64_t hd, float* out) {
+  if (UseAvx2(isa) && hd % 8 == 0) {
+    return avx2::AttentionValues(v_rows, w, w_stride, queries, count, hd, out);
+  }
+  std::fill(out, out + queries * hd, 0.0f);
+  for (int64_t n = 0; n < queries; ++n) {
+    for (int64_t p = 0; p < count; ++p) {
+      for (int64_t i = 0; i < hd; ++i) out[n * hd + i] += w[n * w_stride + p] * v_rows[p][i];
+    }
   }
 }
 
@@ -330,21 +339,38 @@ void MatMulScratch::Reserve(size_t num_blocks) {
 
 void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, int64_t rows,
             int64_t x_stride, float* y, int64_t y_stride, MatMulScratch* scratch) {
-  if (rows <= 0 || w.rows <= 0) return;
+  const MatMulOutput out{&w, y, y_stride};
+  MatMulMany(pool, isa, {&out, 1}, x, rows, x_stride, scratch);
+}
+
+void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, const float* x,
+                int64_t rows, int64_t x_stride, MatMulScratch* scratch) {
+  if (rows <= 0 || outs.empty()) return;
   const bool avx2 = UseAvx2(isa);
-  const int64_t k = w.cols;
-  const size_t row_bytes = RowBytes(w.type, k);
+  const int64_t k = outs[0].w->cols;
+  const WeightType type = outs[0].w->type;
+  for (const MatMulOutput& o : outs) {
+    if (o.w->type != type || o.w->cols != k) {
+      // Unlike matrices go one at a time.
+      for (const MatMulOutput& each : outs)
+        MatMulMany(pool, isa, {&each, 1}, x, rows, x_stride, scratch);
+      return;
+    }
+  }
 
   // Each weight row is read once and applied to every activation row while it is in L1: at
   // small batch the weights are nearly all the bytes moved.
-  if (w.type == WeightType::kF32) {
+  if (type == WeightType::kF32) {
+    const size_t row_bytes = RowBytes(type, k);
     auto dot = avx2 ? avx2::DotF32 : DotF32Portable;
-    pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        const float* wn = reinterpret_cast<const float*>(w.data + n * row_bytes);
-        for (int64_t m = 0; m < rows; ++m) y[m * y_stride + n] = dot(wn, x + m * x_stride, k);
-      }
-    });
+    for (const MatMulOutput& o : outs) {
+      pool.ParallelFor(o.w->rows, [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n) {
+          const float* wn = reinterpret_cast<const float*>(o.w->data + n * row_bytes);
+          for (int64_t m = 0; m < rows; ++m) o.y[m * o.y_stride + n] = dot(wn, x + m * x_stride, k);
+        }
+      });
+    }
     return;
   }
 
@@ -361,19 +387,26 @@ void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, in
     for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
   }
 
-  // Work is split by groups of 8 output columns. At one row the weights are nearly all the
-  // bytes moved and the kernel streams them; from 2 rows on each loaded weight vector meets up to
-  // 4 rows.
-  const int64_t groups = (w.rows + kPackRows - 1) / kPackRows;
-  if (avx2) {
-    PackedGemmFn gemm = SimdPackedGemm(isa, w.type);
-    pool.ParallelFor(groups, [&](int64_t begin, int64_t end) {
-      gemm(w.data, begin, end, w.rows, xq, rows, k, y, y_stride);
-    });
-    return;
-  }
-  pool.ParallelFor(groups, [&](int64_t begin, int64_t end) {
-    PackedGemmPortable(w.type, w.data, begin, end, w.rows, xq, rows, k, y, y_stride);
+  // Work is split by groups of 8 output columns, the matrices' groups one after another, in one
+  // pass over the pool. At one row the weights are nearly all the bytes moved and the kernel
+  // streams them; from 2 rows on each loaded weight vector meets several rows.
+  int64_t total = 0;
+  for (const MatMulOutput& o : outs) total += (o.w->rows + kPackRows - 1) / kPackRows;
+  PackedGemmFn gemm = avx2 ? SimdPackedGemm(isa, type) : nullptr;
+  pool.ParallelFor(total, [&](int64_t begin, int64_t end) {
+    int64_t offset = 0;  // the first group of outs[i]
+    for (const MatMulOutput& o : outs) {
+      const int64_t groups = (o.w->rows + kPackRows - 1) / kPackRows;
+      const int64_t from = std::max(begin, offset) - offset;
+      const int64_t to = std::min(end, offset + groups) - offset;
+      offset += groups;
+      if (from >= to) continue;
+      if (gemm != nullptr) {
+        gemm(o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
+      } else {
+        PackedGemmPortable(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
+      }
+    }
   });
 }
 

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "kiln/executors/native/cpu/features.h"
 #include "kiln/executors/native/cpu/thread_pool.h"
@@ -80,14 +81,16 @@ float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max);
 // y[i] += a * x[i] for i in [0, n).
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n);
 
-// Attention for one query head over `count` positions whose keys (values) are the hd-float rows
-// k_rows[p] (v_rows[p]). scores[p] = dot(k_rows[p], q) * scale; out[i] = sum over p, in order, of
-// w[p] * v_rows[p][i]. Each score and each output element goes through the same operations
-// whatever count, p or the other rows are.
-void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t count, int64_t hd,
-                     float scale, float* scores);
-void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t count, int64_t hd,
-                     float* out);
+// Attention for `queries` query heads that share keys and values (a grouped-query group) over
+// `count` positions whose keys (values) are the hd-float rows k_rows[p] (v_rows[p]). Query n is
+// q + n * hd. scores[n * scores_stride + p] = dot(k_rows[p], query n) * scale; out[n * hd + i] =
+// sum over p, in order, of w[n * w_stride + p] * v_rows[p][i]. Each key and value row is read
+// once for all the queries. Each score and each output element goes through the same operations
+// whatever count, p, the number of queries or the other rows are.
+void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t queries,
+                     int64_t count, int64_t hd, float scale, float* scores, int64_t scores_stride);
+void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t w_stride,
+                     int64_t queries, int64_t count, int64_t hd, float* out);
 
 // Scratch for MatMul: the quantized activations. Reused across calls to avoid allocations.
 struct MatMulScratch {
@@ -113,5 +116,16 @@ struct MatMulScratch {
 //   y[m, n] = acc
 void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, int64_t rows,
             int64_t x_stride, float* y, int64_t y_stride, MatMulScratch* scratch);
+
+// MatMul of several matrices over the same activation rows (a layer's q, k and v, or its gate
+// and up): the rows are quantized once and all the matrices' columns split over the pool in one
+// pass. Each output is bitwise MatMul's.
+struct MatMulOutput {
+  const WeightMatrix* w;
+  float* y;
+  int64_t y_stride;
+};
+void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, const float* x,
+                int64_t rows, int64_t x_stride, MatMulScratch* scratch);
 
 }  // namespace kiln::native::cpu

@@ -180,13 +180,19 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = Fma(a, x[i], y[i]);
 }
 
-void AttentionScores(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
-                     float scale, float* scores) {
-  // Eight positions at a time, each in its own accumulator, reduced together: every score is
-  // its lanes' fused sums over hd in order, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 +
-  // l7)), whatever group it falls in. A last group shorter than 8 repeats its first row in the
-  // missing places and drops their scores.
-  const __m256 vscale = _mm256_set1_ps(scale);
+namespace {
+
+// One score's reduction: its 8 lanes as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)),
+// computed for 4 accumulators at once (two hadd levels, then the halves added).
+inline __m128 ReduceFour(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+// Rows [g, g + 8) (a short last group repeats row g in the missing places; their scores are
+// dropped), for one query: 8 accumulators, each the fused sum over hd in order.
+void ScoresOne(const float* const* k_rows, const float* q, int64_t count, int64_t hd, __m128 vscale,
+               float* scores) {
   for (int64_t g = 0; g < count; g += 8) {
     const float* rows[8];
     for (int j = 0; j < 8; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
@@ -197,42 +203,106 @@ void AttentionScores(const float* const* k_rows, const float* q, int64_t count, 
       for (int j = 0; j < 8; ++j)
         acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[j] + d), qv, acc[j]);
     }
-    const __m256 t0 =
-        _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    const __m256 t1 =
-        _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
-    const __m256 sums =
-        _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
     alignas(32) float out[8];
-    _mm256_store_ps(out, _mm256_mul_ps(sums, vscale));
+    _mm_store_ps(out, _mm_mul_ps(ReduceFour(acc[0], acc[1], acc[2], acc[3]), vscale));
+    _mm_store_ps(out + 4, _mm_mul_ps(ReduceFour(acc[4], acc[5], acc[6], acc[7]), vscale));
     const int64_t n = std::min<int64_t>(8, count - g);
     for (int64_t j = 0; j < n; ++j) scores[g + j] = out[j];
   }
 }
 
-namespace {
-
-// Outputs [c, c + 8 W) of AttentionValues, held in W registers over all positions.
-template <int W>
-void ValuesChunk(const float* const* v_rows, const float* w, int64_t count, int64_t c, float* out) {
-  __m256 acc[W];
-  for (int v = 0; v < W; ++v) acc[v] = _mm256_setzero_ps();
-  for (int64_t p = 0; p < count; ++p) {
-    const __m256 wp = _mm256_set1_ps(w[p]);
-    const float* row = v_rows[p] + c;
-    for (int v = 0; v < W; ++v) acc[v] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(row + 8 * v), acc[v]);
+// N queries, 4 rows at a time: each key vector is loaded once for the N queries, and each
+// score takes ScoresOne's operations.
+template <int N>
+void ScoresMany(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
+                __m128 vscale, float* scores, int64_t scores_stride) {
+  for (int64_t g = 0; g < count; g += 4) {
+    const float* rows[4];
+    for (int j = 0; j < 4; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
+    __m256 acc[N][4];
+    for (int n = 0; n < N; ++n) {
+      for (int j = 0; j < 4; ++j) acc[n][j] = _mm256_setzero_ps();
+    }
+    for (int64_t d = 0; d < hd; d += 8) {
+      __m256 qv[N];
+      for (int n = 0; n < N; ++n) qv[n] = _mm256_loadu_ps(q + n * hd + d);
+      for (int j = 0; j < 4; ++j) {
+        const __m256 kv = _mm256_loadu_ps(rows[j] + d);
+        for (int n = 0; n < N; ++n) acc[n][j] = _mm256_fmadd_ps(kv, qv[n], acc[n][j]);
+      }
+    }
+    const int64_t m = std::min<int64_t>(4, count - g);
+    for (int n = 0; n < N; ++n) {
+      alignas(16) float out[4];
+      _mm_store_ps(out, _mm_mul_ps(ReduceFour(acc[n][0], acc[n][1], acc[n][2], acc[n][3]), vscale));
+      for (int64_t j = 0; j < m; ++j) scores[n * scores_stride + g + j] = out[j];
+    }
   }
-  for (int v = 0; v < W; ++v) _mm256_storeu_ps(out + c + 8 * v, acc[v]);
+}
+
+// Outputs [c, c + 8 W) of N queries, held in N * W registers over all positions: each value
+// vector is loaded once for the N queries; each output element is its fused sum over positions in
+// order.
+template <int N, int W>
+void ValuesChunk(const float* const* v_rows, const float* w, int64_t w_stride, int64_t count,
+                 int64_t hd, int64_t c, float* out) {
+  __m256 acc[N][W];
+  for (int n = 0; n < N; ++n) {
+    for (int v = 0; v < W; ++v) acc[n][v] = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < count; ++p) {
+    __m256 wp[N];
+    for (int n = 0; n < N; ++n) wp[n] = _mm256_set1_ps(w[n * w_stride + p]);
+    const float* row = v_rows[p] + c;
+    for (int v = 0; v < W; ++v) {
+      const __m256 x = _mm256_loadu_ps(row + 8 * v);
+      for (int n = 0; n < N; ++n) acc[n][v] = _mm256_fmadd_ps(wp[n], x, acc[n][v]);
+    }
+  }
+  for (int n = 0; n < N; ++n) {
+    for (int v = 0; v < W; ++v) _mm256_storeu_ps(out + n * hd + c + 8 * v, acc[n][v]);
+  }
+}
+
+// All hd outputs of N queries: chunks of 8 * (8 / N) floats (the registers' worth), then single
+// vectors.
+template <int N>
+void ValuesMany(const float* const* v_rows, const float* w, int64_t w_stride, int64_t count,
+                int64_t hd, float* out) {
+  constexpr int kWide = N == 1 ? 8 : 4;
+  int64_t c = 0;
+  for (; c + 8 * kWide <= hd; c += 8 * kWide)
+    ValuesChunk<N, kWide>(v_rows, w, w_stride, count, hd, c, out);
+  for (; c < hd; c += 8) ValuesChunk<N, 1>(v_rows, w, w_stride, count, hd, c, out);
 }
 
 }  // namespace
 
-void AttentionValues(const float* const* v_rows, const float* w, int64_t count, int64_t hd,
-                     float* out) {
-  // Each output element is its fused sum over positions in order.
-  int64_t c = 0;
-  for (; c + 64 <= hd; c += 64) ValuesChunk<8>(v_rows, w, count, c, out);
-  for (; c < hd; c += 8) ValuesChunk<1>(v_rows, w, count, c, out);
+void AttentionScores(const float* const* k_rows, const float* q, int64_t queries, int64_t count,
+                     int64_t hd, float scale, float* scores, int64_t scores_stride) {
+  const __m128 vscale = _mm_set1_ps(scale);
+  int64_t n = 0;
+  for (; n + 3 <= queries; n += 3) {
+    ScoresMany<3>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride, scores_stride);
+  }
+  if (queries - n == 2) {
+    ScoresMany<2>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride, scores_stride);
+  } else if (queries - n == 1) {
+    ScoresOne(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride);
+  }
+}
+
+void AttentionValues(const float* const* v_rows, const float* w, int64_t w_stride, int64_t queries,
+                     int64_t count, int64_t hd, float* out) {
+  int64_t n = 0;
+  for (; n + 3 <= queries; n += 3) {
+    ValuesMany<3>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  }
+  if (queries - n == 2) {
+    ValuesMany<2>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  } else if (queries - n == 1) {
+    ValuesMany<1>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  }
 }
 
 void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,

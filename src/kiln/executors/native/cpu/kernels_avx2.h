@@ -17,10 +17,10 @@ float DotF32(const float* w, const float* x, int64_t k);
 float ExpSubMaxSum(float* x, int64_t n, float max);
 void AxpyF32(float a, const float* x, float* y, int64_t n);
 // hd a multiple of 8.
-void AttentionScores(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
-                     float scale, float* scores);
-void AttentionValues(const float* const* v_rows, const float* w, int64_t count, int64_t hd,
-                     float* out);
+void AttentionScores(const float* const* k_rows, const float* q, int64_t queries, int64_t count,
+                     int64_t hd, float scale, float* scores, int64_t scores_stride);
+void AttentionValues(const float* const* v_rows, const float* w, int64_t w_stride, int64_t queries,
+                     int64_t count, int64_t hd, float* out);
 
 // y[m * y_stride + c] for m in [0, rows) and the columns c of groups [g_begin, g_end) of a
 // packed matrix (kernels.h: PackWeights) of n columns; x holds `rows` quantized activation rows
