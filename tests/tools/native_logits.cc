@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   native::NativeExecutorOptions options;
   options.max_model_len = static_cast<int64_t>(prompt.size()) + decode + 1;
   if (const char* threads = std::getenv("KILN_NUM_THREADS")) options.threads = std::atoi(threads);
+  // KILN_QUANTIZATION: as kiln serve's --quantization (none or int8).
+  if (const char* q = std::getenv("KILN_QUANTIZATION")) options.quantization = q;
   auto executor = native::NativeExecutor::Load(argv[1], options);
   if (!executor.ok()) {
     std::cerr << executor.status().message() << "\n";

@@ -68,7 +68,8 @@ void RegisterPlanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--set", args->settings,
                   "A preference, key=value, by vLLM's names: max_model_len, max_num_seqs, "
                   "max_num_batched_tokens, kv_cache_dtype (auto|f32|bf16|fp8_e4m3), block_size, "
-                  "enable_prefix_caching, tensor_parallel_size, memory_utilization")
+                  "enable_prefix_caching, tensor_parallel_size, quantization (none|int8), "
+                  "memory_utilization")
       ->take_all();
   cmd->add_option("--output", args->output,
                   "table, json (docs/plan-format.md) or args (serving command-line arguments)")

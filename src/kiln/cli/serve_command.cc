@@ -92,6 +92,11 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "vllm runtime: KV cache element type: auto (float32), float32, bfloat16 (half "
                   "the bytes), fp8 or fp8_e4m3 (about a quarter, with a scale per token and head)")
       ->capture_default_str();
+  cmd->add_option("--quantization,-q", args->model.quantization,
+                  "vllm runtime: none (weights as stored) or int8 (bf16, f16 and f32 matrices "
+                  "quantized per output channel at load)")
+      ->check(CLI::IsMember({"none", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--kv-cache-memory", args->model.kv_cache_bytes,
                   "vllm runtime: bytes of KV cache (0: what the memory plan leaves, at most 4 GiB; "
                   "at least one max-model-len "

@@ -2,6 +2,7 @@
 // bare config.json.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "kiln/formats/gguf.h"
 #include "kiln/formats/gguf_to_hf.h"
@@ -28,6 +29,16 @@ bool CpuKeepsAsStored(gguf::TensorType type) {
   }
 }
 
+// Bytes of a [rows, cols] matrix in int8: Q8_0 blocks on the CPU (34 bytes a 32), one byte a
+// weight on a GPU.
+int64_t CpuInt8Bytes(int64_t elements) { return elements / 32 * 34; }
+
+// Whether --quantization int8 makes a tensor int8 (llama_model.cc's Loader::Matrix): a matrix
+// of a float type whose rows are whole blocks, other than the embedding lookup.
+bool Int8Quantizes(const std::vector<int64_t>& shape, bool float_type, bool embedding) {
+  return float_type && !embedding && shape.size() == 2 && shape.back() % 32 == 0;
+}
+
 Result<ModelFacts> FactsFromGguf(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
   ModelFacts facts;
@@ -36,11 +47,25 @@ Result<ModelFacts> FactsFromGguf(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(facts.config, formats::LlamaConfigFromGguf(file, safetensors::Dtype::kF32));
   // The GGUF's own tensor types, not the f32 that LlamaConfigFromGguf would write them in.
   facts.config.torch_dtype.clear();
+  bool tied = true;
   for (const gguf::TensorInfo& t : file.tensors()) {
-    facts.parameters += static_cast<int64_t>(t.n_elements);
+    if (t.name == "output.weight") tied = false;
+  }
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    const int64_t n = static_cast<int64_t>(t.n_elements);
+    const int64_t cpu = CpuKeepsAsStored(t.type) ? static_cast<int64_t>(t.n_bytes) : n * 4;
+    facts.parameters += n;
     facts.weight_bytes += static_cast<int64_t>(t.n_bytes);
-    facts.cpu_weight_bytes += CpuKeepsAsStored(t.type) ? static_cast<int64_t>(t.n_bytes)
-                                                       : static_cast<int64_t>(t.n_elements) * 4;
+    facts.cpu_weight_bytes += cpu;
+    const bool float_type = t.type == gguf::TensorType::kF32 || t.type == gguf::TensorType::kF16 ||
+                            t.type == gguf::TensorType::kBF16;
+    const bool embedding = t.name == "token_embd.weight";
+    // GGUF dims run fastest first: dims[0] is a row's length.
+    std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
+    const bool int8 = Int8Quantizes(shape, float_type, embedding);
+    facts.int8_weight_bytes += int8 ? n : static_cast<int64_t>(t.n_bytes);
+    facts.cpu_int8_weight_bytes += int8 ? CpuInt8Bytes(n) : cpu;
+    if (embedding && float_type && tied) facts.cpu_int8_weight_bytes += CpuInt8Bytes(n);
   }
   facts.weight_bytes_from_files = true;
   return facts;
@@ -63,11 +88,20 @@ Result<ModelFacts> FactsFromFolder(const std::string& dir) {
   facts.path = dir;
   facts.source = "hf_folder";
   facts.config = std::move(config);
+  const bool tied = weights.Find("lm_head.weight") == nullptr;
   for (const safetensors::SafetensorsFile& file : weights.files()) {
     for (const safetensors::TensorView& t : file.tensors()) {
-      facts.parameters += static_cast<int64_t>(t.n_elements);
+      const int64_t n = static_cast<int64_t>(t.n_elements);
+      facts.parameters += n;
       facts.weight_bytes += static_cast<int64_t>(t.data.size());
-      facts.cpu_weight_bytes += static_cast<int64_t>(t.n_elements) * 4;
+      facts.cpu_weight_bytes += n * 4;
+      const bool embedding = t.name == "model.embed_tokens.weight";
+      const bool int8 = Int8Quantizes(t.shape, true, embedding);
+      facts.int8_weight_bytes += int8 ? n : static_cast<int64_t>(t.data.size());
+      facts.cpu_int8_weight_bytes += int8 ? CpuInt8Bytes(n) : n * 4;
+      if (embedding && tied && t.shape.size() == 2 && t.shape.back() % 32 == 0) {
+        facts.cpu_int8_weight_bytes += CpuInt8Bytes(n);
+      }
     }
   }
   facts.weight_bytes_from_files = true;
@@ -103,6 +137,20 @@ ModelFacts FactsFromConfig(const formats::ModelConfig& config, std::string path)
   facts.parameters = CountParameters(config);
   facts.weight_bytes = facts.parameters * DtypeBytes(config.torch_dtype);
   facts.cpu_weight_bytes = facts.parameters * 4;
+  // The matrices int8 takes: every layer's projections, and the output projection (its own
+  // tensor, or on the CPU a copy of the tied embedding); the embedding and the rest keep theirs.
+  const formats::ModelConfig& c = config;
+  const int64_t q_dim = c.num_attention_heads * c.head_dim;
+  const int64_t kv_dim = c.num_key_value_heads * c.head_dim;
+  const int64_t output = c.vocab_size * c.hidden_size;
+  const int64_t matrices =
+      c.num_hidden_layers * (2 * c.hidden_size * q_dim + 2 * c.hidden_size * kv_dim +
+                             3 * c.hidden_size * c.intermediate_size) +
+      (c.tie_word_embeddings ? 0 : output);
+  const int64_t rest = facts.parameters - matrices;
+  facts.int8_weight_bytes = matrices + rest * DtypeBytes(config.torch_dtype);
+  facts.cpu_int8_weight_bytes =
+      CpuInt8Bytes(matrices + (c.tie_word_embeddings ? output : 0)) + rest * 4;
   return facts;
 }
 

@@ -38,6 +38,8 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"parameters", model.parameters},
       {"weight_bytes", model.weight_bytes},
       {"cpu_weight_bytes", model.cpu_weight_bytes},
+      {"int8_weight_bytes", model.int8_weight_bytes},
+      {"cpu_int8_weight_bytes", model.cpu_int8_weight_bytes},
       {"weight_bytes_from_files", model.weight_bytes_from_files},
       {"torch_dtype", c.torch_dtype.empty() ? ordered_json(nullptr) : ordered_json(c.torch_dtype)},
       {"hidden_size", c.hidden_size},
@@ -66,6 +68,7 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"block_size", prefs.block_size},
       {"enable_prefix_caching", prefs.enable_prefix_caching},
       {"tensor_parallel_size", prefs.tensor_parallel_size},
+      {"quantization", prefs.quantization},
   };
   ordered_json notes = ordered_json::array();
   for (const std::string& n : plan.notes) notes.push_back(n);
@@ -85,6 +88,7 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"max_num_batched_tokens", plan.max_num_batched_tokens},
       {"kv_cache_dtype", KvCacheDtypeName(plan.kv_cache_dtype)},
       {"enable_prefix_caching", plan.enable_prefix_caching},
+      {"quantization", plan.quantization},
       {"max_concurrency_at_max_model_len", plan.max_concurrency_at_max_model_len},
       {"notes", notes},
   };
@@ -119,6 +123,7 @@ std::string PlanToTable(const ModelFacts& model, const Plan& plan) {
   row("max_num_seqs", std::to_string(plan.max_num_seqs));
   row("max_num_batched_tokens", std::to_string(plan.max_num_batched_tokens));
   row("enable_prefix_caching", plan.enable_prefix_caching ? "true" : "false");
+  row("quantization", plan.quantization);
   char concurrency[32];
   std::snprintf(concurrency, sizeof(concurrency), "%.2fx", plan.max_concurrency_at_max_model_len);
   row("concurrency at max_model_len", concurrency);
@@ -143,6 +148,9 @@ std::string PlanToArgs(const Plan& plan) {
            VllmKvCacheDtype(plan.kv_cache_dtype);
   }
   out += plan.enable_prefix_caching ? " --enable-prefix-caching" : " --no-enable-prefix-caching";
+  if (plan.device.kind == DeviceKind::kCpu && plan.quantization != "none") {
+    out += " --quantization " + plan.quantization;
+  }
   return out + "\n";
 }
 

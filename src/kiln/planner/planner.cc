@@ -50,12 +50,13 @@ int64_t ActivationBytes(const formats::ModelConfig& c, int64_t batched_tokens) {
 }
 
 Sizes SizeFor(const ModelFacts& model, const Device& device, double utilization, int64_t tp,
-              int64_t kv_dtype_bytes, int64_t block_size, int64_t batched_tokens) {
+              int64_t kv_dtype_bytes, int64_t block_size, int64_t batched_tokens, bool int8) {
   const formats::ModelConfig& c = model.config;
   Sizes s;
   s.budget = static_cast<int64_t>(static_cast<double>(device.memory_bytes) * utilization);
-  const int64_t weights =
-      device.kind == DeviceKind::kCpu ? model.cpu_weight_bytes : model.weight_bytes;
+  const bool cpu = device.kind == DeviceKind::kCpu;
+  const int64_t weights = int8 ? (cpu ? model.cpu_int8_weight_bytes : model.int8_weight_bytes)
+                               : (cpu ? model.cpu_weight_bytes : model.weight_bytes);
   s.weights = CeilDiv(weights, tp);
   s.activations = ActivationBytes(c, batched_tokens);
   // As vLLM: each GPU holds num_kv_heads / tp heads, at least one (replicated when tp > heads).
@@ -184,6 +185,11 @@ Status SetPreference(const std::string& key, const std::string& value, Preferenc
       return Status::InvalidArgument("kv_cache_dtype: expected auto, f32, bf16 or fp8_e4m3, got '" +
                                      value + "'");
     }
+  } else if (key == "quantization") {
+    if (value != "none" && value != "int8") {
+      return Status::InvalidArgument("quantization: expected none or int8, got '" + value + "'");
+    }
+    prefs->quantization = value;
   } else if (key == "enable_prefix_caching") {
     if (value == "true" || value == "1") {
       prefs->enable_prefix_caching = true;
@@ -197,8 +203,8 @@ Status SetPreference(const std::string& key, const std::string& value, Preferenc
     return Status::InvalidArgument(
         "unknown preference '" + key +
         "'; known: max_model_len, max_num_seqs, max_num_batched_tokens, kv_cache_dtype, "
-        "block_size, enable_prefix_caching, tensor_parallel_size, memory_utilization "
-        "(gpu_memory_utilization)");
+        "block_size, enable_prefix_caching, tensor_parallel_size, quantization, "
+        "memory_utilization (gpu_memory_utilization)");
   }
   return Status::Ok();
 }
@@ -246,6 +252,11 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
         "kv_cache_dtype f32: vLLM on a GPU stores the KV cache in bf16 or fp8_e4m3");
   }
   plan.enable_prefix_caching = prefs.enable_prefix_caching;
+  if (prefs.quantization != "none" && prefs.quantization != "int8") {
+    return Status::InvalidArgument("quantization: expected none or int8, got '" +
+                                   prefs.quantization + "'");
+  }
+  plan.quantization = prefs.quantization;
   plan.max_num_seqs = prefs.max_num_seqs.value_or(cpu ? 16 : 256);
   if (plan.max_num_seqs < 1) return Status::InvalidArgument("max_num_seqs must be at least 1");
   // vLLM V1's defaults for its API server: 8192 tokens a step on GPUs of 70 GiB or more, 2048
@@ -272,7 +283,7 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
   const int64_t dtype_bytes = KvCacheDtypeBytes(plan.kv_cache_dtype);
   auto size_for = [&](int64_t tp) {
     return SizeFor(model, device, plan.memory_utilization, tp, dtype_bytes, plan.block_size,
-                   plan.max_num_batched_tokens);
+                   plan.max_num_batched_tokens, plan.quantization == "int8");
   };
   const Sizes s = size_for(plan.tensor_parallel_size);
   if (s.kv_blocks < needed_blocks) {

@@ -33,6 +33,11 @@ struct ModelFacts {
   // The weights as the native CPU runtime holds them: f32, except GGUF matrices in a block
   // type its kernels compute directly (Q8_0, Q4_0, Q4_1), which stay as stored.
   int64_t cpu_weight_bytes = 0;
+  // The same with quantization=int8: bf16, f16 and f32 matrices (all but the embedding lookup)
+  // at one byte a weight (on the CPU, 34 bytes a block of 32: Q8_0 with one scale per row), and
+  // on the CPU a tied output projection's own int8 copy.
+  int64_t int8_weight_bytes = 0;
+  int64_t cpu_int8_weight_bytes = 0;
   bool weight_bytes_from_files = false;
 };
 
@@ -87,7 +92,8 @@ struct Preferences {
   KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;  // auto: f32 on the CPU, bf16 on a GPU
   int64_t block_size = 16;
   bool enable_prefix_caching = true;
-  int64_t tensor_parallel_size = 1;  // GPUs that split the weights and the KV cache
+  int64_t tensor_parallel_size = 1;   // GPUs that split the weights and the KV cache
+  std::string quantization = "none";  // vLLM's --quantization: none or int8
 };
 
 // Sets one preference from `key=value` text (vLLM's snake_case key; kv_cache_dtype also takes
@@ -118,6 +124,7 @@ struct Plan {
   int64_t max_num_batched_tokens = 0;
   KvCacheDtype kv_cache_dtype = KvCacheDtype::kF32;  // resolved, never kAuto
   bool enable_prefix_caching = true;
+  std::string quantization = "none";
   // vLLM's "Maximum concurrency for N tokens per request": kv_tokens / max_model_len.
   double max_concurrency_at_max_model_len = 0;
   std::vector<std::string> notes;  // what was fitted and why, for people

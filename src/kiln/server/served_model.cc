@@ -66,6 +66,7 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDty
       std::max<int64_t>(options.max_num_batched_tokens, options.max_num_seqs);
   prefs.enable_prefix_caching = options.enable_prefix_caching;
   prefs.kv_cache_dtype = PlannerDtype(kv_dtype);
+  prefs.quantization = options.quantization;
   KILN_ASSIGN_OR_RETURN(planner::Plan plan, planner::MakePlan(*facts, device, prefs));
   constexpr int64_t kDefaultKvCap = int64_t{4} << 30;
   sizes.max_model_len = plan.max_model_len;
@@ -91,6 +92,12 @@ struct LoadedExecutor {
 };
 
 Result<LoadedExecutor> LoadOnnxGenai(const ModelOptions& options) {
+  if (options.quantization != "none") {
+    return Status::InvalidArgument("--quantization " + options.quantization +
+                                   ": the onnx-genai runtime runs a folder's weights as built "
+                                   "(kiln convert --precision int4 quantizes them); --quantization "
+                                   "is the vllm runtime's");
+  }
   onnx::GenaiExecutorOptions eo;
   eo.max_model_len = options.max_model_len;
   eo.max_num_seqs = options.max_num_seqs;
@@ -121,6 +128,7 @@ Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
   native::NativeExecutorOptions no;
   no.max_model_len = sizes.max_model_len;
   no.threads = options.threads;
+  no.quantization = options.quantization;
   KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
   if (sizes.plan && native->kv_bytes_per_token(kv_dtype) != sizes.plan->kv_bytes_per_token) {
     LogWarning("the memory plan counted " + std::to_string(sizes.plan->kv_bytes_per_token) +

@@ -43,6 +43,9 @@ struct ModelOptions {
   int64_t kv_cache_bytes = 0;  // vllm runtime: KV cache size; 0: from the plan, <= 4 GiB
   // vllm runtime: auto (f32), float32, bfloat16, fp8 or fp8_e4m3 (native/kv_cache.h).
   std::string kv_cache_dtype = "auto";
+  // vllm runtime: "none" (weights as stored) or "int8" (bf16/f16/f32 matrices quantized per
+  // output channel at load).
+  std::string quantization = "none";
   // Sampling defaults: "auto" (the folder's), "vllm" (built-in) or a folder
   // (generation_defaults.h).
   std::string generation_config = "auto";

@@ -141,6 +141,29 @@ TEST(MakePlan, TableOfCases) {
   }
 }
 
+// Worked by hand: SmolLM2's layers hold 30 x (2 x 576 x 576 + 2 x 576 x 192 + 3 x 576 x 1536)
+// = 106,168,320 matrix weights and its tied embedding 49,152 x 576 = 28,311,552; the rest
+// (embedding and norms) is 28,346,688. On the CPU int8 takes the matrices and an own copy of the
+// tied output at 34 bytes a block of 32, and keeps the rest in f32; on a GPU the matrices take
+// one byte and the rest its bf16.
+TEST(FactsFromConfig, Int8WeightBytes) {
+  ModelFacts smol = FactsFromConfig(SmolLM2_135M(), "smollm2");
+  EXPECT_EQ(smol.cpu_int8_weight_bytes, (106'168'320LL + 28'311'552) / 32 * 34 + 28'346'688LL * 4);
+  EXPECT_EQ(smol.int8_weight_bytes, 106'168'320LL + 28'346'688LL * 2);
+  // Llama 3.1 8B (untied): 32 x 218,103,808 layer weights and its 525,336,576 output are int8;
+  // the embedding and norms, 525,602,816, are not.
+  ModelFacts llama = FactsFromConfig(Llama31_8B(), "llama");
+  EXPECT_EQ(llama.cpu_int8_weight_bytes, 7'504'658'432LL / 32 * 34 + 525'602'816LL * 4);
+  EXPECT_EQ(llama.int8_weight_bytes, 7'504'658'432LL + 525'602'816LL * 2);
+  Plan cpu = MakePlan(smol, Cpu(16 * kGiB), Parse("quantization=int8")).value();
+  EXPECT_EQ(cpu.weight_bytes, smol.cpu_int8_weight_bytes);
+  EXPECT_EQ(cpu.quantization, "int8");
+  EXPECT_NE(PlanToArgs(cpu).find(" --quantization int8"), std::string::npos);
+  EXPECT_EQ(MakePlan(llama, Gpu("l4"), Parse("quantization=int8")).value().weight_bytes,
+            llama.int8_weight_bytes);
+  EXPECT_EQ(MakePlan(smol, Cpu(16 * kGiB), {}).value().weight_bytes, smol.cpu_weight_bytes);
+}
+
 TEST(MakePlan, ResolvesAutoKvDtypePerDevice) {
   ModelFacts f = FactsFromConfig(SmolLM2_135M(), "smollm2");
   EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), {}).value().kv_cache_dtype, KvCacheDtype::kF32);
@@ -236,6 +259,7 @@ TEST(SetPreference, RejectsUnknownKeysAndBadValues) {
   EXPECT_FALSE(SetPreference("memory_utilization", "1.5", &p).ok());
   EXPECT_FALSE(SetPreference("kv_cache_dtype", "int8", &p).ok());
   EXPECT_FALSE(SetPreference("enable_prefix_caching", "yes", &p).ok());
+  EXPECT_FALSE(SetPreference("quantization", "int4", &p).ok());
   EXPECT_TRUE(SetPreference("gpu_memory_utilization", "0.8", &p).ok());
   EXPECT_DOUBLE_EQ(*p.memory_utilization, 0.8);
   EXPECT_TRUE(SetPreference("kv_cache_dtype", "fp8", &p).ok());

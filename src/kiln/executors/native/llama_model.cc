@@ -92,9 +92,10 @@ Result<std::vector<float>> InverseFrequencies(const formats::ModelConfig& c) {
 // Reads tensors by their transformers names from either source.
 class LlamaModel::Loader {
  public:
-  static Result<Loader> Open(const std::string& path) {
+  static Result<Loader> Open(const std::string& path, bool quantize_int8) {
     Loader l;
     l.path_ = path;
+    l.int8_ = quantize_int8;
     size_t capacity = 0;
     std::error_code ec;
     if (fs::is_regular_file(path, ec)) {
@@ -115,6 +116,8 @@ class LlamaModel::Loader {
         capacity += l.st_->Find(name)->n_elements * sizeof(float) + 64;
       }
     }
+    // An int8 copy of a tied output projection comes on top (reserved, not touched).
+    if (quantize_int8) capacity *= 2;
     KILN_ASSIGN_OR_RETURN(l.arena_, WeightArena::Create(capacity));
     return l;
   }
@@ -129,12 +132,14 @@ class LlamaModel::Loader {
   }
 
   // A [rows, cols] matrix as the kernels read it: in place where the kernels take the stored
-  // type, else widened to f32 into a buffer kept by `model`.
+  // type, else widened to f32 into a buffer kept by `model`; with --quantization int8 (and
+  // `may_quantize`), a bf16, f16 or f32 matrix becomes int8 per output channel instead.
   Result<cpu::WeightMatrix> Matrix(const std::string& name, int64_t rows, int64_t cols,
-                                   LlamaModel* model) const {
+                                   LlamaModel* model, bool may_quantize = true) const {
     cpu::WeightMatrix m;
     m.rows = rows;
     m.cols = cols;
+    const bool int8 = int8_ && may_quantize && cols % 32 == 0;
     if (gguf_) {
       auto it = gguf_index_.find(name);
       if (it == gguf_index_.end()) return Missing(name);
@@ -145,6 +150,13 @@ class LlamaModel::Loader {
                                        std::to_string(rows) + ", " + std::to_string(cols) + "]");
       }
       std::span<const uint8_t> bytes = gguf_->TensorData(t);
+      if (int8 && (t.type == gguf::TensorType::kF32 || t.type == gguf::TensorType::kF16 ||
+                   t.type == gguf::TensorType::kBF16)) {
+        std::vector<float> f32(t.n_elements);
+        KILN_RETURN_IF_ERROR(gguf::DequantizeToF32(t.type, bytes, t.n_elements, f32.data())
+                                 .WithContext(path_ + ": tensor " + t.name));
+        return Int8(f32.data(), rows, cols, model);
+      }
       if (auto type = KernelType(t.type);
           type && (cols % 32 == 0 || *type == cpu::WeightType::kF32)) {
         m.type = *type;
@@ -172,12 +184,19 @@ class LlamaModel::Loader {
       return Status::InvalidArgument(path_ + ": tensor " + name + " is not [" +
                                      std::to_string(rows) + ", " + std::to_string(cols) + "]");
     }
+    if (int8) {
+      std::vector<float> f32(t->n_elements);
+      KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, f32.data()).WithContext(path_ + ": " + name));
+      return Int8(f32.data(), rows, cols, model);
+    }
     KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(t->n_elements * sizeof(float), model));
     KILN_RETURN_IF_ERROR(
         safetensors::ToF32(*t, reinterpret_cast<float*>(out)).WithContext(path_ + ": " + name));
     m.data = out;
     return m;
   }
+
+  bool int8() const { return int8_; }
 
   // A vector of `n` values, in f32.
   Result<std::vector<float>> Vector(const std::string& name, int64_t n) const {
@@ -209,6 +228,19 @@ class LlamaModel::Loader {
   Status Missing(const std::string& name) const {
     return Status::InvalidArgument(path_ + ": no tensor " + name);
   }
+  // f32 rows quantized to int8 per output channel, packed for the Q8_0 kernels.
+  Result<cpu::WeightMatrix> Int8(const float* f32, int64_t rows, int64_t cols,
+                                 LlamaModel* model) const {
+    std::vector<uint8_t> q8(static_cast<size_t>(rows) *
+                            cpu::RowBytes(cpu::WeightType::kQ8_0, cols));
+    cpu::QuantizeRowsInt8(f32, rows, cols, q8.data());
+    cpu::WeightMatrix m{cpu::WeightType::kQ8_0, rows, cols, nullptr};
+    KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(cpu::PackedBytes(m.type, rows, cols), model));
+    cpu::PackWeights(m.type, rows, cols, q8.data(), out);
+    m.data = out;
+    return m;
+  }
+
   Result<uint8_t*> Allocate(size_t bytes, LlamaModel* model) const {
     uint8_t* out = arena_->Allocate(bytes);
     if (out == nullptr) return Status::Internal(path_ + ": the weights outgrew their arena");
@@ -217,6 +249,7 @@ class LlamaModel::Loader {
   }
 
   std::string path_;
+  bool int8_ = false;
   std::shared_ptr<gguf::GgufFile> gguf_;
   std::map<std::string, const gguf::TensorInfo*> gguf_index_;
   std::shared_ptr<safetensors::SafetensorsModel> st_;
@@ -225,8 +258,8 @@ class LlamaModel::Loader {
 
 LlamaModel::~LlamaModel() = default;
 
-Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
-  KILN_ASSIGN_OR_RETURN(Loader loader, Loader::Open(path));
+Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bool quantize_int8) {
+  KILN_ASSIGN_OR_RETURN(Loader loader, Loader::Open(path, quantize_int8));
   std::unique_ptr<LlamaModel> m(new LlamaModel());
   m->keep_alive_.push_back(loader.arena());
   if (loader.is_gguf() &&
@@ -284,10 +317,15 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
     m->layers_.push_back(std::move(layer));
   }
   KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("model.norm.weight", h));
-  KILN_ASSIGN_OR_RETURN(m->embed_,
-                        loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m.get()));
+  // The embedding is looked up, not multiplied: it stays as stored (or widened to f32).
+  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("model.embed_tokens.weight", c.vocab_size, h,
+                                                 m.get(), /*may_quantize=*/false));
   if (loader.Has("lm_head.weight")) {
     KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("lm_head.weight", c.vocab_size, h, m.get()));
+  } else if (loader.int8() && m->embed_.type == cpu::WeightType::kF32) {
+    // Tied: the output projection is the embedding, multiplied in int8.
+    KILN_ASSIGN_OR_RETURN(m->lm_head_,
+                          loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m.get()));
   } else {
     m->lm_head_ = m->embed_;  // tied
   }
@@ -376,8 +414,13 @@ Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
     m->layers_.push_back(std::move(layer));
   }
   KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("output_norm.weight", h));
-  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("token_embd.weight", c.vocab_size, h, m));
-  m->lm_head_ = m->embed_;
+  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("token_embd.weight", c.vocab_size, h, m,
+                                                 /*may_quantize=*/false));
+  if (loader.int8() && m->embed_.type == cpu::WeightType::kF32) {
+    KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("token_embd.weight", c.vocab_size, h, m));
+  } else {
+    m->lm_head_ = m->embed_;  // tied
+  }
   auto most = std::max_element(type_counts.begin(), type_counts.end(),
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);

@@ -32,7 +32,11 @@ namespace kiln::native {
 class LlamaModel {
  public:
   // `path`: a Hugging Face folder (config.json + safetensors) or a .gguf file.
-  static Result<std::unique_ptr<LlamaModel>> Load(const std::string& path);
+  // `quantize_int8`: bf16, f16 and f32 matrices (all but the embedding lookup) become int8 per
+  // output channel at load (cpu::QuantizeRowsInt8), computed by the Q8_0 kernels; a tied output
+  // projection gets its own int8 copy.
+  static Result<std::unique_ptr<LlamaModel>> Load(const std::string& path,
+                                                  bool quantize_int8 = false);
   ~LlamaModel();
 
   const formats::ModelConfig& config() const { return config_; }

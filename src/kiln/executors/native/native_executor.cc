@@ -9,7 +9,11 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
                                                              const NativeExecutorOptions& options) {
   std::unique_ptr<NativeExecutor> e(new NativeExecutor());
   KILN_ASSIGN_OR_RETURN(e->isa_, cpu::SelectIsa());
-  KILN_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(path));
+  const std::string& q = options.quantization;
+  if (!q.empty() && q != "none" && q != "int8") {
+    return Status::InvalidArgument("--quantization " + q + ": expected none or int8");
+  }
+  KILN_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(path, q == "int8"));
   const formats::ModelConfig& c = e->model_->config();
   int64_t context = c.max_position_embeddings > 0 ? c.max_position_embeddings : 8192;
   if (options.max_model_len > 0) {

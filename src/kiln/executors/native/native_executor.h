@@ -25,6 +25,9 @@ struct NativeExecutorOptions {
   int64_t max_model_len = 0;
   int threads = 0;  // compute threads, the engine's own included; 0: one per core
   int32_t block_size = 16;
+  // vLLM's --quantization: "" (weights as stored) or "int8" (bf16/f16/f32 matrices quantized per
+  // output channel at load).
+  std::string quantization;
 };
 
 class NativeExecutor : public engine::Executor {

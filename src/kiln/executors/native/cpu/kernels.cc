@@ -256,6 +256,26 @@ void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* ggu
   }
 }
 
+void QuantizeRowsInt8(const float* w, int64_t rows, int64_t cols, uint8_t* q8_0_rows) {
+  const size_t row_bytes = RowBytes(WeightType::kQ8_0, cols);
+  for (int64_t n = 0; n < rows; ++n) {
+    const float* row = w + n * cols;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
+    const uint16_t half = FloatToFp16(amax / 127.0f);
+    const float d = Fp16ToFloat(half);
+    const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* out = q8_0_rows + n * row_bytes;
+    for (int64_t b = 0; b < cols / kBlock; ++b, out += 34) {
+      std::memcpy(out, &half, 2);
+      for (int j = 0; j < kBlock; ++j) {
+        const float q = std::round(row[b * kBlock + j] * inv);
+        out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f)));
+      }
+    }
+  }
+}
+
 void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
   const int64_t blocks = w.cols / kBlock;
   const int record = RecordBytes(w.type);

@@ -55,6 +55,10 @@ size_t PackedBytes(WeightType type, int64_t rows, int64_t cols);
 // (PackedBytes). Quantized types only.
 void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
                  uint8_t* out);
+// Quantizes `rows` f32 rows of `cols` weights (cols a multiple of 32) to int8 per output channel,
+// written as GGUF Q8_0 rows (RowBytes apart) for PackWeights: every block of a row has the row's
+// scale d = fp16(max |w| / 127), and q = round(w / d) (half away from zero), kept within +-127.
+void QuantizeRowsInt8(const float* w, int64_t rows, int64_t cols, uint8_t* q8_0_rows);
 // Row n of a packed matrix back in GGUF's layout (RowBytes(w.type, w.cols) bytes).
 void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row);
 
