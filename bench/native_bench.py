@@ -5,7 +5,8 @@ runtime on the default folder beside them, in one run.
 Measures, for each: single-stream decode tokens/s, time to first token for a 512-token prompt
 (a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8, 32
 and 64 streamed requests in flight, the p50 and p99 time to first token of the requests at 32,
-each server's peak resident memory and the CPU-seconds it spent over the run. Before the servers
+each server's peak resident memory and the CPU-seconds it spent over the run, and at 32 concurrent
+the KV token slots Kiln's vllm runtime holds against the tokens its requests hold. Before the servers
 start it measures this CPU's memory read bandwidth and its f32 and int8 multiply-add peaks
 (tests/tools/native_cpu_limits.cc), and prints each speed as a fraction of the limit that bounds
 it: single-stream decode against bandwidth (the GGUF's weight bytes are read once per token),
@@ -31,13 +32,14 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
 from benchlib import cpu_description, wait_for_quiet  # noqa: E402
-from kiln_server import KilnServer, free_port  # noqa: E402
+from kiln_server import KilnServer, free_port, scrape  # noqa: E402
 from serve_bench import concurrent_streams, stream_completion  # noqa: E402
 
 LLAMA = r"""
@@ -55,6 +57,32 @@ server = xllamacpp.Server(p)
 print(server.listening_address, flush=True)
 sys.stdin.read()  # serve until the benchmark closes our stdin
 """
+
+
+class KvSampler:
+    """Polls a Kiln server's /metrics while a measurement runs: the KV token slots its running
+    requests' blocks hold against the tokens they have computed, at the sample holding most."""
+
+    def __init__(self, base_url):
+        self.base_url = base_url
+        self.best = (0.0, 0.0)  # (tokens held, slots used)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            m = scrape(self.base_url)
+            held = m[("kiln:kv_cache_tokens_held", ())]
+            used = m[("kiln:kv_cache_slots_used", ())]
+            if held > self.best[0]:
+                self.best = (held, used)
+            self.stop.wait(0.05)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return self.best
 
 
 def peak_rss_mib(pid):
@@ -189,6 +217,7 @@ def main(argv=None):
         rows += [(f"aggregate at {c} concurrent, streamed (tokens/s)", "aggregate", c, True)
                  for c in concurrency]
         results = []
+        kv_samples = []  # (tokens held, slots used) of kiln-vllm at 32 concurrent
         for label, what, n, higher in rows:
             values = {s.name: [] for s in servers}
             p50 = {s.name: [] for s in servers}
@@ -197,7 +226,12 @@ def main(argv=None):
                 order = servers[repeat % 3:] + servers[:repeat % 3]
                 for s in order:
                     wait_for_quiet(args.max_wait)
+                    sampler = (KvSampler(vllm.base_url)
+                               if s.name == "kiln-vllm" and what == "aggregate" and n == 32
+                               else None)
                     values[s.name].append(s.measure(what, spec, n))
+                    if sampler:
+                        kv_samples.append(sampler.finish())
                     if what == "aggregate":
                         p50[s.name].append(percentile(s.ttfts, 50))
                         p99[s.name].append(percentile(s.ttfts, 99))
@@ -231,6 +265,9 @@ def main(argv=None):
           f"{cpu['llama.cpp']:10.1f} {cpu['kiln-onnx']:10.1f}")
     print("(ratios > 1 mean Kiln's vllm runtime is better; for time to first token the ratio is "
           "other/kiln; medians of the repeats)")
+    for held, used in kv_samples:
+        print(f"kiln-vllm KV cache at 32 concurrent (most tokens held): {used:.0f} token slots in "
+              f"use for {held:.0f} tokens held, {used / held:.3f}x what they need")
     int8 = limits.get("int8_gops", float("nan")) * 1e9
     print("fraction of the limit:")
     for label, higher, values in results:

@@ -122,3 +122,33 @@ def test_metrics_equal_what_was_served(server):
     assert value(m, "vllm:e2e_request_latency_seconds_count") == n + 1
     assert value(m, "vllm:request_prompt_tokens_count") == n + 1
     assert value(m, "vllm:generation_tokens_total") > generated
+
+
+def test_kv_cache_slots_used_stay_within_a_block_of_the_tokens_held(kiln_bin, smollm2_gguf):
+    # The vllm runtime's paged cache: while a request is in flight its blocks hold its computed
+    # tokens plus at most the rest of one block (and one block opened ahead for the next token);
+    # once it is done its blocks are released (kept only as cached prefix, which counts as free).
+    s = KilnServer(kiln_bin, smollm2_gguf, "--max-model-len", 1024)
+    try:
+        body = json.dumps({"model": MODEL, "prompt": "Count from one to a thousand:",
+                           "max_tokens": 600, "stream": True, "ignore_eos": True}).encode()
+        with socket.create_connection(("127.0.0.1", s.port)) as conn:
+            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: " +
+                         str(len(body)).encode() + b"\r\n\r\n" + body)
+            received = b""
+            while received.count(b"data:") < 40:
+                received += conn.recv(65536)
+            m = scrape(s.base_url)
+            held = value(m, "kiln:kv_cache_tokens_held")
+            used = value(m, "kiln:kv_cache_slots_used")
+            assert value(m, "vllm:num_requests_running") == 1
+            assert held >= 40, (held, used)
+            assert held <= used <= held + 2 * 16, (held, used)
+        s.wait_for(lambda: value(scrape(s.base_url), "vllm:num_requests_running") == 0,
+                   "the request left the batch")
+        m = scrape(s.base_url)
+        assert value(m, "kiln:kv_cache_tokens_held") == 0
+        assert value(m, "kiln:kv_cache_slots_used") == 0
+    finally:
+        assert s.stop() == 0, s.output()

@@ -382,6 +382,12 @@ void Engine::UpdateStats(int64_t generated, int64_t preempted) {
   stats_.running = static_cast<int64_t>(scheduler_.num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_.num_waiting());
   stats_.kv_cache_usage = blocks_.usage();
+  stats_.kv_cache_slots_used =
+      static_cast<int64_t>(blocks_.num_blocks() - blocks_.num_free_blocks()) * blocks_.block_size();
+  stats_.kv_cache_tokens_held = 0;
+  for (const Sequence* seq : scheduler_.running()) {
+    stats_.kv_cache_tokens_held += seq->num_computed_tokens;
+  }
   stats_.generation_tokens_total += generated;
   stats_.preemptions_total += preempted;
   stats_.prefix_cache_queries_total =

@@ -69,6 +69,7 @@ class Scheduler {
   void Complete(const SchedulerStep& step);
 
   size_t num_running() const { return running_.size(); }
+  const std::vector<Sequence*>& running() const { return running_; }
   size_t num_waiting() const { return waiting_.size(); }
   bool idle() const { return running_.empty() && waiting_.empty(); }
   const SchedulerConfig& config() const { return config_; }

@@ -84,6 +84,12 @@ std::string Metrics::Render(const GaugeSnapshot& gauges) const {
   gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", gauges.waiting);
   gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
         gauges.kv_cache_usage);
+  gauge("kiln:kv_cache_slots_used", "Token slots of the KV-cache blocks running requests hold.",
+        gauges.kv_cache_slots_used);
+  gauge("kiln:kv_cache_tokens_held",
+        "Tokens whose keys and values running requests have computed (shared prefix blocks count "
+        "once per request).",
+        gauges.kv_cache_tokens_held);
   counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", prompt_tokens_);
   counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
           generation_tokens_);

@@ -30,6 +30,8 @@ struct GaugeSnapshot {
   double running = 0;
   double waiting = 0;
   double kv_cache_usage = 0;  // 0..1
+  double kv_cache_slots_used = 0;
+  double kv_cache_tokens_held = 0;
 };
 
 class Metrics {

@@ -477,7 +477,8 @@ std::string OpenAiServer::RenderMetrics() {
   metrics_->SetPreemptions(stats.preemptions_total);
   metrics_->SetPrefixCache(stats.prefix_cache_queries_total, stats.prefix_cache_hits_total);
   return metrics_->Render({static_cast<double>(stats.running), static_cast<double>(stats.waiting),
-                           stats.kv_cache_usage});
+                           stats.kv_cache_usage, static_cast<double>(stats.kv_cache_slots_used),
+                           static_cast<double>(stats.kv_cache_tokens_held)});
 }
 
 }  // namespace kiln::server
