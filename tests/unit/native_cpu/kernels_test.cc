@@ -369,6 +369,30 @@ TEST(AttentionTest, AQueryGroupGivesEachQueryItsOwnBits) {
   }
 }
 
+TEST(SiluMulTest, MatchesTheDefinitionAndEachElementIgnoresN) {
+  std::mt19937 rng(16);
+  std::vector<float> gate = RandomActivations(203, rng), up = RandomActivations(203, rng);
+  // Far tails: exp overflows or vanishes there.
+  gate[0] = -100.0f;
+  gate[1] = 100.0f;
+  gate[2] = -88.5f;
+  gate[3] = 0.0f;
+  for (Isa isa : Paths()) {
+    std::vector<float> out = gate;
+    SiluMul(isa, out.data(), up.data(), static_cast<int64_t>(out.size()));
+    for (size_t i = 0; i < out.size(); ++i) {
+      const double g = gate[i];
+      const double want = g / (1.0 + std::exp(-g)) * up[i];
+      ASSERT_NEAR(out[i], want, 4e-7 * std::fabs(want) + 1e-30)
+          << IsaName(isa) << " g=" << g << " up=" << up[i];
+      // Alone, or as any element of a shorter call, it is the same bits.
+      float alone = gate[i];
+      SiluMul(isa, &alone, &up[i], 1);
+      ASSERT_EQ(alone, out[i]) << IsaName(isa) << " element " << i;
+    }
+  }
+}
+
 TEST(AxpyF32Test, AddsAScaledRow) {
   std::mt19937 rng(6);
   for (Isa isa : Paths()) {

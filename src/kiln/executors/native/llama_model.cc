@@ -677,10 +677,10 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
         gate_[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up_[i];
       }
     } else {
-      for (int64_t i = 0; i < n * inter; ++i) {
-        const float g = gate_[i];
-        gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-      }
+      // Row by row over the pool: each element's value does not depend on the split.
+      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+        cpu::SiluMul(isa, &gate_[begin * inter], &up_[begin * inter], (end - begin) * inter);
+      });
     }
     Project(layer.down, gate_.data(), n, tmp_.data(), pool, isa);
     if (gemma_) RmsNorm(tmp_.data(), layer.post_ffn_norm, tmp_.data(), n);

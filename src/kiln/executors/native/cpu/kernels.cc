@@ -318,6 +318,11 @@ float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max) {
   return ExpSubMaxSumPortable(x, n, max);
 }
 
+void SiluMul(Isa isa, float* gate, const float* up, int64_t n) {
+  if (UseAvx2(isa)) return avx2::SiluMul(gate, up, n);
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
   if (UseAvx2(isa)) return avx2::AxpyF32(a, x, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];

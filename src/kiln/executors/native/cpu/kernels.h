@@ -82,6 +82,9 @@ float DotF32(Isa isa, const float* w, const float* x, int64_t k);
 // x[i]; returns their sum. The exponential is a polynomial (relative error about 2e-7), the same
 // for every element whatever n or its index, and the sum's order depends on n only.
 float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max);
+// SwiGLU's product: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i],
+// for i in [0, n); each element the same operations whatever n or its index.
+void SiluMul(Isa isa, float* gate, const float* up, int64_t n);
 // y[i] += a * x[i] for i in [0, n).
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n);
 

@@ -171,6 +171,26 @@ float ExpSubMaxSum(float* x, int64_t n, float max) {
   return HorizontalSum(acc);
 }
 
+void SiluMul(float* gate, const float* up, int64_t n) {
+  // exp(-g) by Exp8, its argument kept below 88 so that 2^n stays a finite float (there g /
+  // (1 + e) is -0 or a denormal either way). The tail goes through the same vector operations.
+  const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(88.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  auto step = [&](__m256 g, __m256 u) {
+    const __m256 e = Exp8(_mm256_min_ps(_mm256_xor_ps(g, sign), top));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(gate + i, step(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  if (i < n) {
+    const __m256i mask = LaneMask(n - i);
+    _mm256_maskstore_ps(gate + i, mask,
+                        step(_mm256_maskload_ps(gate + i, mask), _mm256_maskload_ps(up + i, mask)));
+  }
+}
+
 void AxpyF32(float a, const float* x, float* y, int64_t n) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;
