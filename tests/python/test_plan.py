@@ -149,3 +149,22 @@ def test_hugging_face_folder(kiln_bin, smollm2_hf):
     assert c["source"] == "config" and c["weight_bytes_from_files"] is False
     assert c["parameters"] == SMOLLM2_PARAMETERS
     assert c["weight_bytes"] == SMOLLM2_PARAMETERS * 2
+
+
+def test_gemma3_gguf_is_planned_and_the_server_holds_what_the_plan_counts(kiln_bin, gemma3_gguf):
+    # Gemma 3 270M: 18 layers, one KV head of 256; every layer keeps its keys and values (the
+    # sliding-window layers too), in f32 on the CPU.
+    j = plan_json(kiln_bin, gemma3_gguf, "--set", "max_model_len=1024")
+    m, p = j["model"], j["plan"]
+    assert m["model_type"] == "gemma3" and m["tie_word_embeddings"] is True
+    assert (m["num_hidden_layers"], m["num_key_value_heads"], m["head_dim"]) == (18, 1, 256)
+    assert p["kv_bytes_per_token"] == 2 * 18 * 1 * 256 * 4
+    reader = gguf.GGUFReader(str(gemma3_gguf))
+    assert m["parameters"] == sum(int(t.n_elements) for t in reader.tensors)
+    # What the served executor reports holding equals the plan's weights.
+    from kiln_server import KilnServer
+    s = KilnServer(kiln_bin, gemma3_gguf, "--max-model-len", 1024)
+    assert s.stop() == 0, s.output()
+    loaded = next(line for line in s.output().splitlines() if "(vllm on cpu" in line)
+    assert f", {m['cpu_weight_bytes'] >> 20} MiB;" in loaded, (loaded, m["cpu_weight_bytes"])
+    assert "memory plan (kiln plan)" in s.output()

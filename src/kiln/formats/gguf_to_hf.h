@@ -21,6 +21,11 @@ namespace kiln::formats {
 // `torch_dtype` is the dtype the weights will be written in.
 Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& gguf, safetensors::Dtype dtype);
 
+// The config of a GGUF whose general.architecture is "gemma3", as llama.cpp's conversion writes
+// it (Unsupported otherwise): shapes, rotary base, sliding window, end-of-turn tokens; tied
+// embeddings. What the native runtime and the memory planner read.
+Result<ModelConfig> Gemma3ConfigFromGguf(const gguf::GgufFile& gguf);
+
 // transformers' name for a llama GGUF tensor ("blk.3.attn_q.weight" ->
 // "model.layers.3.self_attn.q_proj.weight"); InvalidArgument for a tensor with no counterpart.
 Result<std::string> HfTensorNameForGguf(std::string_view gguf_name);

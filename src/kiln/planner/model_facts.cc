@@ -44,7 +44,12 @@ Result<ModelFacts> FactsFromGguf(const std::string& path) {
   ModelFacts facts;
   facts.path = path;
   facts.source = "gguf";
-  KILN_ASSIGN_OR_RETURN(facts.config, formats::LlamaConfigFromGguf(file, safetensors::Dtype::kF32));
+  if (file.GetString("general.architecture").value_or("") == "gemma3") {
+    KILN_ASSIGN_OR_RETURN(facts.config, formats::Gemma3ConfigFromGguf(file));
+  } else {
+    KILN_ASSIGN_OR_RETURN(facts.config,
+                          formats::LlamaConfigFromGguf(file, safetensors::Dtype::kF32));
+  }
   // The GGUF's own tensor types, not the f32 that LlamaConfigFromGguf would write them in.
   facts.config.torch_dtype.clear();
   bool tied = true;

@@ -340,44 +340,8 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
 // transformers' order (rotary halves), every sixth layer global and the others sliding-window.
 Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
   const gguf::GgufFile& g = loader.gguf();
-  auto positive = [&](const std::string& key) -> Result<int64_t> {
-    std::optional<int64_t> v = g.GetInt(key);
-    if (!v || *v <= 0) {
-      return Status::InvalidArgument(g.name() + ": expected a positive integer " + key);
-    }
-    return *v;
-  };
-  formats::ModelConfig& c = m->config_;
-  c.model_type = "gemma3";
-  c.architecture = "Gemma3ForCausalLM";
-  KILN_ASSIGN_OR_RETURN(c.hidden_size, positive("gemma3.embedding_length"));
-  KILN_ASSIGN_OR_RETURN(c.intermediate_size, positive("gemma3.feed_forward_length"));
-  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, positive("gemma3.block_count"));
-  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, positive("gemma3.attention.head_count"));
-  KILN_ASSIGN_OR_RETURN(c.num_key_value_heads, positive("gemma3.attention.head_count_kv"));
-  KILN_ASSIGN_OR_RETURN(c.head_dim, positive("gemma3.attention.key_length"));
-  if (g.GetInt("gemma3.attention.value_length").value_or(c.head_dim) != c.head_dim ||
-      c.num_attention_heads % c.num_key_value_heads != 0 || c.head_dim % 2 != 0) {
-    return Status::Unsupported(g.name() + ": unusual attention shapes for Gemma 3");
-  }
-  KILN_ASSIGN_OR_RETURN(c.max_position_embeddings, positive("gemma3.context_length"));
-  c.rms_norm_eps = g.GetFloat("gemma3.attention.layer_norm_rms_epsilon").value_or(1e-6);
-  c.rope_theta = g.GetFloat("gemma3.rope.freq_base").value_or(1e6);
-  c.sliding_window = g.GetInt("gemma3.attention.sliding_window").value_or(512);
-  c.hidden_act = "gelu_pytorch_tanh";
-  c.tie_word_embeddings = true;
-  if (auto bos = g.GetInt("tokenizer.ggml.bos_token_id")) c.bos_token_id = *bos;
-  if (auto eos = g.GetInt("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*eos);
-  if (auto tokens = g.GetStringArray("tokenizer.ggml.tokens")) {
-    // A chat turn ends with <end_of_turn>, which llama.cpp also treats as an end of generation.
-    auto it = std::find(tokens->begin(), tokens->end(), "<end_of_turn>");
-    if (it != tokens->end()) c.eos_token_ids.push_back(it - tokens->begin());
-  }
-  const gguf::TensorInfo* embd = g.FindTensor("token_embd.weight");
-  if (embd == nullptr || embd->dims.size() != 2) {
-    return Status::InvalidArgument(g.name() + ": no 2-D tensor token_embd.weight");
-  }
-  c.vocab_size = static_cast<int64_t>(embd->dims[1]);
+  KILN_ASSIGN_OR_RETURN(m->config_, formats::Gemma3ConfigFromGguf(g));
+  const formats::ModelConfig& c = m->config_;
 
   m->gemma_ = true;
   m->embed_scale_ = std::sqrt(static_cast<float>(c.hidden_size));
