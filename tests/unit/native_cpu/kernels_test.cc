@@ -369,6 +369,41 @@ TEST(AttentionTest, AQueryGroupGivesEachQueryItsOwnBits) {
   }
 }
 
+TEST(AttentionTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
+  std::mt19937 rng(17);
+  for (Isa isa : Paths()) {
+    for (int64_t count : {1, 5, 12, 40}) {
+      const int64_t hd = 64;
+      std::vector<std::vector<uint16_t>> keys(count), values(count);
+      std::vector<std::vector<float>> keys_f32(count), values_f32(count);
+      std::vector<const uint16_t*> k_bf16, v_bf16;
+      std::vector<const float*> k_f32, v_f32;
+      for (int64_t p = 0; p < count; ++p) {
+        for (float v : RandomActivations(hd, rng)) keys[p].push_back(FloatToBf16(v));
+        for (float v : RandomActivations(hd, rng)) values[p].push_back(FloatToBf16(v));
+        for (uint16_t b : keys[p]) keys_f32[p].push_back(Bf16ToFloat(b));
+        for (uint16_t b : values[p]) values_f32[p].push_back(Bf16ToFloat(b));
+        k_bf16.push_back(keys[p].data());
+        v_bf16.push_back(values[p].data());
+        k_f32.push_back(keys_f32[p].data());
+        v_f32.push_back(values_f32[p].data());
+      }
+      for (int64_t queries : {1, 2, 3}) {
+        const std::vector<float> q = RandomActivations(queries * hd, rng);
+        std::vector<float> a(queries * count), b(queries * count), out_a(queries * hd),
+            out_b(queries * hd);
+        AttentionScores(isa, k_f32.data(), q.data(), queries, count, hd, 0.125f, a.data(), count);
+        AttentionScoresBf16(isa, k_bf16.data(), q.data(), queries, count, hd, 0.125f, b.data(),
+                            count);
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << IsaName(isa);
+        AttentionValues(isa, v_f32.data(), a.data(), count, queries, count, hd, out_a.data());
+        AttentionValuesBf16(isa, v_bf16.data(), a.data(), count, queries, count, hd, out_b.data());
+        ASSERT_EQ(std::memcmp(out_a.data(), out_b.data(), out_a.size() * 4), 0) << IsaName(isa);
+      }
+    }
+  }
+}
+
 TEST(SiluMulTest, MatchesTheDefinitionAndEachElementIgnoresN) {
   std::mt19937 rng(16);
   std::vector<float> gate = RandomActivations(203, rng), up = RandomActivations(203, rng);

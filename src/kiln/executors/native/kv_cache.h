@@ -54,8 +54,19 @@ class KvCache {
   const float* Value(int64_t layer, int64_t slot, int64_t head, float* buf) const {
     return Read(values_[layer], value_scales_, layer, slot, head, buf);
   }
+  // A bf16 cache's rows as stored (head_dim values), for kernels that widen them as they read.
+  const uint16_t* KeyBf16(int64_t layer, int64_t slot, int64_t head) const {
+    return RawBf16(keys_[layer], slot, head);
+  }
+  const uint16_t* ValueBf16(int64_t layer, int64_t slot, int64_t head) const {
+    return RawBf16(values_[layer], slot, head);
+  }
 
  private:
+  const uint16_t* RawBf16(const std::unique_ptr<uint8_t[]>& base, int64_t slot,
+                          int64_t head) const {
+    return reinterpret_cast<const uint16_t*>(base.get()) + (slot * kv_heads_ + head) * head_dim_;
+  }
   void Store(uint8_t* base, std::vector<std::unique_ptr<float[]>>& scales, int64_t layer,
              int64_t slot, const float* x);
   const float* Read(const std::unique_ptr<uint8_t[]>& base,

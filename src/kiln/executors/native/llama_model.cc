@@ -507,7 +507,10 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // One task per (token, kv head), for the `group` query heads that share its keys and values;
   // each head reduces over positions in order through kernels whose every element is computed
   // the same whatever else the step holds.
-  const bool decode_rows = kv_.dtype() != KvDtype::kF32;
+  // A bf16 cache is read in place by the bf16 kernels (widening is exact: the same bits as
+  // decoded rows); fp8 rows are decoded once per task for the group's heads.
+  const bool bf16 = kv_.dtype() == KvDtype::kBF16;
+  const bool decode_rows = kv_.dtype() == KvDtype::kFp8E4M3;
   // Each call's own number, so that rows gathered in one call are never taken for another's.
   static std::atomic<uint64_t> calls{0};
   const uint64_t call = ++calls;
@@ -521,6 +524,7 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
       int64_t first = 0, count = 0;
       std::vector<const float*> k_rows, v_rows;
       std::vector<float> k_decoded, v_decoded;
+      std::vector<const uint16_t*> k_bf16, v_bf16;  // a bf16 cache's rows, read as stored
     };
     thread_local std::vector<Gathered> gathered;
     thread_local std::vector<float> scores, totals;
@@ -541,6 +545,10 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         rows.k_rows.resize(most);
         rows.v_rows.resize(most);
       }
+      if (bf16 && rows.k_bf16.size() < most) {
+        rows.k_bf16.resize(most);
+        rows.v_bf16.resize(most);
+      }
       if (decode_rows && rows.k_decoded.size() < most * hd) {
         rows.k_decoded.resize(most * hd);
         rows.v_decoded.resize(most * hd);
@@ -558,6 +566,11 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         const int64_t p = first + i;
         const int64_t slot =
             static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
+        if (bf16) {
+          rows.k_bf16[i] = kv_.KeyBf16(layer, slot, g);
+          rows.v_bf16[i] = kv_.ValueBf16(layer, slot, g);
+          continue;
+        }
         k_rows[i] = kv_.Key(layer, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
         v_rows[i] = kv_.Value(layer, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
       }
@@ -567,8 +580,13 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
       rows.count = count;
       // The group's query heads together: each key and value row is read once for all of them.
       const int64_t head0 = g * group;
-      cpu::AttentionScores(isa, k_rows.data(), &q_[(t * heads + head0) * hd], group, count, hd,
-                           scale, scores.data(), count);
+      const float* q = &q_[(t * heads + head0) * hd];
+      if (bf16) {
+        cpu::AttentionScoresBf16(isa, rows.k_bf16.data(), q, group, count, hd, scale, scores.data(),
+                                 count);
+      } else {
+        cpu::AttentionScores(isa, k_rows.data(), q, group, count, hd, scale, scores.data(), count);
+      }
       for (int64_t j = 0; j < group; ++j) {
         float* row = &scores[j * count];
         float max_score = -INFINITY;
@@ -576,7 +594,12 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         totals[j] = cpu::ExpSubMaxSum(isa, row, count, max_score);
       }
       float* out = &att_[(t * heads + head0) * hd];
-      cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, group, count, hd, out);
+      if (bf16) {
+        cpu::AttentionValuesBf16(isa, rows.v_bf16.data(), scores.data(), count, group, count, hd,
+                                 out);
+      } else {
+        cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, group, count, hd, out);
+      }
       for (int64_t j = 0; j < group; ++j) {
         const float inv_total = 1.0f / totals[j];
         for (int64_t i = 0; i < hd; ++i) out[j * hd + i] *= inv_total;

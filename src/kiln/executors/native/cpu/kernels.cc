@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "kiln/base/half.h"
 #include "kiln/executors/native/cpu/kernels_avx2.h"
@@ -351,6 +352,44 @@ void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_
       for (int64_t i = 0; i < hd; ++i) out[n * hd + i] += w[n * w_stride + p] * v_rows[p][i];
     }
   }
+}
+
+namespace {
+
+// The portable path widens each bf16 row into a buffer and takes the f32 kernels.
+void WidenRows(const uint16_t* const* rows, int64_t count, int64_t hd, std::vector<float>* buf,
+               std::vector<const float*>* ptrs) {
+  buf->resize(count * hd);
+  ptrs->resize(count);
+  for (int64_t p = 0; p < count; ++p) {
+    for (int64_t i = 0; i < hd; ++i) (*buf)[p * hd + i] = Bf16ToFloat(rows[p][i]);
+    (*ptrs)[p] = &(*buf)[p * hd];
+  }
+}
+
+}  // namespace
+
+void AttentionScoresBf16(Isa isa, const uint16_t* const* k_rows, const float* q, int64_t queries,
+                         int64_t count, int64_t hd, float scale, float* scores,
+                         int64_t scores_stride) {
+  if (UseAvx2(isa) && hd % 8 == 0) {
+    return avx2::AttentionScoresBf16(k_rows, q, queries, count, hd, scale, scores, scores_stride);
+  }
+  std::vector<float> buf;
+  std::vector<const float*> rows;
+  WidenRows(k_rows, count, hd, &buf, &rows);
+  AttentionScores(isa, rows.data(), q, queries, count, hd, scale, scores, scores_stride);
+}
+
+void AttentionValuesBf16(Isa isa, const uint16_t* const* v_rows, const float* w, int64_t w_stride,
+                         int64_t queries, int64_t count, int64_t hd, float* out) {
+  if (UseAvx2(isa) && hd % 8 == 0) {
+    return avx2::AttentionValuesBf16(v_rows, w, w_stride, queries, count, hd, out);
+  }
+  std::vector<float> buf;
+  std::vector<const float*> rows;
+  WidenRows(v_rows, count, hd, &buf, &rows);
+  AttentionValues(isa, rows.data(), w, w_stride, queries, count, hd, out);
 }
 
 MatMulScratch::~MatMulScratch() { delete[] blocks; }

@@ -98,6 +98,13 @@ void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_
                      int64_t count, int64_t hd, float scale, float* scores, int64_t scores_stride);
 void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t w_stride,
                      int64_t queries, int64_t count, int64_t hd, float* out);
+// The same over bf16 rows, widened exactly to f32 as they are read: bitwise the f32 kernels'
+// results on the widened rows.
+void AttentionScoresBf16(Isa isa, const uint16_t* const* k_rows, const float* q, int64_t queries,
+                         int64_t count, int64_t hd, float scale, float* scores,
+                         int64_t scores_stride);
+void AttentionValuesBf16(Isa isa, const uint16_t* const* v_rows, const float* w, int64_t w_stride,
+                         int64_t queries, int64_t count, int64_t hd, float* out);
 
 // Scratch for MatMul: the quantized activations. Reused across calls to avoid allocations.
 struct MatMulScratch {

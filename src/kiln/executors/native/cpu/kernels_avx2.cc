@@ -209,19 +209,26 @@ inline __m128 ReduceFour(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
+// 8 values of a key or value row: f32 as they are, bf16 widened (exactly) to f32.
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) {
+  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+
 // Rows [g, g + 8) (a short last group repeats row g in the missing places; their scores are
 // dropped), for one query: 8 accumulators, each the fused sum over hd in order.
-void ScoresOne(const float* const* k_rows, const float* q, int64_t count, int64_t hd, __m128 vscale,
+template <typename T>
+void ScoresOne(const T* const* k_rows, const float* q, int64_t count, int64_t hd, __m128 vscale,
                float* scores) {
   for (int64_t g = 0; g < count; g += 8) {
-    const float* rows[8];
+    const T* rows[8];
     for (int j = 0; j < 8; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
     __m256 acc[8];
     for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t d = 0; d < hd; d += 8) {
       const __m256 qv = _mm256_loadu_ps(q + d);
-      for (int j = 0; j < 8; ++j)
-        acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[j] + d), qv, acc[j]);
+      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(Load8(rows[j] + d), qv, acc[j]);
     }
     alignas(32) float out[8];
     _mm_store_ps(out, _mm_mul_ps(ReduceFour(acc[0], acc[1], acc[2], acc[3]), vscale));
@@ -233,11 +240,11 @@ void ScoresOne(const float* const* k_rows, const float* q, int64_t count, int64_
 
 // N queries, 4 rows at a time: each key vector is loaded once for the N queries, and each
 // score takes ScoresOne's operations.
-template <int N>
-void ScoresMany(const float* const* k_rows, const float* q, int64_t count, int64_t hd,
-                __m128 vscale, float* scores, int64_t scores_stride) {
+template <int N, typename T>
+void ScoresMany(const T* const* k_rows, const float* q, int64_t count, int64_t hd, __m128 vscale,
+                float* scores, int64_t scores_stride) {
   for (int64_t g = 0; g < count; g += 4) {
-    const float* rows[4];
+    const T* rows[4];
     for (int j = 0; j < 4; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
     __m256 acc[N][4];
     for (int n = 0; n < N; ++n) {
@@ -247,7 +254,7 @@ void ScoresMany(const float* const* k_rows, const float* q, int64_t count, int64
       __m256 qv[N];
       for (int n = 0; n < N; ++n) qv[n] = _mm256_loadu_ps(q + n * hd + d);
       for (int j = 0; j < 4; ++j) {
-        const __m256 kv = _mm256_loadu_ps(rows[j] + d);
+        const __m256 kv = Load8(rows[j] + d);
         for (int n = 0; n < N; ++n) acc[n][j] = _mm256_fmadd_ps(kv, qv[n], acc[n][j]);
       }
     }
@@ -263,8 +270,8 @@ void ScoresMany(const float* const* k_rows, const float* q, int64_t count, int64
 // Outputs [c, c + 8 W) of N queries, held in N * W registers over all positions: each value
 // vector is loaded once for the N queries; each output element is its fused sum over positions in
 // order.
-template <int N, int W>
-void ValuesChunk(const float* const* v_rows, const float* w, int64_t w_stride, int64_t count,
+template <int N, int W, typename T>
+void ValuesChunk(const T* const* v_rows, const float* w, int64_t w_stride, int64_t count,
                  int64_t hd, int64_t c, float* out) {
   __m256 acc[N][W];
   for (int n = 0; n < N; ++n) {
@@ -273,9 +280,9 @@ void ValuesChunk(const float* const* v_rows, const float* w, int64_t w_stride, i
   for (int64_t p = 0; p < count; ++p) {
     __m256 wp[N];
     for (int n = 0; n < N; ++n) wp[n] = _mm256_set1_ps(w[n * w_stride + p]);
-    const float* row = v_rows[p] + c;
+    const T* row = v_rows[p] + c;
     for (int v = 0; v < W; ++v) {
-      const __m256 x = _mm256_loadu_ps(row + 8 * v);
+      const __m256 x = Load8(row + 8 * v);
       for (int n = 0; n < N; ++n) acc[n][v] = _mm256_fmadd_ps(wp[n], x, acc[n][v]);
     }
   }
@@ -286,43 +293,68 @@ void ValuesChunk(const float* const* v_rows, const float* w, int64_t w_stride, i
 
 // All hd outputs of N queries: chunks of 8 * (8 / N) floats (the registers' worth), then single
 // vectors.
-template <int N>
-void ValuesMany(const float* const* v_rows, const float* w, int64_t w_stride, int64_t count,
-                int64_t hd, float* out) {
+template <int N, typename T>
+void ValuesMany(const T* const* v_rows, const float* w, int64_t w_stride, int64_t count, int64_t hd,
+                float* out) {
   constexpr int kWide = N == 1 ? 8 : 4;
   int64_t c = 0;
   for (; c + 8 * kWide <= hd; c += 8 * kWide)
-    ValuesChunk<N, kWide>(v_rows, w, w_stride, count, hd, c, out);
-  for (; c < hd; c += 8) ValuesChunk<N, 1>(v_rows, w, w_stride, count, hd, c, out);
+    ValuesChunk<N, kWide, T>(v_rows, w, w_stride, count, hd, c, out);
+  for (; c < hd; c += 8) ValuesChunk<N, 1, T>(v_rows, w, w_stride, count, hd, c, out);
+}
+
+template <typename T>
+void Scores(const T* const* k_rows, const float* q, int64_t queries, int64_t count, int64_t hd,
+            float scale, float* scores, int64_t scores_stride) {
+  const __m128 vscale = _mm_set1_ps(scale);
+  int64_t n = 0;
+  for (; n + 3 <= queries; n += 3) {
+    ScoresMany<3, T>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride,
+                     scores_stride);
+  }
+  if (queries - n == 2) {
+    ScoresMany<2, T>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride,
+                     scores_stride);
+  } else if (queries - n == 1) {
+    ScoresOne<T>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride);
+  }
+}
+
+template <typename T>
+void Values(const T* const* v_rows, const float* w, int64_t w_stride, int64_t queries,
+            int64_t count, int64_t hd, float* out) {
+  int64_t n = 0;
+  for (; n + 3 <= queries; n += 3) {
+    ValuesMany<3, T>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  }
+  if (queries - n == 2) {
+    ValuesMany<2, T>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  } else if (queries - n == 1) {
+    ValuesMany<1, T>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
+  }
 }
 
 }  // namespace
 
 void AttentionScores(const float* const* k_rows, const float* q, int64_t queries, int64_t count,
                      int64_t hd, float scale, float* scores, int64_t scores_stride) {
-  const __m128 vscale = _mm_set1_ps(scale);
-  int64_t n = 0;
-  for (; n + 3 <= queries; n += 3) {
-    ScoresMany<3>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride, scores_stride);
-  }
-  if (queries - n == 2) {
-    ScoresMany<2>(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride, scores_stride);
-  } else if (queries - n == 1) {
-    ScoresOne(k_rows, q + n * hd, count, hd, vscale, scores + n * scores_stride);
-  }
+  Scores(k_rows, q, queries, count, hd, scale, scores, scores_stride);
+}
+
+void AttentionScoresBf16(const uint16_t* const* k_rows, const float* q, int64_t queries,
+                         int64_t count, int64_t hd, float scale, float* scores,
+                         int64_t scores_stride) {
+  Scores(k_rows, q, queries, count, hd, scale, scores, scores_stride);
 }
 
 void AttentionValues(const float* const* v_rows, const float* w, int64_t w_stride, int64_t queries,
                      int64_t count, int64_t hd, float* out) {
-  int64_t n = 0;
-  for (; n + 3 <= queries; n += 3) {
-    ValuesMany<3>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
-  }
-  if (queries - n == 2) {
-    ValuesMany<2>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
-  } else if (queries - n == 1) {
-    ValuesMany<1>(v_rows, w + n * w_stride, w_stride, count, hd, out + n * hd);
-  }
+  Values(v_rows, w, w_stride, queries, count, hd, out);
+}
+
+void AttentionValuesBf16(const uint16_t* const* v_rows, const float* w, int64_t w_stride,
+                         int64_t queries, int64_t count, int64_t hd, float* out) {
+  Values(v_rows, w, w_stride, queries, count, hd, out);
 }
 
 void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,

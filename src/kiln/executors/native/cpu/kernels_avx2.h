@@ -22,6 +22,11 @@ void AttentionScores(const float* const* k_rows, const float* q, int64_t queries
                      int64_t hd, float scale, float* scores, int64_t scores_stride);
 void AttentionValues(const float* const* v_rows, const float* w, int64_t w_stride, int64_t queries,
                      int64_t count, int64_t hd, float* out);
+void AttentionScoresBf16(const uint16_t* const* k_rows, const float* q, int64_t queries,
+                         int64_t count, int64_t hd, float scale, float* scores,
+                         int64_t scores_stride);
+void AttentionValuesBf16(const uint16_t* const* v_rows, const float* w, int64_t w_stride,
+                         int64_t queries, int64_t count, int64_t hd, float* out);
 
 // y[m * y_stride + c] for m in [0, rows) and the columns c of groups [g_begin, g_end) of a
 // packed matrix (kernels.h: PackWeights) of n columns; x holds `rows` quantized activation rows
