@@ -589,8 +589,16 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
       }
       for (int64_t j = 0; j < group; ++j) {
         float* row = &scores[j * count];
-        float max_score = -INFINITY;
-        for (int64_t i = 0; i < count; ++i) max_score = std::max(max_score, row[i]);
+        // Eight running maxima (the compiler keeps them in vector registers); max is exact in
+        // any order.
+        float lanes[8];
+        std::fill(lanes, lanes + 8, -INFINITY);
+        int64_t i = 0;
+        for (; i + 8 <= count; i += 8) {
+          for (int l = 0; l < 8; ++l) lanes[l] = std::max(lanes[l], row[i + l]);
+        }
+        for (; i < count; ++i) lanes[0] = std::max(lanes[0], row[i]);
+        const float max_score = *std::max_element(lanes, lanes + 8);
         totals[j] = cpu::ExpSubMaxSum(isa, row, count, max_score);
       }
       float* out = &att_[(t * heads + head0) * hd];
