@@ -40,33 +40,35 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+// A metadata integer the config cannot do without.
+Result<int64_t> PositiveInt(const gguf::GgufFile& g, const std::string& key) {
+  std::optional<int64_t> v = g.GetInt(key);
+  if (!v || *v <= 0) {
+    return Status::InvalidArgument(g.name() + ": expected a positive integer " + key);
+  }
+  return *v;
+}
+
 }  // namespace
 
 Result<ModelConfig> Gemma3ConfigFromGguf(const gguf::GgufFile& g) {
   if (g.GetString("general.architecture").value_or("") != "gemma3") {
     return Status::Unsupported(g.name() + ": general.architecture is not \"gemma3\"");
   }
-  auto positive = [&](const std::string& key) -> Result<int64_t> {
-    std::optional<int64_t> v = g.GetInt(key);
-    if (!v || *v <= 0) {
-      return Status::InvalidArgument(g.name() + ": expected a positive integer " + key);
-    }
-    return *v;
-  };
   ModelConfig c;
   c.model_type = "gemma3";
   c.architecture = "Gemma3ForCausalLM";
-  KILN_ASSIGN_OR_RETURN(c.hidden_size, positive("gemma3.embedding_length"));
-  KILN_ASSIGN_OR_RETURN(c.intermediate_size, positive("gemma3.feed_forward_length"));
-  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, positive("gemma3.block_count"));
-  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, positive("gemma3.attention.head_count"));
-  KILN_ASSIGN_OR_RETURN(c.num_key_value_heads, positive("gemma3.attention.head_count_kv"));
-  KILN_ASSIGN_OR_RETURN(c.head_dim, positive("gemma3.attention.key_length"));
+  KILN_ASSIGN_OR_RETURN(c.hidden_size, PositiveInt(g, "gemma3.embedding_length"));
+  KILN_ASSIGN_OR_RETURN(c.intermediate_size, PositiveInt(g, "gemma3.feed_forward_length"));
+  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, PositiveInt(g, "gemma3.block_count"));
+  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, PositiveInt(g, "gemma3.attention.head_count"));
+  KILN_ASSIGN_OR_RETURN(c.num_key_value_heads, PositiveInt(g, "gemma3.attention.head_count_kv"));
+  KILN_ASSIGN_OR_RETURN(c.head_dim, PositiveInt(g, "gemma3.attention.key_length"));
   if (g.GetInt("gemma3.attention.value_length").value_or(c.head_dim) != c.head_dim ||
       c.num_attention_heads % c.num_key_value_heads != 0 || c.head_dim % 2 != 0) {
     return Status::Unsupported(g.name() + ": unusual attention shapes for Gemma 3");
   }
-  KILN_ASSIGN_OR_RETURN(c.max_position_embeddings, positive("gemma3.context_length"));
+  KILN_ASSIGN_OR_RETURN(c.max_position_embeddings, PositiveInt(g, "gemma3.context_length"));
   c.rms_norm_eps = g.GetFloat("gemma3.attention.layer_norm_rms_epsilon").value_or(1e-6);
   c.rope_theta = g.GetFloat("gemma3.rope.freq_base").value_or(1e6);
   c.sliding_window = g.GetInt("gemma3.attention.sliding_window").value_or(512);
@@ -93,20 +95,13 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& g, safetensors::Dt
     return Status::Unsupported(g.name() + ": general.architecture is \"" + arch +
                                "\"; only llama models can be imported");
   }
-  auto required = [&](const std::string& key) -> Result<int64_t> {
-    std::optional<int64_t> v = g.GetInt(key);
-    if (!v || *v <= 0) {
-      return Status::InvalidArgument(g.name() + ": expected a positive integer " + key);
-    }
-    return *v;
-  };
   ModelConfig c;
   c.model_type = "llama";
   c.architecture = "LlamaForCausalLM";
-  KILN_ASSIGN_OR_RETURN(c.hidden_size, required("llama.embedding_length"));
-  KILN_ASSIGN_OR_RETURN(c.intermediate_size, required("llama.feed_forward_length"));
-  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, required("llama.block_count"));
-  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, required("llama.attention.head_count"));
+  KILN_ASSIGN_OR_RETURN(c.hidden_size, PositiveInt(g, "llama.embedding_length"));
+  KILN_ASSIGN_OR_RETURN(c.intermediate_size, PositiveInt(g, "llama.feed_forward_length"));
+  KILN_ASSIGN_OR_RETURN(c.num_hidden_layers, PositiveInt(g, "llama.block_count"));
+  KILN_ASSIGN_OR_RETURN(c.num_attention_heads, PositiveInt(g, "llama.attention.head_count"));
   c.num_key_value_heads = g.GetInt("llama.attention.head_count_kv").value_or(c.num_attention_heads);
   if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
     return Status::InvalidArgument(g.name() +
