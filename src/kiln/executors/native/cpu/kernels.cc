@@ -158,36 +158,13 @@ float ExpSubMaxSumPortable(float* x, int64_t n, float max) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-using PackedGemmFn = void (*)(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
-                              const BlockQ8* x, int64_t rows, int64_t k, float* y,
+using PackedGemmFn = void (*)(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end,
+                              int64_t n, const BlockQ8* x, int64_t rows, int64_t k, float* y,
                               int64_t y_stride);
 
-PackedGemmFn SimdPackedGemm(Isa isa, WeightType type) {
-  if (isa == Isa::kAvx512) {
-    switch (type) {
-      case WeightType::kQ8_0:
-        return avx512::PackedGemmQ8_0;
-      case WeightType::kQ4_0:
-        return avx512::PackedGemmQ4_0;
-      case WeightType::kQ4_1:
-        return avx512::PackedGemmQ4_1;
-      case WeightType::kF32:
-        break;
-    }
-    return nullptr;
-  }
-  const bool vnni = isa == Isa::kAvxVnni;
-  switch (type) {
-    case WeightType::kQ8_0:
-      return vnni ? avxvnni::PackedGemmQ8_0 : avx2::PackedGemmQ8_0;
-    case WeightType::kQ4_0:
-      return vnni ? avxvnni::PackedGemmQ4_0 : avx2::PackedGemmQ4_0;
-    case WeightType::kQ4_1:
-      return vnni ? avxvnni::PackedGemmQ4_1 : avx2::PackedGemmQ4_1;
-    case WeightType::kF32:
-      break;
-  }
-  return nullptr;
+PackedGemmFn SimdPackedGemm(Isa isa) {
+  if (isa == Isa::kAvx512) return avx512::PackedGemm;
+  return isa == Isa::kAvxVnni ? avxvnni::PackedGemm : avx2::PackedGemm;
 }
 
 }  // namespace
@@ -456,7 +433,7 @@ void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, c
   // streams them; from 2 rows on each loaded weight vector meets several rows.
   int64_t total = 0;
   for (const MatMulOutput& o : outs) total += (o.w->rows + kPackRows - 1) / kPackRows;
-  PackedGemmFn gemm = avx2 ? SimdPackedGemm(isa, type) : nullptr;
+  PackedGemmFn gemm = avx2 ? SimdPackedGemm(isa) : nullptr;
   pool.ParallelFor(total, [&](int64_t begin, int64_t end) {
     int64_t offset = 0;  // the first group of outs[i]
     for (const MatMulOutput& o : outs) {
@@ -466,7 +443,7 @@ void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, c
       offset += groups;
       if (from >= to) continue;
       if (gemm != nullptr) {
-        gemm(o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
+        gemm(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
       } else {
         PackedGemmPortable(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
       }

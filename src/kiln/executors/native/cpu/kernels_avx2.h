@@ -29,14 +29,10 @@ void AttentionValuesBf16(const uint16_t* const* v_rows, const float* w, int64_t 
                          int64_t queries, int64_t count, int64_t hd, float* out);
 
 // y[m * y_stride + c] for m in [0, rows) and the columns c of groups [g_begin, g_end) of a
-// packed matrix (kernels.h: PackWeights) of n columns; x holds `rows` quantized activation rows
-// of k / 32 blocks each, contiguous. Each output is bitwise the portable kernel's, whatever rows,
-// the group range or the row's place in the batch.
-void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
-void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
-void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+// packed matrix of `type` (kernels.h: PackWeights) of n columns; x holds `rows` quantized
+// activation rows of k / 32 blocks each, contiguous. Each output is bitwise the portable
+// kernel's, whatever rows, the group range or the row's place in the batch.
+void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+                const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 }  // namespace kiln::native::cpu::avx2

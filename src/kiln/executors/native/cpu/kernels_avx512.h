@@ -11,11 +11,8 @@
 
 namespace kiln::native::cpu::avx512 {
 
-void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
-void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
-void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride);
+// As avx2::PackedGemm (kernels_avx2.h), with the same results.
+void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+                const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
 
 }  // namespace kiln::native::cpu::avx512

@@ -23,19 +23,9 @@ using AccSmall = AccLarge;
 
 }  // namespace
 
-void PackedGemmQ8_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  PackedGemm<Q8_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
-}
-
-void PackedGemmQ4_0(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  PackedGemm<Q4_0>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
-}
-
-void PackedGemmQ4_1(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
-                    int64_t rows, int64_t k, float* y, int64_t y_stride) {
-  PackedGemm<Q4_1>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
+void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+                const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride) {
+  PackedGemmOf(type, w, g_begin, g_end, n, x, rows, k, y, y_stride);
 }
 
 }  // namespace kiln::native::cpu::avxvnni
