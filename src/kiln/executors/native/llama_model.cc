@@ -476,11 +476,8 @@ void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout,
 
 void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, float* y,
                          cpu::ThreadPool& pool, cpu::Isa isa) {
-  cpu::MatMul(pool, isa, linear.w, x, rows, linear.w.cols, y, linear.w.rows, &scratch_);
-  if (linear.bias.empty()) return;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < linear.w.rows; ++i) y[r * linear.w.rows + i] += linear.bias[i];
-  }
+  const std::pair<const Linear*, float*> one{&linear, y};
+  ProjectMany({&one, 1}, x, rows, pool, isa);
 }
 
 void LlamaModel::ProjectMany(std::span<const std::pair<const Linear*, float*>> projections,
