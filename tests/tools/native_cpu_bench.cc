@@ -32,6 +32,20 @@ std::vector<uint8_t> RandomWeights(cpu::WeightType type, int64_t rows, int64_t c
     }
     return data;
   }
+  if (type == cpu::WeightType::kBF16 || type == cpu::WeightType::kF16) {
+    std::normal_distribution<float> normal(0.0f, 0.5f);
+    for (size_t i = 0; i < data.size(); i += 2) {
+      const float v = normal(rng);
+      uint16_t h = kiln::FloatToFp16(v);
+      if (type == cpu::WeightType::kBF16) {
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        h = static_cast<uint16_t>(bits >> 16);
+      }
+      std::memcpy(&data[i], &h, 2);
+    }
+    return data;
+  }
   // Finite scales: random bytes there could be NaN or infinity.
   size_t block = cpu::RowBytes(type, 32);
   int halves = type == cpu::WeightType::kQ4_1 ? 2 : 1;
@@ -90,7 +104,8 @@ int main(int argc, char** argv) {
   // projections, the output layer).
   const Shape shapes[] = {{1, 576, 3072},  {2, 576, 3072},  {4, 576, 3072},  {16, 576, 3072},
                           {64, 576, 3072}, {64, 1536, 576}, {1, 576, 49152}, {16, 576, 49152}};
-  const cpu::WeightType types[] = {cpu::WeightType::kF32, cpu::WeightType::kQ8_0,
+  const cpu::WeightType types[] = {cpu::WeightType::kF32,  cpu::WeightType::kBF16,
+                                   cpu::WeightType::kF16,  cpu::WeightType::kQ8_0,
                                    cpu::WeightType::kQ4_0, cpu::WeightType::kQ4_1};
   std::vector<cpu::Isa> paths = {cpu::Isa::kPortable};
   for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvxVnni, cpu::Isa::kAvx512}) {
@@ -105,11 +120,9 @@ int main(int argc, char** argv) {
       if (!only_type.empty() && only_type != cpu::WeightTypeName(type)) continue;
       for (const Shape& s : shapes) {
         std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
-        if (type != cpu::WeightType::kF32) {  // the kernels read the packed layout
-          std::vector<uint8_t> packed(cpu::PackedBytes(type, s.n, s.k));
-          cpu::PackWeights(type, s.n, s.k, data.data(), packed.data());
-          data = std::move(packed);
-        }
+        std::vector<uint8_t> packed(cpu::PackedBytes(type, s.n, s.k));  // what the kernels read
+        cpu::PackWeights(type, s.n, s.k, data.data(), packed.data());
+        data = std::move(packed);
         cpu::WeightMatrix w{type, s.n, s.k, data.data()};
         std::normal_distribution<float> normal(0.0f, 1.0f);
         std::vector<float> x(s.m * s.k), y(s.m * s.n);

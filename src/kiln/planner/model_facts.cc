@@ -15,18 +15,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The GGUF block types the native CPU kernels multiply as stored (llama_model.cc's KernelType);
-// the runtime widens every other type to f32 at load.
-bool CpuKeepsAsStored(gguf::TensorType type) {
-  switch (type) {
-    case gguf::TensorType::kF32:
-    case gguf::TensorType::kQ8_0:
-    case gguf::TensorType::kQ4_0:
-    case gguf::TensorType::kQ4_1:
-      return true;
-    default:
-      return false;
-  }
+// Rows rounded up to the native CPU kernels' packed groups of 8.
+int64_t PackedRows(int64_t rows) { return (rows + 7) / 8 * 8; }
+
+// Bytes the native CPU runtime holds for a tensor of `shape` stored as `stored_bytes` bytes
+// (llama_model.cc's Loader::Matrix): the block types Q8_0, Q4_0 and Q4_1 stay as stored; other
+// matrices stay 16-bit (`half`) or become f32, their rows padded to whole packed groups of 8;
+// vectors are f32.
+int64_t CpuBytes(const std::vector<int64_t>& shape, int64_t elements, int64_t stored_bytes,
+                 bool half, bool kept_block) {
+  if (kept_block) return stored_bytes;
+  if (shape.size() == 2) return PackedRows(shape[0]) * shape[1] * (half ? 2 : 4);
+  return elements * 4;
+}
+
+bool CpuKeepsBlocks(gguf::TensorType type) {
+  return type == gguf::TensorType::kQ8_0 || type == gguf::TensorType::kQ4_0 ||
+         type == gguf::TensorType::kQ4_1;
 }
 
 // Bytes of a [rows, cols] matrix in int8: Q8_0 blocks on the CPU (34 bytes a 32), one byte a
@@ -58,15 +63,16 @@ Result<ModelFacts> FactsFromGguf(const std::string& path) {
   }
   for (const gguf::TensorInfo& t : file.tensors()) {
     const int64_t n = static_cast<int64_t>(t.n_elements);
-    const int64_t cpu = CpuKeepsAsStored(t.type) ? static_cast<int64_t>(t.n_bytes) : n * 4;
+    // GGUF dims run fastest first: dims[0] is a row's length.
+    std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
+    const bool half = t.type == gguf::TensorType::kF16 || t.type == gguf::TensorType::kBF16;
+    const int64_t cpu =
+        CpuBytes(shape, n, static_cast<int64_t>(t.n_bytes), half, CpuKeepsBlocks(t.type));
     facts.parameters += n;
     facts.weight_bytes += static_cast<int64_t>(t.n_bytes);
     facts.cpu_weight_bytes += cpu;
-    const bool float_type = t.type == gguf::TensorType::kF32 || t.type == gguf::TensorType::kF16 ||
-                            t.type == gguf::TensorType::kBF16;
+    const bool float_type = t.type == gguf::TensorType::kF32 || half;
     const bool embedding = t.name == "token_embd.weight";
-    // GGUF dims run fastest first: dims[0] is a row's length.
-    std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
     const bool int8 = Int8Quantizes(shape, float_type, embedding);
     facts.int8_weight_bytes += int8 ? n : static_cast<int64_t>(t.n_bytes);
     facts.cpu_int8_weight_bytes += int8 ? CpuInt8Bytes(n) : cpu;
@@ -97,13 +103,15 @@ Result<ModelFacts> FactsFromFolder(const std::string& dir) {
   for (const safetensors::SafetensorsFile& file : weights.files()) {
     for (const safetensors::TensorView& t : file.tensors()) {
       const int64_t n = static_cast<int64_t>(t.n_elements);
+      const bool half = t.dtype == safetensors::Dtype::kBF16 || t.dtype == safetensors::Dtype::kF16;
+      const int64_t cpu = CpuBytes(t.shape, n, static_cast<int64_t>(t.data.size()), half, false);
       facts.parameters += n;
       facts.weight_bytes += static_cast<int64_t>(t.data.size());
-      facts.cpu_weight_bytes += n * 4;
+      facts.cpu_weight_bytes += cpu;
       const bool embedding = t.name == "model.embed_tokens.weight";
       const bool int8 = Int8Quantizes(t.shape, true, embedding);
       facts.int8_weight_bytes += int8 ? n : static_cast<int64_t>(t.data.size());
-      facts.cpu_int8_weight_bytes += int8 ? CpuInt8Bytes(n) : n * 4;
+      facts.cpu_int8_weight_bytes += int8 ? CpuInt8Bytes(n) : cpu;
       if (embedding && tied && t.shape.size() == 2 && t.shape.back() % 32 == 0) {
         facts.cpu_int8_weight_bytes += CpuInt8Bytes(n);
       }
@@ -141,21 +149,29 @@ ModelFacts FactsFromConfig(const formats::ModelConfig& config, std::string path)
   facts.config = config;
   facts.parameters = CountParameters(config);
   facts.weight_bytes = facts.parameters * DtypeBytes(config.torch_dtype);
-  facts.cpu_weight_bytes = facts.parameters * 4;
   // The matrices int8 takes: every layer's projections, and the output projection (its own
-  // tensor, or on the CPU a copy of the tied embedding); the embedding and the rest keep theirs.
+  // tensor, or on the CPU a copy of the tied embedding); the embedding and the vectors (norms,
+  // biases) keep theirs.
   const formats::ModelConfig& c = config;
   const int64_t q_dim = c.num_attention_heads * c.head_dim;
   const int64_t kv_dim = c.num_key_value_heads * c.head_dim;
   const int64_t output = c.vocab_size * c.hidden_size;
-  const int64_t matrices =
+  const int64_t layer_matrices =
       c.num_hidden_layers * (2 * c.hidden_size * q_dim + 2 * c.hidden_size * kv_dim +
-                             3 * c.hidden_size * c.intermediate_size) +
-      (c.tie_word_embeddings ? 0 : output);
+                             3 * c.hidden_size * c.intermediate_size);
+  const int64_t matrices = layer_matrices + (c.tie_word_embeddings ? 0 : output);
   const int64_t rest = facts.parameters - matrices;
   facts.int8_weight_bytes = matrices + rest * DtypeBytes(config.torch_dtype);
+  // On the CPU the matrices and the embedding keep a 16-bit dtype or are f32 (the vocabulary's
+  // rows padded to whole packed groups of 8); the vectors (norms, biases) are f32.
+  const int64_t bytes = DtypeBytes(config.torch_dtype);
+  const int64_t vocab_matrix =
+      (bytes == 2 ? PackedRows(c.vocab_size) : c.vocab_size) * c.hidden_size;
+  const int64_t vectors = rest - output;
+  facts.cpu_weight_bytes =
+      (layer_matrices + vocab_matrix * (c.tie_word_embeddings ? 1 : 2)) * bytes + vectors * 4;
   facts.cpu_int8_weight_bytes =
-      CpuInt8Bytes(matrices + (c.tie_word_embeddings ? output : 0)) + rest * 4;
+      CpuInt8Bytes(layer_matrices + output) + vocab_matrix * bytes + vectors * 4;
   return facts;
 }
 

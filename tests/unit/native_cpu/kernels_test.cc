@@ -14,8 +14,8 @@ namespace kiln::native::cpu {
 namespace {
 
 constexpr WeightType kQuantizedTypes[] = {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1};
-constexpr WeightType kAllTypes[] = {WeightType::kF32, WeightType::kQ8_0, WeightType::kQ4_0,
-                                    WeightType::kQ4_1};
+constexpr WeightType kAllTypes[] = {WeightType::kF32,  WeightType::kQ8_0, WeightType::kQ4_0,
+                                    WeightType::kQ4_1, WeightType::kBF16, WeightType::kF16};
 
 // The paths this machine runs: portable always, avx2 where the CPU has it.
 std::vector<Isa> Paths() {
@@ -53,6 +53,21 @@ std::vector<uint8_t> RandomWeights(WeightType type, int64_t rows, int64_t cols, 
     }
     return data;
   }
+  if (type == WeightType::kBF16 || type == WeightType::kF16) {
+    // Random bit patterns of finite values (subnormals included), and now and then an exact 0.
+    std::uniform_int_distribution<int> exponent_bits(0, type == WeightType::kF16 ? 0x1a : 0x7e);
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      uint16_t h = static_cast<uint16_t>(byte(rng) | byte(rng) << 8);
+      if (type == WeightType::kF16) {
+        h = static_cast<uint16_t>((h & 0x83ff) | exponent_bits(rng) << 10);
+      } else {
+        h = static_cast<uint16_t>((h & 0x807f) | exponent_bits(rng) << 7);
+      }
+      if (i % 61 == 0) h = 0;
+      std::memcpy(p + 2 * i, &h, 2);
+    }
+    return data;
+  }
   for (int64_t b = 0; b < rows * cols / 32; ++b) {
     switch (type) {
       case WeightType::kQ8_0:
@@ -72,10 +87,28 @@ std::vector<uint8_t> RandomWeights(WeightType type, int64_t rows, int64_t cols, 
         p += 20;
         break;
       case WeightType::kF32:
+      case WeightType::kBF16:
+      case WeightType::kF16:
         break;
     }
   }
   return data;
+}
+
+// Float weight j of a row, widened.
+float Widen(WeightType type, const uint8_t* row, int64_t j) {
+  if (type == WeightType::kF32) {
+    float f;
+    std::memcpy(&f, row + 4 * j, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, row + 2 * j, 2);
+  if (type == WeightType::kF16) return Fp16ToFloat(h);
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
 }
 
 // The integer quant of weight j of a row (Q4_0's with its offset of 8 taken off).
@@ -93,11 +126,6 @@ double Dequantize(WeightType type, const uint8_t* row, int64_t j) {
   int64_t b = j / 32;
   int e = static_cast<int>(j % 32);
   switch (type) {
-    case WeightType::kF32: {
-      float v;
-      std::memcpy(&v, row + 4 * j, 4);
-      return v;
-    }
     case WeightType::kQ8_0: {
       const uint8_t* block = row + 34 * b;
       return static_cast<double>(GetHalf(block)) * static_cast<int8_t>(block[2 + e]);
@@ -112,6 +140,10 @@ double Dequantize(WeightType type, const uint8_t* row, int64_t j) {
       int nibble = e < 16 ? block[4 + e] & 0x0f : block[4 + e - 16] >> 4;
       return static_cast<double>(GetHalf(block)) * nibble + GetHalf(block + 2);
     }
+    case WeightType::kF32:
+    case WeightType::kBF16:
+    case WeightType::kF16:
+      return Widen(type, row, j);
   }
   return 0;
 }
@@ -128,7 +160,6 @@ std::vector<float> RandomActivations(int64_t n, std::mt19937& rng) {
 // `rows` GGUF rows in the layout the kernels read.
 std::vector<uint8_t> Pack(WeightType type, int64_t rows, int64_t cols,
                           const std::vector<uint8_t>& gguf) {
-  if (type == WeightType::kF32) return gguf;
   std::vector<uint8_t> packed(PackedBytes(type, rows, cols));
   PackWeights(type, rows, cols, gguf.data(), packed.data());
   return packed;
@@ -159,6 +190,16 @@ float DefinedDot(WeightType type, const uint8_t* row, const BlockQ8* x, int64_t 
     if (type == WeightType::kQ4_1) acc = std::fma(GetHalf(block + 2), x[b].sum, acc);
   }
   return acc;
+}
+
+// The float types' definition (kernels.h, MatMul): two running sums, even and odd k.
+float DefinedFloatDot(WeightType type, const uint8_t* row, const float* x, int64_t k) {
+  float even = 0.0f, odd = 0.0f;
+  for (int64_t i = 0; i < k; i += 2) {
+    even = std::fma(Widen(type, row, i), x[i], even);
+    odd = std::fma(Widen(type, row, i + 1), x[i + 1], odd);
+  }
+  return even + odd;
 }
 
 // Float summation over `steps` sequential additions per partial sum, plus the lanes combined at
@@ -238,23 +279,6 @@ TEST(MatMulTest, QuantizedRowMatchesDoublePrecisionReference) {
               << IsaName(isa) << " " << WeightTypeName(type) << " k=" << k;
         }
       }
-    }
-  }
-}
-
-TEST(DotTest, F32MatchesDoublePrecisionReference) {
-  std::mt19937 rng(3);
-  for (int64_t k : {1, 7, 8, 9, 31, 32, 33, 100, 576, 1000, 1536}) {
-    std::vector<float> w = RandomActivations(k, rng);
-    std::vector<float> x = RandomActivations(k, rng);
-    double reference = 0, magnitude = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      reference += static_cast<double>(w[j]) * x[j];
-      magnitude += std::fabs(static_cast<double>(w[j]) * x[j]);
-    }
-    for (Isa isa : Paths()) {
-      EXPECT_NEAR(DotF32(isa, w.data(), x.data(), k), reference, Tolerance(k / 8, magnitude))
-          << IsaName(isa) << " k=" << k;
     }
   }
 }
@@ -456,8 +480,8 @@ TEST(KernelsTest, PathsAgree) {
       ASSERT_EQ(std::memcmp(portable.data(), q.data(), q.size() * sizeof(BlockQ8)), 0)
           << IsaName(isa) << " k=" << k;
     }
-    // The quantized formats have one definition every path follows: bit for bit too.
-    for (WeightType type : kQuantizedTypes) {
+    // Every weight type has one definition every path follows: bit for bit too.
+    for (WeightType type : kAllTypes) {
       const int64_t n = 13;
       std::vector<uint8_t> w = RandomWeights(type, n, k, rng);
       std::vector<float> expected = MatVec(Isa::kPortable, type, n, k, w, x);
@@ -466,21 +490,12 @@ TEST(KernelsTest, PathsAgree) {
             << IsaName(isa) << " " << WeightTypeName(type) << " k=" << k;
       }
     }
-    // f32 sums in another order per path: within rounding.
-    std::vector<float> w = RandomActivations(k, rng);
-    double magnitude = 0;
-    for (int64_t j = 0; j < k; ++j) magnitude += std::fabs(static_cast<double>(w[j]) * x[j]);
-    for (Isa isa : Paths()) {
-      EXPECT_NEAR(DotF32(Isa::kPortable, w.data(), x.data(), k), DotF32(isa, w.data(), x.data(), k),
-                  2 * Tolerance(k / 8, magnitude))
-          << IsaName(isa) << " k=" << k;
-    }
   }
 }
 
 TEST(PackWeightsTest, UnpackRowGivesBackEveryRow) {
   std::mt19937 rng(13);
-  for (WeightType type : kQuantizedTypes) {
+  for (WeightType type : kAllTypes) {
     for (int64_t rows : {1, 7, 8, 9, 21}) {
       const int64_t k = 96;
       std::vector<uint8_t> w = RandomWeights(type, rows, k, rng);
@@ -559,10 +574,8 @@ TEST(MatMulTest, RowsAloneFollowTheDefinition) {
         QuantizeRowQ8(isa, p.rows[r].data(), k, xq.data());
         for (int64_t j = 0; j < n; ++j) {
           const uint8_t* row = p.w.data() + j * RowBytes(type, k);
-          float expected =
-              type == WeightType::kF32
-                  ? DotF32(isa, reinterpret_cast<const float*>(row), p.rows[r].data(), k)
-                  : DefinedDot(type, row, xq.data(), k);
+          float expected = IsFloatType(type) ? DefinedFloatDot(type, row, p.rows[r].data(), k)
+                                             : DefinedDot(type, row, xq.data(), k);
           ASSERT_EQ(p.alone[r][j], expected) << IsaName(isa) << " " << WeightTypeName(type);
         }
       }
@@ -681,7 +694,7 @@ TEST(MatMulTest, MatchesDoublePrecisionReference) {
           const uint8_t* row = p.w.data() + j * RowBytes(type, k);
           double reference = 0, magnitude = 0;
           for (int64_t c = 0; c < k; ++c) {
-            double xc = type == WeightType::kF32
+            double xc = IsFloatType(type)
                             ? p.rows[r][c]
                             : static_cast<double>(xq[c / 32].d) * xq[c / 32].q[c % 32];
             double term = Dequantize(type, row, c) * xc;
@@ -690,7 +703,8 @@ TEST(MatMulTest, MatchesDoublePrecisionReference) {
             if (type == WeightType::kQ4_1)
               magnitude += std::fabs(GetHalf(row + 20 * (c / 32) + 2) * xc);
           }
-          EXPECT_NEAR(p.alone[r][j], reference, Tolerance(k / 8, magnitude))
+          EXPECT_NEAR(p.alone[r][j], reference,
+                      Tolerance(IsFloatType(type) ? k / 2 : k / 8, magnitude))
               << IsaName(isa) << " " << WeightTypeName(type) << " output " << j;
         }
       }

@@ -59,7 +59,9 @@ TEST(CountParameters, MatchesThePublishedCounts) {
 TEST(FactsFromConfig, WeighsParametersByTheDtype) {
   ModelFacts f = FactsFromConfig(Llama31_8B(), "llama");
   EXPECT_EQ(f.weight_bytes, 8'030'261'248LL * 2);
-  EXPECT_EQ(f.cpu_weight_bytes, 8'030'261'248LL * 4);
+  // On the CPU the matrices and both vocabulary matrices stay bf16 and the 266,240 norm
+  // weights are f32.
+  EXPECT_EQ(f.cpu_weight_bytes, (8'030'261'248LL - 266'240) * 2 + 266'240 * 4);
   EXPECT_FALSE(f.weight_bytes_from_files);
   formats::ModelConfig no_dtype = Llama31_8B();
   no_dtype.torch_dtype.clear();
@@ -92,10 +94,11 @@ Preferences Parse(const std::string& text) {
 
 TEST(MakePlan, TableOfCases) {
   const Case cases[] = {
-      // SmolLM2 on a 16 GiB CPU: half the RAM; f32 weights 134,515,008 x 4; activations
-      // 2048 x (576 + 1536 + 576 + 2 x 192) x 4 + 512 x 49152 x 4; KV 2 x 30 x 3 x 64 x 4.
-      {"smollm2 cpu", SmolLM2_135M(), Cpu(16 * kGiB), "", 8'589'934'592, 538'060'032, 125'829'120,
-       46'080, 10'750, 8192, 16, 2048},
+      // SmolLM2 on a 16 GiB CPU: half the RAM; bf16 matrices and embedding 134,479,872 x 2 and
+      // f32 norms 35,136 x 4; activations 2048 x (576 + 1536 + 576 + 2 x 192) x 4 + 512 x 49152
+      // x 4; KV 2 x 30 x 3 x 64 x 4.
+      {"smollm2 cpu", SmolLM2_135M(), Cpu(16 * kGiB), "", 8'589'934'592, 269'100'288, 125'829'120,
+       46'080, 11'115, 8192, 16, 2048},
       // Llama-3.1-8B on an H100 (81,559 MiB x 0.9): bf16 weights, 8192 tokens a step,
       // KV 2 x 32 x 8 x 128 x 2; blocks = (budget - weights - activations) / (16 x 131,072).
       {"llama8b h100", Llama31_8B(), Gpu("h100-80gb"), "", 76'968'728'985, 16'060'522'496,
@@ -119,7 +122,7 @@ TEST(MakePlan, TableOfCases) {
       // A lower utilization, a larger block and a larger step on the CPU.
       {"smollm2 cpu prefs", SmolLM2_135M(), Cpu(16 * kGiB),
        "memory_utilization=0.25 block_size=32 max_num_batched_tokens=4096 max_num_seqs=4",
-       4'294'967'296, 538'060'032, 4096 * 3072 * 4 + 512 * 49152 * 4, 46'080, 2'445, 8192, 4, 4096},
+       4'294'967'296, 269'100'288, 4096 * 3072 * 4 + 512 * 49152 * 4, 46'080, 2'627, 8192, 4, 4096},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -143,17 +146,19 @@ TEST(MakePlan, TableOfCases) {
 
 // Worked by hand: SmolLM2's layers hold 30 x (2 x 576 x 576 + 2 x 576 x 192 + 3 x 576 x 1536)
 // = 106,168,320 matrix weights and its tied embedding 49,152 x 576 = 28,311,552; the rest
-// (embedding and norms) is 28,346,688. On the CPU int8 takes the matrices and an own copy of the
-// tied output at 34 bytes a block of 32, and keeps the rest in f32; on a GPU the matrices take
-// one byte and the rest its bf16.
+// (embedding and norms) is 28,346,688, of which 35,136 norm weights. On the CPU int8 takes the
+// matrices and an own copy of the tied output at 34 bytes a block of 32, keeps the embedding in
+// bf16 and the norms in f32; on a GPU the matrices take one byte and the rest its bf16.
 TEST(FactsFromConfig, Int8WeightBytes) {
   ModelFacts smol = FactsFromConfig(SmolLM2_135M(), "smollm2");
-  EXPECT_EQ(smol.cpu_int8_weight_bytes, (106'168'320LL + 28'311'552) / 32 * 34 + 28'346'688LL * 4);
+  EXPECT_EQ(smol.cpu_int8_weight_bytes,
+            (106'168'320LL + 28'311'552) / 32 * 34 + 28'311'552LL * 2 + 35'136 * 4);
   EXPECT_EQ(smol.int8_weight_bytes, 106'168'320LL + 28'346'688LL * 2);
   // Llama 3.1 8B (untied): 32 x 218,103,808 layer weights and its 525,336,576 output are int8;
-  // the embedding and norms, 525,602,816, are not.
+  // the embedding (525,336,576, bf16) and norms (266,240, f32) are not.
   ModelFacts llama = FactsFromConfig(Llama31_8B(), "llama");
-  EXPECT_EQ(llama.cpu_int8_weight_bytes, 7'504'658'432LL / 32 * 34 + 525'602'816LL * 4);
+  EXPECT_EQ(llama.cpu_int8_weight_bytes,
+            7'504'658'432LL / 32 * 34 + 525'336'576LL * 2 + 266'240 * 4);
   EXPECT_EQ(llama.int8_weight_bytes, 7'504'658'432LL + 525'602'816LL * 2);
   Plan cpu = MakePlan(smol, Cpu(16 * kGiB), Parse("quantization=int8")).value();
   EXPECT_EQ(cpu.weight_bytes, smol.cpu_int8_weight_bytes);
@@ -223,10 +228,11 @@ TEST(MakePlan, MaxModelLenFitsUpToTheKvTokens) {
 }
 
 TEST(MakePlan, CpuFailureNamesTheMemoryNeeded) {
-  // f32 weights 282,214,825,984 + activations 648,544,256 + 1024 tokens x 655,360 bytes of KV,
-  // over 0.5: 567,068,917,760 bytes = 528.12 GiB.
+  // Weights (70,553,706,496 - 1,318,912 norm weights) x 2 + 1,318,912 x 4 = 141,110,050,816,
+  // + activations 648,544,256 + 1024 tokens x 655,360 bytes of KV, over 0.5: 284,859,367,424
+  // bytes = 265.30 GiB.
   const std::string msg = FailureOf(Llama31_70B(), Cpu(64 * kGiB), "");
-  EXPECT_NE(msg.find("needs 528.12 GiB of RAM"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("needs 265.30 GiB of RAM"), std::string::npos) << msg;
   EXPECT_NE(msg.find("has 64.00 GiB"), std::string::npos) << msg;
 }
 

@@ -28,9 +28,26 @@ std::optional<cpu::WeightType> KernelType(gguf::TensorType type) {
       return cpu::WeightType::kQ4_0;
     case gguf::TensorType::kQ4_1:
       return cpu::WeightType::kQ4_1;
+    case gguf::TensorType::kBF16:
+      return cpu::WeightType::kBF16;
+    case gguf::TensorType::kF16:
+      return cpu::WeightType::kF16;
     default:
       return std::nullopt;
   }
+}
+
+// The elements of a matrix of `rows` rows with its rows padded to whole packed groups.
+size_t Padded(uint64_t elements, size_t rows) {
+  if (rows == 0) return 0;
+  const size_t groups = (rows + cpu::kPackRows - 1) / cpu::kPackRows;
+  return static_cast<size_t>(elements) / rows * groups * cpu::kPackRows;
+}
+
+// Whether the kernels multiply a [rows, cols] matrix of `type` as stored: the block types need
+// whole blocks, the float ones pairs.
+bool KernelTakes(cpu::WeightType type, int64_t cols) {
+  return cpu::IsFloatType(type) ? cols % 2 == 0 : cols % 32 == 0;
 }
 
 gguf::TensorType GgufType(cpu::WeightType type) {
@@ -41,6 +58,10 @@ gguf::TensorType GgufType(cpu::WeightType type) {
       return gguf::TensorType::kQ4_0;
     case cpu::WeightType::kQ4_1:
       return gguf::TensorType::kQ4_1;
+    case cpu::WeightType::kBF16:
+      return gguf::TensorType::kBF16;
+    case cpu::WeightType::kF16:
+      return gguf::TensorType::kF16;
     case cpu::WeightType::kF32:
       break;
   }
@@ -105,15 +126,18 @@ class LlamaModel::Loader {
         // By the file's own name, and by transformers' for the llama tensors that have one.
         l.gguf_index_[t.name] = &t;
         if (auto name = formats::HfTensorNameForGguf(t.name); name.ok()) l.gguf_index_[*name] = &t;
-        // Reserved, not touched: room for either form of each tensor.
-        capacity += std::max<size_t>(t.n_bytes, t.n_elements * sizeof(float)) + 64;
+        // Reserved, not touched: room for any form of each tensor.
+        const size_t rows = t.dims.size() == 2 ? static_cast<size_t>(t.dims[1]) : 1;
+        capacity += std::max<size_t>(t.n_bytes, Padded(t.n_elements, rows) * sizeof(float)) + 64;
       }
     } else {
       KILN_ASSIGN_OR_RETURN(safetensors::SafetensorsModel m,
                             safetensors::SafetensorsModel::OpenFolder(path));
       l.st_ = std::make_shared<safetensors::SafetensorsModel>(std::move(m));
       for (const std::string& name : l.st_->TensorNames()) {
-        capacity += l.st_->Find(name)->n_elements * sizeof(float) + 64;
+        const safetensors::TensorView& t = *l.st_->Find(name);
+        const size_t rows = t.shape.size() == 2 ? static_cast<size_t>(t.shape[0]) : 1;
+        capacity += Padded(t.n_elements, rows) * sizeof(float) + 64;
       }
     }
     // An int8 copy of a tied output projection comes on top (reserved, not touched).
@@ -131,9 +155,10 @@ class LlamaModel::Loader {
     return gguf_ ? gguf_index_.count(name) > 0 : st_->Find(name) != nullptr;
   }
 
-  // A [rows, cols] matrix as the kernels read it: in place where the kernels take the stored
-  // type, else widened to f32 into a buffer kept by `model`; with --quantization int8 (and
-  // `may_quantize`), a bf16, f16 or f32 matrix becomes int8 per output channel instead.
+  // A [rows, cols] matrix as the kernels read it, copied into the arena: as stored (packed) where
+  // the kernels take the stored type (f32, bf16, f16, Q8_0, Q4_0, Q4_1), else widened to f32; with
+  // --quantization int8 (and `may_quantize`), a bf16, f16 or f32 matrix becomes int8 per output
+  // channel instead.
   Result<cpu::WeightMatrix> Matrix(const std::string& name, int64_t rows, int64_t cols,
                                    LlamaModel* model, bool may_quantize = true) const {
     cpu::WeightMatrix m;
@@ -157,26 +182,15 @@ class LlamaModel::Loader {
                                  .WithContext(path_ + ": tensor " + t.name));
         return Int8(f32.data(), rows, cols, model);
       }
-      if (auto type = KernelType(t.type);
-          type && (cols % 32 == 0 || *type == cpu::WeightType::kF32)) {
-        m.type = *type;
-        if (m.type == cpu::WeightType::kF32) {
-          KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(bytes.size(), model));
-          std::memcpy(out, bytes.data(), bytes.size());
-          m.data = out;
-          return m;
-        }
-        KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(cpu::PackedBytes(m.type, rows, cols), model));
-        cpu::PackWeights(m.type, rows, cols, bytes.data(), out);
-        m.data = out;
-        return m;
+      if (auto type = KernelType(t.type); type && KernelTakes(*type, cols)) {
+        return Pack(t.name, *type, rows, cols, bytes.data(), model);
       }
-      KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(t.n_elements * sizeof(float), model));
-      KILN_RETURN_IF_ERROR(
-          gguf::DequantizeToF32(t.type, bytes, t.n_elements, reinterpret_cast<float*>(out))
-              .WithContext(path_ + ": tensor " + t.name));
-      m.data = out;
-      return m;
+      // Any other type is widened to f32 (exact: its values are f32 numbers).
+      std::vector<float> f32(t.n_elements);
+      KILN_RETURN_IF_ERROR(gguf::DequantizeToF32(t.type, bytes, t.n_elements, f32.data())
+                               .WithContext(path_ + ": tensor " + t.name));
+      return Pack(t.name, cpu::WeightType::kF32, rows, cols,
+                  reinterpret_cast<const uint8_t*>(f32.data()), model);
     }
     const safetensors::TensorView* t = st_->Find(name);
     if (t == nullptr) return Missing(name);
@@ -189,11 +203,19 @@ class LlamaModel::Loader {
       KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, f32.data()).WithContext(path_ + ": " + name));
       return Int8(f32.data(), rows, cols, model);
     }
-    KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(t->n_elements * sizeof(float), model));
-    KILN_RETURN_IF_ERROR(
-        safetensors::ToF32(*t, reinterpret_cast<float*>(out)).WithContext(path_ + ": " + name));
-    m.data = out;
-    return m;
+    if (t->dtype == safetensors::Dtype::kBF16) {
+      return Pack(name, cpu::WeightType::kBF16, rows, cols, t->data.data(), model);
+    }
+    if (t->dtype == safetensors::Dtype::kF16) {
+      return Pack(name, cpu::WeightType::kF16, rows, cols, t->data.data(), model);
+    }
+    if (t->dtype == safetensors::Dtype::kF32) {
+      return Pack(name, cpu::WeightType::kF32, rows, cols, t->data.data(), model);
+    }
+    std::vector<float> f32(t->n_elements);
+    KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, f32.data()).WithContext(path_ + ": " + name));
+    return Pack(name, cpu::WeightType::kF32, rows, cols,
+                reinterpret_cast<const uint8_t*>(f32.data()), model);
   }
 
   bool int8() const { return int8_; }
@@ -228,6 +250,21 @@ class LlamaModel::Loader {
   Status Missing(const std::string& name) const {
     return Status::InvalidArgument(path_ + ": no tensor " + name);
   }
+  // `rows` rows of `cols` weights of `type` in the stored layout, packed into the arena.
+  Result<cpu::WeightMatrix> Pack(const std::string& name, cpu::WeightType type, int64_t rows,
+                                 int64_t cols, const uint8_t* stored, LlamaModel* model) const {
+    if (!KernelTakes(type, cols)) {
+      return Status::Unsupported(path_ + ": tensor " + name + " has rows of " +
+                                 std::to_string(cols) +
+                                 " weights (the native runtime's kernels need an even number)");
+    }
+    cpu::WeightMatrix m{type, rows, cols, nullptr};
+    KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(cpu::PackedBytes(type, rows, cols), model));
+    cpu::PackWeights(type, rows, cols, stored, out);
+    m.data = out;
+    return m;
+  }
+
   // f32 rows quantized to int8 per output channel, packed for the Q8_0 kernels.
   Result<cpu::WeightMatrix> Int8(const float* f32, int64_t rows, int64_t cols,
                                  LlamaModel* model) const {
@@ -322,7 +359,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
                                                  m.get(), /*may_quantize=*/false));
   if (loader.Has("lm_head.weight")) {
     KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("lm_head.weight", c.vocab_size, h, m.get()));
-  } else if (loader.int8() && m->embed_.type == cpu::WeightType::kF32) {
+  } else if (loader.int8() && cpu::IsFloatType(m->embed_.type)) {
     // Tied: the output projection is the embedding, multiplied in int8.
     KILN_ASSIGN_OR_RETURN(m->lm_head_,
                           loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m.get()));
@@ -380,7 +417,7 @@ Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
   KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("output_norm.weight", h));
   KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("token_embd.weight", c.vocab_size, h, m,
                                                  /*may_quantize=*/false));
-  if (loader.int8() && m->embed_.type == cpu::WeightType::kF32) {
+  if (loader.int8() && cpu::IsFloatType(m->embed_.type)) {
     KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("token_embd.weight", c.vocab_size, h, m));
   } else {
     m->lm_head_ = m->embed_;  // tied
@@ -426,8 +463,7 @@ void LlamaModel::AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t bloc
 void LlamaModel::EmbedRow(int32_t token, float* out) const {
   const int64_t h = config_.hidden_size;
   if (embed_.type == cpu::WeightType::kF32) {
-    std::memcpy(out, embed_.data + static_cast<size_t>(token) * h * sizeof(float),
-                static_cast<size_t>(h) * sizeof(float));
+    cpu::UnpackRow(embed_, token, reinterpret_cast<uint8_t*>(out));
     return;
   }
   // The packed row back in the file's layout, dequantized as the file defines it. Cannot fail:

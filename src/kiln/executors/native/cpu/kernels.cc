@@ -66,6 +66,8 @@ int RecordBytes(WeightType type) {
     case WeightType::kQ4_1:
       return 32 + 128;
     case WeightType::kF32:
+    case WeightType::kBF16:
+    case WeightType::kF16:
       break;
   }
   return 0;
@@ -131,6 +133,48 @@ float DotF32Portable(const float* w, const float* x, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+int ElementBytes(WeightType type) { return type == WeightType::kF32 ? 4 : 2; }
+
+// A float type's weight at p, widened to f32 (exact).
+float LoadWeight(WeightType type, const uint8_t* p) {
+  if (type == WeightType::kF32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  if (type == WeightType::kF16) return Fp16ToFloat(h);
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// MatMul's definition for the float types over groups [g_begin, g_end) of a packed matrix of n
+// columns: the even and the odd running sums of each output, then their sum.
+void FloatGemmPortable(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+                       const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
+                       int64_t y_stride) {
+  const int es = ElementBytes(type);
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* group = w + g * kPackRows * k * es;
+    const int64_t cols = std::min<int64_t>(kPackRows, n - kPackRows * g);
+    for (int64_t m = 0; m < rows; ++m) {
+      const float* xm = x + m * x_stride;
+      for (int64_t c = 0; c < cols; ++c) {
+        float even = 0.0f, odd = 0.0f;
+        for (int64_t i = 0; i < k; i += 2) {
+          const uint8_t* pair = group + (i * kPackRows + 2 * c) * es;
+          even = std::fma(LoadWeight(type, pair), xm[i], even);
+          odd = std::fma(LoadWeight(type, pair + es), xm[i + 1], odd);
+        }
+        y[m * y_stride + kPackRows * g + c] = even + odd;
+      }
+    }
+  }
+}
+
 // Cephes' expf: exp(r) for |r| <= ln(2) / 2 after taking out n = round(x / ln 2).
 constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
 constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
@@ -167,6 +211,35 @@ PackedGemmFn SimdPackedGemm(Isa isa) {
   return isa == Isa::kAvxVnni ? avxvnni::PackedGemm : avx2::PackedGemm;
 }
 
+using FloatGemmFn = void (*)(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end,
+                             int64_t n, const float* x, int64_t rows, int64_t x_stride, int64_t k,
+                             float* y, int64_t y_stride);
+
+FloatGemmFn SelectFloatGemm(Isa isa) {
+  if (!UseAvx2(isa)) return FloatGemmPortable;
+  return isa == Isa::kAvx512 ? avx512::FloatGemm : avx2::FloatGemm;
+}
+
+// Work is split by groups of 8 output columns, the matrices' groups one after another, in one
+// pass over the pool; `run(o, from, to)` computes groups [from, to) of o's matrix. At one row
+// the weights are nearly all the bytes moved and the kernels stream them; from 2 rows on each
+// loaded weight vector meets several rows.
+template <typename Run>
+void ForEachGroupRange(ThreadPool& pool, std::span<const MatMulOutput> outs, const Run& run) {
+  int64_t total = 0;
+  for (const MatMulOutput& o : outs) total += (o.w->rows + kPackRows - 1) / kPackRows;
+  pool.ParallelFor(total, [&](int64_t begin, int64_t end) {
+    int64_t offset = 0;  // the first group of the matrix at hand
+    for (const MatMulOutput& o : outs) {
+      const int64_t groups = (o.w->rows + kPackRows - 1) / kPackRows;
+      const int64_t from = std::max(begin, offset) - offset;
+      const int64_t to = std::min(end, offset + groups) - offset;
+      offset += groups;
+      if (from < to) run(o, from, to);
+    }
+  });
+}
+
 }  // namespace
 
 const char* WeightTypeName(WeightType type) {
@@ -179,8 +252,16 @@ const char* WeightTypeName(WeightType type) {
       return "q4_0";
     case WeightType::kQ4_1:
       return "q4_1";
+    case WeightType::kBF16:
+      return "bf16";
+    case WeightType::kF16:
+      return "f16";
   }
   return "unknown";
+}
+
+bool IsFloatType(WeightType type) {
+  return type == WeightType::kF32 || type == WeightType::kBF16 || type == WeightType::kF16;
 }
 
 size_t RowBytes(WeightType type, int64_t cols) {
@@ -194,17 +275,33 @@ size_t RowBytes(WeightType type, int64_t cols) {
       return blocks * 18;
     case WeightType::kQ4_1:
       return blocks * 20;
+    case WeightType::kBF16:
+    case WeightType::kF16:
+      return static_cast<size_t>(cols) * 2;
   }
   return 0;
 }
 
 size_t PackedBytes(WeightType type, int64_t rows, int64_t cols) {
   const int64_t groups = (rows + kPackRows - 1) / kPackRows;
+  if (IsFloatType(type)) return static_cast<size_t>(groups * kPackRows * cols * ElementBytes(type));
   return static_cast<size_t>(groups * (cols / kBlock) * RecordBytes(type));
 }
 
 void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
                  uint8_t* out) {
+  if (IsFloatType(type)) {
+    const int es = ElementBytes(type);
+    std::memset(out, 0, PackedBytes(type, rows, cols));
+    for (int64_t n = 0; n < rows; ++n) {
+      uint8_t* group = out + (n / kPackRows) * kPackRows * cols * es;
+      const int64_t r = n % kPackRows;
+      for (int64_t i = 0; i < cols; i += 2) {
+        std::memcpy(group + (i * kPackRows + 2 * r) * es, gguf_rows + (n * cols + i) * es, 2 * es);
+      }
+    }
+    return;
+  }
   const int64_t blocks = cols / kBlock;
   const int record = RecordBytes(type);
   const int quants = QuantsOffset(type);
@@ -255,6 +352,15 @@ void QuantizeRowsInt8(const float* w, int64_t rows, int64_t cols, uint8_t* q8_0_
 }
 
 void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
+  if (IsFloatType(w.type)) {
+    const int es = ElementBytes(w.type);
+    const uint8_t* group = w.data + (n / kPackRows) * kPackRows * w.cols * es;
+    const int64_t r = n % kPackRows;
+    for (int64_t i = 0; i < w.cols; i += 2) {
+      std::memcpy(gguf_row + i * es, group + (i * kPackRows + 2 * r) * es, 2 * es);
+    }
+    return;
+  }
   const int64_t blocks = w.cols / kBlock;
   const int record = RecordBytes(w.type);
   const int quants = QuantsOffset(w.type);
@@ -284,11 +390,6 @@ void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
 void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out) {
   if (UseAvx2(isa)) return avx2::QuantizeRowQ8(x, k, out);
   QuantizeRowQ8Portable(x, k, out);
-}
-
-float DotF32(Isa isa, const float* w, const float* x, int64_t k) {
-  if (UseAvx2(isa)) return avx2::DotF32(w, x, k);
-  return DotF32Portable(w, x, k);
 }
 
 float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max) {
@@ -399,19 +500,12 @@ void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, c
     }
   }
 
-  // Each weight row is read once and applied to every activation row while it is in L1: at
-  // small batch the weights are nearly all the bytes moved.
-  if (type == WeightType::kF32) {
-    const size_t row_bytes = RowBytes(type, k);
-    auto dot = avx2 ? avx2::DotF32 : DotF32Portable;
-    for (const MatMulOutput& o : outs) {
-      pool.ParallelFor(o.w->rows, [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) {
-          const float* wn = reinterpret_cast<const float*>(o.w->data + n * row_bytes);
-          for (int64_t m = 0; m < rows; ++m) o.y[m * o.y_stride + n] = dot(wn, x + m * x_stride, k);
-        }
-      });
-    }
+  // The float types read the activations as they are.
+  if (IsFloatType(type)) {
+    FloatGemmFn gemm = SelectFloatGemm(isa);
+    ForEachGroupRange(pool, outs, [&](const MatMulOutput& o, int64_t from, int64_t to) {
+      gemm(type, o.w->data, from, to, o.w->rows, x, rows, x_stride, k, o.y, o.y_stride);
+    });
     return;
   }
 
@@ -428,26 +522,9 @@ void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, c
     for (int64_t m = 0; m < rows; ++m) quantize(x + m * x_stride, k, xq + m * blocks);
   }
 
-  // Work is split by groups of 8 output columns, the matrices' groups one after another, in one
-  // pass over the pool. At one row the weights are nearly all the bytes moved and the kernel
-  // streams them; from 2 rows on each loaded weight vector meets several rows.
-  int64_t total = 0;
-  for (const MatMulOutput& o : outs) total += (o.w->rows + kPackRows - 1) / kPackRows;
-  PackedGemmFn gemm = avx2 ? SimdPackedGemm(isa) : nullptr;
-  pool.ParallelFor(total, [&](int64_t begin, int64_t end) {
-    int64_t offset = 0;  // the first group of outs[i]
-    for (const MatMulOutput& o : outs) {
-      const int64_t groups = (o.w->rows + kPackRows - 1) / kPackRows;
-      const int64_t from = std::max(begin, offset) - offset;
-      const int64_t to = std::min(end, offset + groups) - offset;
-      offset += groups;
-      if (from >= to) continue;
-      if (gemm != nullptr) {
-        gemm(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
-      } else {
-        PackedGemmPortable(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
-      }
-    }
+  PackedGemmFn gemm = avx2 ? SimdPackedGemm(isa) : PackedGemmPortable;
+  ForEachGroupRange(pool, outs, [&](const MatMulOutput& o, int64_t from, int64_t to) {
+    gemm(type, o.w->data, from, to, o.w->rows, xq, rows, k, o.y, o.y_stride);
   });
 }
 

@@ -1,13 +1,13 @@
-// CPU kernels of the native runtime: matrix multiply over weights as stored (f32, or GGUF's
-// Q8_0, Q4_0 and Q4_1 blocks, repacked at load), with activations quantized once per row to 8-bit
-// blocks for the quantized formats, as llama.cpp's CPU path does.
+// CPU kernels of the native runtime: matrix multiply over weights as stored (f32, bf16, f16, or
+// GGUF's Q8_0, Q4_0 and Q4_1 blocks; repacked at load), with activations quantized
+// once per row to 8-bit blocks for the quantized formats, as llama.cpp's CPU path does.
 //
 // Every kernel has a portable C++ path and an AVX2+FMA path, picked at run time (features.h).
 // Batch invariance is a contract, not an accident: each output element Y[m, n] is computed by the
 // same sequence of floating-point operations whatever the number of rows m, the thread count and
-// the position of the row in the batch. For the quantized formats that sequence is one definition
-// (PackedGemm's below) that every path follows, so the paths agree bit for bit too; the f32 and
-// attention kernels may differ between paths, never within one.
+// the position of the row in the batch. That sequence is one definition per weight type (MatMul's
+// below) that every path follows, so the paths agree bit for bit too; the attention kernels may
+// differ between paths, never within one.
 #pragma once
 
 #include <cstddef>
@@ -25,13 +25,17 @@ namespace kiln::native::cpu {
 //   Q4_0: {fp16 d; uint8 qs[16]}          w = d * (nibble - 8)
 //   Q4_1: {fp16 d; fp16 m; uint8 qs[16]}  w = d * nibble + m
 // where element j < 16 of a block is the low nibble of qs[j] and element j + 16 its high nibble.
-enum class WeightType { kF32, kQ8_0, kQ4_0, kQ4_1 };
+// The float types F32, BF16 and F16 are a row of `cols` values (cols even); the kernels widen
+// the 16-bit ones to f32 exactly as they read them.
+enum class WeightType { kF32, kQ8_0, kQ4_0, kQ4_1, kBF16, kF16 };
 const char* WeightTypeName(WeightType type);
-// Bytes of one row of `cols` weights (cols a multiple of 32 for the block types).
+// Bytes of one row of `cols` weights (cols a multiple of 32 for the block types, even for the
+// float ones).
 size_t RowBytes(WeightType type, int64_t cols);
+bool IsFloatType(WeightType type);  // kF32, kBF16 or kF16
 
-// A [rows, cols] weight matrix: row n holds the weights of output n. Not owned. f32 is
-// row-major (rows * RowBytes bytes); the quantized types are packed (PackWeights).
+// A [rows, cols] weight matrix: row n holds the weights of output n. Not owned, packed
+// (PackWeights).
 struct WeightMatrix {
   WeightType type = WeightType::kF32;
   int64_t rows = 0;
@@ -49,17 +53,21 @@ struct WeightMatrix {
 //   Q4_1: fp16 d[8], fp16 m[8], then Q4_0's 4 vectors.
 // One 32-byte load then feeds 8 outputs at once (a vector multiply-add against 4 activation
 // bytes broadcast), with the same bytes per weight as the file.
+// The float types: the group's weights k and k + 1 (k even) of its 8 rows make one record of 16
+// values, row 0's pair first, then row 1's, ...; records follow in k order. One record, widened,
+// then takes a multiply-add against the activations k and k + 1 broadcast as a pair, and
+// advances two running sums (even k, odd k) of each of the 8 outputs.
 constexpr int kPackRows = 8;
 size_t PackedBytes(WeightType type, int64_t rows, int64_t cols);
-// Packs `rows` rows of `cols` weights in GGUF's layout (RowBytes apart) into `out`
-// (PackedBytes). Quantized types only.
+// Packs `rows` rows of `cols` weights in the stored layout (GGUF's blocks, or plain values;
+// RowBytes apart) into `out` (PackedBytes).
 void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
                  uint8_t* out);
 // Quantizes `rows` f32 rows of `cols` weights (cols a multiple of 32) to int8 per output channel,
 // written as GGUF Q8_0 rows (RowBytes apart) for PackWeights: every block of a row has the row's
 // scale d = fp16(max |w| / 127), and q = round(w / d) (half away from zero), kept within +-127.
 void QuantizeRowsInt8(const float* w, int64_t rows, int64_t cols, uint8_t* q8_0_rows);
-// Row n of a packed matrix back in GGUF's layout (RowBytes(w.type, w.cols) bytes).
+// Row n of a packed matrix back in the stored layout (RowBytes(w.type, w.cols) bytes).
 void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row);
 
 // 32 activations quantized to 8 bits: x ~= d * q, with qsum = q[0] + ... + q[31] (for Q4_0's
@@ -74,9 +82,6 @@ struct BlockQ8 {
 // Quantizes k values (k a multiple of 32) to k / 32 blocks: d = max|x| / 127, q = round(x / d)
 // (round half away from zero, as ggml does).
 void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out);
-
-// Dot product of f32 rows.
-float DotF32(Isa isa, const float* w, const float* x, int64_t k);
 
 // Attention's softmax numerator: x[i] = exp(x[i] - max) for i in [0, n), with max >= every
 // x[i]; returns their sum. The exponential is a polynomial (relative error about 2e-7), the same
@@ -128,12 +133,17 @@ struct MatMulScratch {
 //                   acc = fma(W[b].d * X[b].d, float(s), acc)
 //                   Q4_1: acc = fma(W[b].m, X[b].sum, acc)
 //   y[m, n] = acc
+// For the float types, with W the weights widened to f32 and X the activations, two running sums:
+//   even = 0, odd = 0
+//   for k = 0, 2, 4, ...: even = fma(W[n, k], X[m, k], even)
+//                         odd = fma(W[n, k + 1], X[m, k + 1], odd)
+//   y[m, n] = even + odd
 void MatMul(ThreadPool& pool, Isa isa, const WeightMatrix& w, const float* x, int64_t rows,
             int64_t x_stride, float* y, int64_t y_stride, MatMulScratch* scratch);
 
 // MatMul of several matrices over the same activation rows (a layer's q, k and v, or its gate
-// and up): the rows are quantized once and all the matrices' columns split over the pool in one
-// pass. Each output is bitwise MatMul's.
+// and up): for the quantized types the rows are quantized once and all the matrices' columns split
+// over the pool in one pass. Each output is bitwise MatMul's.
 struct MatMulOutput {
   const WeightMatrix* w;
   float* y;

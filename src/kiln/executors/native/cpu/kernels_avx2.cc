@@ -99,29 +99,6 @@ void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out) {
   }
 }
 
-float DotF32(const float* w, const float* x, int64_t k) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 32 <= k; i += 32) {
-    // A weight row is streamed once, so ask for what follows it early.
-    const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
-    _mm_prefetch(ahead, _MM_HINT_T0);
-    _mm_prefetch(ahead + 64, _MM_HINT_T0);
-    for (int j = 0; j < 4; ++j) {
-      acc[j] =
-          _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
-    }
-  }
-  for (; i + 8 <= k; i += 8) {
-    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc[0]);
-  }
-  float tail = 0.0f;
-  for (; i < k; ++i) tail = Fma(w[i], x[i], tail);
-  __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-  return HorizontalSum(sum) + tail;
-}
-
 namespace {
 
 // Cephes' expf over 8 lanes (kernels.cc's ExpPortable, with fused multiply-adds).
@@ -334,6 +311,117 @@ void Values(const T* const* v_rows, const float* w, int64_t w_stride, int64_t qu
   }
 }
 
+// The float weight matrix multiply (kernels.h: MatMul's definition for kF32, kBF16 and kF16). A
+// packed record of one group (8 rows x weights k, k + 1) is two vectors of 8 lanes, rows 0-3 and
+// rows 4-7, each lane one row's even or odd weight; the activations k, k + 1 broadcast as a pair
+// meet them, so lane 2r accumulates row r's even sum and lane 2r + 1 its odd one.
+template <WeightType T>
+constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
+
+// 8 weights at p as f32.
+template <WeightType T>
+inline __m256 Widen8(const uint8_t* p) {
+  if constexpr (T == WeightType::kF32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (T == WeightType::kBF16) {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm256_cvtph_ps(h);
+    }
+  }
+}
+
+inline __m256 BroadcastPair(const float* x) {
+  double pair;
+  std::memcpy(&pair, x, 8);
+  return _mm256_castpd_ps(_mm256_set1_pd(pair));
+}
+
+// Rows r's even + odd sums, r = 0..7, from the two accumulators.
+inline __m256 PairSums(__m256 rows_0_3, __m256 rows_4_7) {
+  // hadd gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
+  const __m256 s = _mm256_hadd_ps(rows_0_3, rows_4_7);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
+}
+
+// G groups (8 columns each, `group_bytes` apart) x M activation rows.
+template <WeightType T, int G, int M>
+void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_stride, int64_t k,
+               float* y, int64_t y_stride, int64_t cols_in_last) {
+  __m256 acc[M][G][2];
+  for (int m = 0; m < M; ++m) {
+    for (int g = 0; g < G; ++g) acc[m][g][0] = acc[m][g][1] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < k; i += 2) {
+    __m256 lo[G], hi[G];
+    for (int g = 0; g < G; ++g) {
+      const uint8_t* rec = w + g * group_bytes + i * kPackRows * kElementBytes<T>;
+      lo[g] = Widen8<T>(rec);
+      hi[g] = Widen8<T>(rec + 8 * kElementBytes<T>);
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m256 xv = BroadcastPair(x + m * x_stride + i);
+      for (int g = 0; g < G; ++g) {
+        acc[m][g][0] = _mm256_fmadd_ps(lo[g], xv, acc[m][g][0]);
+        acc[m][g][1] = _mm256_fmadd_ps(hi[g], xv, acc[m][g][1]);
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int g = 0; g < G; ++g) {
+      const __m256 sums = PairSums(acc[m][g][0], acc[m][g][1]);
+      float* out = y + m * y_stride + g * kPackRows;
+      if (g < G - 1 || cols_in_last == kPackRows) {
+        _mm256_storeu_ps(out, sums);
+      } else {
+        alignas(32) float tmp[kPackRows];
+        _mm256_store_ps(tmp, sums);
+        std::memcpy(out, tmp, static_cast<size_t>(cols_in_last) * sizeof(float));
+      }
+    }
+  }
+}
+
+template <WeightType T, int M>
+void FloatTileRows(int rows, const uint8_t* w, int64_t group_bytes, const float* x,
+                   int64_t x_stride, int64_t k, float* y, int64_t y_stride, int64_t cols) {
+  if constexpr (M > 1) {
+    if (rows < M) {
+      return FloatTileRows<T, M - 1>(rows, w, group_bytes, x, x_stride, k, y, y_stride, cols);
+    }
+  }
+  FloatTile<T, 1, M>(w, group_bytes, x, x_stride, k, y, y_stride, cols);
+}
+
+template <WeightType T>
+void FloatGemmOf(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const float* x,
+                 int64_t rows, int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
+  const int64_t group_bytes = kPackRows * k * kElementBytes<T>;
+  auto cols_of = [&](int64_t g) { return std::min<int64_t>(kPackRows, n - kPackRows * g); };
+  if (rows == 1) {  // decode: four groups at once, eight running sums in flight
+    int64_t g = g_begin;
+    for (; g + 4 <= g_end; g += 4) {
+      FloatTile<T, 4, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
+                         y_stride, cols_of(g + 3));
+    }
+    for (; g < g_end; ++g) {
+      FloatTile<T, 1, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
+                         y_stride, cols_of(g));
+    }
+    return;
+  }
+  constexpr int kRows = 6;  // 12 accumulators, 2 weight vectors and a broadcast: 15 registers
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    for (int64_t m = 0; m < rows; m += kRows) {
+      const int mr = static_cast<int>(std::min<int64_t>(kRows, rows - m));
+      FloatTileRows<T, kRows>(mr, w + g * group_bytes, group_bytes, x + m * x_stride, x_stride, k,
+                              y + m * y_stride + g * kPackRows, y_stride, cols_of(g));
+    }
+  }
+}
+
 }  // namespace
 
 void AttentionScores(const float* const* k_rows, const float* q, int64_t queries, int64_t count,
@@ -360,6 +448,18 @@ void AttentionValuesBf16(const uint16_t* const* v_rows, const float* w, int64_t 
 void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                 const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride) {
   PackedGemmOf(type, w, g_begin, g_end, n, x, rows, k, y, y_stride);
+}
+
+void FloatGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+               const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
+               int64_t y_stride) {
+  if (type == WeightType::kF32) {
+    FloatGemmOf<WeightType::kF32>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  } else if (type == WeightType::kBF16) {
+    FloatGemmOf<WeightType::kBF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  } else {
+    FloatGemmOf<WeightType::kF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  }
 }
 
 }  // namespace kiln::native::cpu::avx2

@@ -13,7 +13,6 @@
 namespace kiln::native::cpu::avx2 {
 
 void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out);
-float DotF32(const float* w, const float* x, int64_t k);
 float ExpSubMaxSum(float* x, int64_t n, float max);
 void AxpyF32(float a, const float* x, float* y, int64_t n);
 void SiluMul(float* gate, const float* up, int64_t n);
@@ -34,5 +33,12 @@ void AttentionValuesBf16(const uint16_t* const* v_rows, const float* w, int64_t 
 // kernel's, whatever rows, the group range or the row's place in the batch.
 void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                 const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
+
+// The float types (kF32, kBF16, kF16): y[m * y_stride + c] for m in [0, rows) and the columns c of
+// groups [g_begin, g_end) of a packed matrix of n columns, x holding `rows` f32 activation rows
+// x_stride apart. Bitwise the portable kernel's (MatMul's definition).
+void FloatGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+               const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
+               int64_t y_stride);
 
 }  // namespace kiln::native::cpu::avx2

@@ -6,9 +6,11 @@
 #include "kiln/executors/native/cpu/kernels_avx512.h"
 
 // GCC 12's AVX-512 headers build some intrinsics' results from a self-initialized "undefined"
-// vector, which its -Wmaybe-uninitialized reports at every use (a false positive).
+// vector, which its -Wmaybe-uninitialized (and, for some, -Wuninitialized) reports at every use
+// (a false positive).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -158,7 +160,121 @@ void PackedGemmOf(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_
     case WeightType::kQ4_1:
       return PackedGemm<Q4_1>(w, g_begin, g_end, n, x, rows, k, y, y_stride);
     case WeightType::kF32:
+    case WeightType::kBF16:
+    case WeightType::kF16:
       break;
+  }
+}
+
+// The float weight matrix multiply (kernels.h: MatMul's definition for kF32, kBF16 and kF16):
+// one packed record (a group's 8 rows x weights k, k + 1) widens to one 512-bit vector, lane 2r
+// holding row r's even weight and lane 2r + 1 its odd one, against the activations k, k + 1
+// broadcast as a pair. The avx2 kernel's operations per lane, so the same bits.
+template <WeightType T>
+constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
+
+template <WeightType T>
+inline __m512 Widen16(const uint8_t* p) {
+  if constexpr (T == WeightType::kF32) {
+    return _mm512_loadu_ps(p);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if constexpr (T == WeightType::kBF16) {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm512_cvtph_ps(h);
+    }
+  }
+}
+
+inline __m512 BroadcastPair(const float* x) {
+  double pair;
+  std::memcpy(&pair, x, 8);
+  return _mm512_castpd_ps(_mm512_set1_pd(pair));
+}
+
+// Rows r's even + odd sums, r = 0..7.
+inline __m256 PairSums(__m512 acc) {
+  const __m512 s = _mm512_add_ps(acc, _mm512_permute_ps(acc, 0xB1));  // lane 2r: even + odd
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_castps512_ps256(_mm512_permutexvar_ps(even, s));
+}
+
+// G groups (`group_bytes` apart) x M activation rows.
+template <WeightType T, int G, int M>
+void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_stride, int64_t k,
+               float* y, int64_t y_stride, int64_t cols_in_last) {
+  __m512 acc[M][G];
+  for (int m = 0; m < M; ++m) {
+    for (int g = 0; g < G; ++g) acc[m][g] = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < k; i += 2) {
+    __m512 wv[G];
+    for (int g = 0; g < G; ++g) {
+      wv[g] = Widen16<T>(w + g * group_bytes + i * kPackRows * kElementBytes<T>);
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m512 xv = BroadcastPair(x + m * x_stride + i);
+      for (int g = 0; g < G; ++g) acc[m][g] = _mm512_fmadd_ps(wv[g], xv, acc[m][g]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int g = 0; g < G; ++g) {
+      const __m256 sums = PairSums(acc[m][g]);
+      float* out = y + m * y_stride + g * kPackRows;
+      if (g < G - 1 || cols_in_last == kPackRows) {
+        _mm256_storeu_ps(out, sums);
+      } else {
+        _mm256_mask_storeu_ps(out, static_cast<__mmask8>((1u << cols_in_last) - 1), sums);
+      }
+    }
+  }
+}
+
+template <WeightType T, int G, int M>
+void FloatTileRows(int rows, const uint8_t* w, int64_t group_bytes, const float* x,
+                   int64_t x_stride, int64_t k, float* y, int64_t y_stride, int64_t cols) {
+  if constexpr (M > 1) {
+    if (rows < M) {
+      return FloatTileRows<T, G, M - 1>(rows, w, group_bytes, x, x_stride, k, y, y_stride, cols);
+    }
+  }
+  FloatTile<T, G, M>(w, group_bytes, x, x_stride, k, y, y_stride, cols);
+}
+
+template <WeightType T>
+void FloatGemmOf(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const float* x,
+                 int64_t rows, int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
+  const int64_t group_bytes = kPackRows * k * kElementBytes<T>;
+  auto cols_of = [&](int64_t g) { return std::min<int64_t>(kPackRows, n - kPackRows * g); };
+  if (rows == 1) {  // decode: eight groups at once, eight running sums in flight
+    int64_t g = g_begin;
+    for (; g + 8 <= g_end; g += 8) {
+      FloatTile<T, 8, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
+                         y_stride, cols_of(g + 7));
+    }
+    for (; g < g_end; ++g) {
+      FloatTile<T, 1, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
+                         y_stride, cols_of(g));
+    }
+    return;
+  }
+  // Two groups x 8 rows: 16 accumulators, each widened weight vector used 8 times.
+  int64_t g = g_begin;
+  for (; g < g_end; g += 2) {
+    const bool pair = g + 2 <= g_end;
+    for (int64_t m = 0; m < rows; m += kTileRows) {
+      const int mr = static_cast<int>(std::min<int64_t>(kTileRows, rows - m));
+      const uint8_t* wg = w + g * group_bytes;
+      float* yg = y + m * y_stride + g * kPackRows;
+      if (pair) {
+        FloatTileRows<T, 2, kTileRows>(mr, wg, group_bytes, x + m * x_stride, x_stride, k, yg,
+                                       y_stride, cols_of(g + 1));
+      } else {
+        FloatTileRows<T, 1, kTileRows>(mr, wg, group_bytes, x + m * x_stride, x_stride, k, yg,
+                                       y_stride, cols_of(g));
+      }
+    }
   }
 }
 
@@ -167,6 +283,18 @@ void PackedGemmOf(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_
 void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                 const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride) {
   PackedGemmOf(type, w, g_begin, g_end, n, x, rows, k, y, y_stride);
+}
+
+void FloatGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
+               const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
+               int64_t y_stride) {
+  if (type == WeightType::kF32) {
+    FloatGemmOf<WeightType::kF32>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  } else if (type == WeightType::kBF16) {
+    FloatGemmOf<WeightType::kBF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  } else {
+    FloatGemmOf<WeightType::kF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
+  }
 }
 
 }  // namespace kiln::native::cpu::avx512
