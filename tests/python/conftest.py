@@ -90,6 +90,17 @@ def smollm2_hf(kiln_bin, smollm2_gguf, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gemma3_hf(kiln_bin, gemma3_gguf, tmp_path_factory):
+    """Gemma 3 270M imported by `kiln import --dtype f32` into a Hugging Face folder (weights,
+    config, tokenizer), as google/gemma-3-270m's folder is laid out."""
+    import subprocess
+    out = tmp_path_factory.mktemp("models") / "gemma3-hf"
+    subprocess.run([kiln_bin, "import", gemma3_gguf, out, "--dtype", "f32"], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf_f32(tool, smollm2_gguf, tmp_path_factory):
     """The default GGUF's weights dequantized to f32 in a Hugging Face folder (reference_llama.py
     reads it)."""

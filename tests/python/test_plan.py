@@ -158,7 +158,7 @@ def test_gemma3_gguf_is_planned_and_the_server_holds_what_the_plan_counts(kiln_b
     # sliding-window layers too), in f32 on the CPU.
     j = plan_json(kiln_bin, gemma3_gguf, "--set", "max_model_len=1024")
     m, p = j["model"], j["plan"]
-    assert m["model_type"] == "gemma3" and m["tie_word_embeddings"] is True
+    assert m["model_type"] == "gemma3_text" and m["tie_word_embeddings"] is True
     assert (m["num_hidden_layers"], m["num_key_value_heads"], m["head_dim"]) == (18, 1, 256)
     assert p["kv_bytes_per_token"] == 2 * 18 * 1 * 256 * 4
     reader = gguf.GGUFReader(str(gemma3_gguf))

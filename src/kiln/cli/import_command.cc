@@ -51,8 +51,8 @@ Status RunImport(const ImportOptions& opts) {
 
 void RegisterImportCommand(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<ImportOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("import", "Convert a llama GGUF model into a Hugging Face model folder");
+  CLI::App* cmd = app.add_subcommand(
+      "import", "Convert a llama or Gemma 3 GGUF model into a Hugging Face model folder");
   cmd->add_option("gguf", opts->gguf_path, "GGUF model file")->required();
   cmd->add_option("out_dir", opts->out_dir, "Folder to write (created if missing)")->required();
   cmd->add_option("--dtype", opts->dtype, "Weight dtype: f32, f16 or bf16")->capture_default_str();

@@ -56,7 +56,7 @@ Result<ModelConfig> Gemma3ConfigFromGguf(const gguf::GgufFile& g) {
     return Status::Unsupported(g.name() + ": general.architecture is not \"gemma3\"");
   }
   ModelConfig c;
-  c.model_type = "gemma3";
+  c.model_type = "gemma3_text";
   c.architecture = "Gemma3ForCausalLM";
   KILN_ASSIGN_OR_RETURN(c.hidden_size, PositiveInt(g, "gemma3.embedding_length"));
   KILN_ASSIGN_OR_RETURN(c.intermediate_size, PositiveInt(g, "gemma3.feed_forward_length"));
@@ -69,9 +69,14 @@ Result<ModelConfig> Gemma3ConfigFromGguf(const gguf::GgufFile& g) {
     return Status::Unsupported(g.name() + ": unusual attention shapes for Gemma 3");
   }
   KILN_ASSIGN_OR_RETURN(c.max_position_embeddings, PositiveInt(g, "gemma3.context_length"));
-  c.rms_norm_eps = g.GetFloat("gemma3.attention.layer_norm_rms_epsilon").value_or(1e-6);
-  c.rope_theta = g.GetFloat("gemma3.rope.freq_base").value_or(1e6);
+  c.rms_norm_eps =
+      ShortestDecimal(g.GetFloat("gemma3.attention.layer_norm_rms_epsilon").value_or(1e-6));
+  c.rope_theta = ShortestDecimal(g.GetFloat("gemma3.rope.freq_base").value_or(1e6));
   c.sliding_window = g.GetInt("gemma3.attention.sliding_window").value_or(512);
+  // llama.cpp's pattern for Gemma 3: five local layers, then one global.
+  c.layer_types = Gemma3LayerTypes(c.num_hidden_layers, 6);
+  c.rope_local_base_freq = ShortestDecimal(g.GetFloat("gemma3.rope.freq_base_swa").value_or(1e4));
+  c.query_pre_attn_scalar = static_cast<double>(c.head_dim);
   c.hidden_act = "gelu_pytorch_tanh";
   c.tie_word_embeddings = true;
   if (auto bos = g.GetInt("tokenizer.ggml.bos_token_id")) c.bos_token_id = *bos;
@@ -93,7 +98,7 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& g, safetensors::Dt
   std::string arch = g.GetString("general.architecture").value_or("");
   if (arch != "llama") {
     return Status::Unsupported(g.name() + ": general.architecture is \"" + arch +
-                               "\"; only llama models can be imported");
+                               "\"; Kiln reads llama and gemma3 GGUF models");
   }
   ModelConfig c;
   c.model_type = "llama";
@@ -147,7 +152,7 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& g, safetensors::Dt
   return c;
 }
 
-Result<std::string> HfTensorNameForGguf(std::string_view name) {
+Result<std::string> HfTensorNameForGguf(std::string_view name, std::string_view arch) {
   static const std::map<std::string_view, std::string_view> kGlobal = {
       {"token_embd.weight", "model.embed_tokens.weight"},
       {"output_norm.weight", "model.norm.weight"},
@@ -164,6 +169,15 @@ Result<std::string> HfTensorNameForGguf(std::string_view name) {
       {"ffn_up.weight", "mlp.up_proj.weight"},
       {"ffn_down.weight", "mlp.down_proj.weight"},
   };
+  // Gemma 3 norms around both blocks and inside attention; the rest is llama's.
+  static const std::map<std::string_view, std::string_view> kGemma3Layer = {
+      {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+      {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+      {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+  };
+  const bool gemma3 = arch == "gemma3";
   if (auto it = kGlobal.find(name); it != kGlobal.end()) return std::string(it->second);
   if (StartsWith(name, "blk.")) {
     std::string_view rest = name.substr(4);
@@ -172,13 +186,16 @@ Result<std::string> HfTensorNameForGguf(std::string_view name) {
     bool digits = !layer.empty() && layer.size() <= 6 &&
                   layer.find_first_not_of("0123456789") == std::string_view::npos;
     if (digits && dot != std::string_view::npos) {
-      if (auto it = kLayer.find(rest.substr(dot + 1)); it != kLayer.end()) {
-        return "model.layers." + std::string(layer) + "." + std::string(it->second);
+      const std::string_view tail = rest.substr(dot + 1);
+      const std::string prefix = "model.layers." + std::string(layer) + ".";
+      if (auto it = kGemma3Layer.find(tail); gemma3 && it != kGemma3Layer.end()) {
+        return prefix + std::string(it->second);
       }
+      if (auto it = kLayer.find(tail); it != kLayer.end()) return prefix + std::string(it->second);
     }
   }
-  return Status::InvalidArgument("GGUF tensor \"" + std::string(name) +
-                                 "\" has no Hugging Face llama counterpart");
+  return Status::InvalidArgument("GGUF tensor \"" + std::string(name) + "\" has no Hugging Face " +
+                                 std::string(arch) + " counterpart");
 }
 
 void UnpermuteRotaryRows(const float* in, float* out, int64_t rows, int64_t cols, int64_t n_head) {
@@ -204,14 +221,22 @@ Result<ImportStats> WriteHfModelFromGguf(const gguf::GgufFile& g, const std::str
     return Status::InvalidArgument(std::string("import writes f32, f16 or bf16, not ") +
                                    safetensors::DtypeName(dtype));
   }
-  KILN_ASSIGN_OR_RETURN(ModelConfig config, LlamaConfigFromGguf(g, dtype));
+  const std::string arch = g.GetString("general.architecture").value_or("");
+  const bool gemma3 = arch == "gemma3";
+  ModelConfig config;
+  if (gemma3) {
+    KILN_ASSIGN_OR_RETURN(config, Gemma3ConfigFromGguf(g));
+    config.torch_dtype = TorchDtypeName(dtype);
+  } else {
+    KILN_ASSIGN_OR_RETURN(config, LlamaConfigFromGguf(g, dtype));
+  }
 
   // Plan every tensor (name, shape, source) before writing anything, so an unknown tensor or an
   // unsupported quantization fails fast.
   std::vector<safetensors::TensorSpec> specs;
   std::map<std::string, const gguf::TensorInfo*> source;
   for (const gguf::TensorInfo& t : g.tensors()) {
-    KILN_ASSIGN_OR_RETURN(std::string hf_name, HfTensorNameForGguf(t.name));
+    KILN_ASSIGN_OR_RETURN(std::string hf_name, HfTensorNameForGguf(t.name, arch));
     safetensors::TensorSpec spec;
     spec.name = hf_name;
     spec.dtype = dtype;
@@ -220,7 +245,7 @@ Result<ImportStats> WriteHfModelFromGguf(const gguf::GgufFile& g, const std::str
     }
     bool is_q = t.name.ends_with(".attn_q.weight");
     bool is_k = t.name.ends_with(".attn_k.weight");
-    if (is_q || is_k) {
+    if (!gemma3 && (is_q || is_k)) {
       int64_t n_head = is_q ? config.num_attention_heads : config.num_key_value_heads;
       if (spec.shape.size() != 2 || spec.shape[0] != n_head * config.head_dim ||
           config.head_dim % 2 != 0) {
@@ -258,8 +283,12 @@ Result<ImportStats> WriteHfModelFromGguf(const gguf::GgufFile& g, const std::str
     f32.resize(t.n_elements);
     Status s = gguf::DequantizeToF32(t.type, g.TensorData(t), t.n_elements, f32.data());
     if (!s.ok()) return s.WithContext(g.name() + ": tensor " + t.name);
+    // llama.cpp's Gemma 3 conversion stores norm weights as 1 + w and leaves q/k rows alone.
+    if (gemma3 && t.name.ends_with("norm.weight")) {
+      for (float& v : f32) v -= 1.0f;
+    }
     bool is_q = t.name.ends_with(".attn_q.weight");
-    if (is_q || t.name.ends_with(".attn_k.weight")) {
+    if (!gemma3 && (is_q || t.name.ends_with(".attn_k.weight"))) {
       unpermuted.resize(f32.size());
       UnpermuteRotaryRows(f32.data(), unpermuted.data(), spec.shape[0], spec.shape[1],
                           is_q ? config.num_attention_heads : config.num_key_value_heads);

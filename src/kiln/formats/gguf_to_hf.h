@@ -1,8 +1,9 @@
-// Converting a llama GGUF model into a Hugging Face model folder's weights and configs.
+// Converting a llama or Gemma 3 GGUF model into a Hugging Face model folder's weights and configs.
 //
 // The folder is a faithful Hugging Face model: tensors carry transformers' names and shapes,
-// llama.cpp's rotary row permutation of attn_q/attn_k is undone, and values are the GGUF values
-// dequantized to f32 and rounded (to nearest even) to the requested dtype. The tokenizer files
+// llama.cpp's rotary row permutation of a llama's attn_q/attn_k is undone, the 1 llama.cpp adds
+// to Gemma 3's norm weights is taken off again, and values are the GGUF values dequantized to
+// f32 and rounded (to nearest even) to the requested dtype. The tokenizer files
 // are written separately (text/gguf_tokenizer_export.h).
 #pragma once
 
@@ -26,9 +27,11 @@ Result<ModelConfig> LlamaConfigFromGguf(const gguf::GgufFile& gguf, safetensors:
 // embeddings. What the native runtime and the memory planner read.
 Result<ModelConfig> Gemma3ConfigFromGguf(const gguf::GgufFile& gguf);
 
-// transformers' name for a llama GGUF tensor ("blk.3.attn_q.weight" ->
-// "model.layers.3.self_attn.q_proj.weight"); InvalidArgument for a tensor with no counterpart.
-Result<std::string> HfTensorNameForGguf(std::string_view gguf_name);
+// transformers' name for a GGUF tensor of a llama or (`arch` "gemma3") Gemma 3 model
+// ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"); InvalidArgument for a
+// tensor with no counterpart.
+Result<std::string> HfTensorNameForGguf(std::string_view gguf_name,
+                                        std::string_view arch = "llama");
 
 // Undoes convert_hf_to_gguf.py's LlamaModel.permute on a [rows, cols] row-major matrix: GGUF
 // interleaves the two rotary halves of each head's rows; transformers keeps them split.

@@ -9,8 +9,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Defaults of transformers' LlamaConfig, MistralConfig and Qwen2Config, for keys a config.json
-// may leave out.
+// Defaults of transformers' LlamaConfig, MistralConfig, Qwen2Config and Gemma3TextConfig, for
+// keys a config.json may leave out.
 struct Defaults {
   int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
   std::optional<int64_t> num_key_value_heads;  // absent: same as num_attention_heads
@@ -28,6 +28,9 @@ std::optional<Defaults> DefaultsFor(const std::string& model_type) {
   }
   if (model_type == "qwen2") {
     return Defaults{151936, 4096, 22016, 32, 32, 32, 32768, std::nullopt, std::nullopt, 4096};
+  }
+  if (model_type == "gemma3_text") {
+    return Defaults{262208, 2304, 9216, 26, 8, 4, 131072, 2, 1, 4096};
   }
   return std::nullopt;
 }
@@ -118,16 +121,64 @@ Result<std::optional<RopeScaling>> ParseRopeScaling(const Fields& f) {
   return std::optional<RopeScaling>(rs);
 }
 
+// Gemma 3's own keys: its activation, rotary bases, attention scalar and which layers slide.
+Status ParseGemma3(const Fields& f, const Defaults& d, ModelConfig* c) {
+  KILN_ASSIGN_OR_RETURN(c->hidden_act, f.String("hidden_activation", "gelu_pytorch_tanh"));
+  KILN_ASSIGN_OR_RETURN(c->tie_word_embeddings, f.Bool("tie_word_embeddings", true));
+  KILN_ASSIGN_OR_RETURN(c->rope_theta, f.Float("rope_theta", 1e6));
+  KILN_ASSIGN_OR_RETURN(double local, f.Float("rope_local_base_freq", 1e4));
+  c->rope_local_base_freq = local;
+  KILN_ASSIGN_OR_RETURN(double scalar, f.Float("query_pre_attn_scalar", 256));
+  if (!(scalar > 0)) return f.Error("query_pre_attn_scalar", "expected a positive number");
+  c->query_pre_attn_scalar = scalar;
+  KILN_ASSIGN_OR_RETURN(c->sliding_window, f.OptionalInt("sliding_window", d.sliding_window));
+  KILN_ASSIGN_OR_RETURN(bool bidirectional, f.Bool("use_bidirectional_attention", false));
+  if (bidirectional) {
+    return f.Error("use_bidirectional_attention",
+                   "bidirectional attention (an embedding model) is not supported");
+  }
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
+    if (f.Has(key) && !f.IsNull(key)) {
+      return f.Error(key, "soft-capping is not supported (Gemma 3 has none: expected null)");
+    }
+  }
+  if (f.Has("layer_types")) {
+    const Json& types = f.at("layer_types");
+    if (!types.is_array() || static_cast<int64_t>(types.size()) != c->num_hidden_layers) {
+      return f.Error("layer_types",
+                     "expected one entry per layer (" + std::to_string(c->num_hidden_layers) + ")");
+    }
+    for (const Json& t : types) {
+      if (!t.is_string() || (t != "sliding_attention" && t != "full_attention")) {
+        return f.Error("layer_types", "expected \"sliding_attention\" or \"full_attention\"");
+      }
+      c->layer_types.push_back(t.get<std::string>());
+    }
+  } else {
+    // Older configs give the pattern: every n-th layer is global.
+    KILN_ASSIGN_OR_RETURN(int64_t pattern, f.Int("sliding_window_pattern", 6));
+    c->layer_types = Gemma3LayerTypes(c->num_hidden_layers, pattern);
+  }
+  if (!c->sliding_window) c->layer_types.assign(c->num_hidden_layers, "full_attention");
+  return Status::Ok();
+}
+
 Result<ModelConfig> ParseObject(const Json& j, const std::string& name) {
   if (!j.is_object()) return Status::InvalidArgument(name + ": expected a JSON object");
   Fields f(j, name);
   ModelConfig c;
   KILN_ASSIGN_OR_RETURN(c.model_type, f.String("model_type", ""));
   std::optional<Defaults> d = DefaultsFor(c.model_type);
+  if (c.model_type == "gemma3") {
+    return Status::Unsupported(name +
+                               ": key \"model_type\": \"gemma3\" is Gemma 3 with its "
+                               "vision tower; the native runtime serves the text-only models "
+                               "(\"gemma3_text\": Gemma 3 270M and 1B)");
+  }
   if (!d) {
     return Status::Unsupported(name + ": key \"model_type\": \"" + c.model_type +
-                               "\" is not a Llama-family model (expected llama, mistral or "
-                               "qwen2)");
+                               "\" is not a model the native runtime serves (expected llama, "
+                               "mistral, qwen2 or gemma3_text)");
   }
   if (f.Has("architectures")) {
     const Json& a = f.at("architectures");
@@ -175,7 +226,9 @@ Result<ModelConfig> ParseObject(const Json& j, const std::string& name) {
     KILN_ASSIGN_OR_RETURN(c.torch_dtype, f.String("dtype", ""));  // newer transformers
   }
   KILN_ASSIGN_OR_RETURN(c.hidden_act, f.String("hidden_act", "silu"));
-  if (c.model_type == "qwen2") {
+  if (c.model_type == "gemma3_text") {
+    KILN_RETURN_IF_ERROR(ParseGemma3(f, *d, &c));
+  } else if (c.model_type == "qwen2") {
     c.attention_bias = true;  // Qwen2Attention always builds q/k/v with bias
     KILN_ASSIGN_OR_RETURN(bool use_sliding, f.Bool("use_sliding_window", false));
     if (use_sliding) {
@@ -208,6 +261,19 @@ Result<ModelConfig> ParseHfConfig(const std::string& json_text, const std::strin
   } catch (const Json::exception& e) {  // a value out of range for its C++ type
     return Status::InvalidArgument(name + ": " + e.what());
   }
+}
+
+std::vector<std::string> Gemma3LayerTypes(int64_t num_layers, int64_t pattern) {
+  std::vector<std::string> types;
+  for (int64_t i = 0; i < num_layers; ++i) {
+    types.push_back((i + 1) % pattern == 0 ? "full_attention" : "sliding_attention");
+  }
+  return types;
+}
+
+bool IsSlidingLayer(const ModelConfig& config, int64_t layer) {
+  if (config.layer_types.empty()) return config.sliding_window.has_value();
+  return config.layer_types[static_cast<size_t>(layer)] == "sliding_attention";
 }
 
 Result<ModelConfig> LoadHfConfig(const std::string& path) {
@@ -261,7 +327,16 @@ std::string HfConfigToJson(const ModelConfig& c) {
   j["bos_token_id"] = OptionalJson(c.bos_token_id);
   j["eos_token_id"] = EosJson(c.eos_token_ids);
   if (c.pad_token_id) j["pad_token_id"] = *c.pad_token_id;
-  if (c.model_type == "qwen2") {
+  if (c.model_type == "gemma3_text") {
+    j["hidden_activation"] = c.hidden_act;
+    j["sliding_window"] = OptionalJson(c.sliding_window);
+    j["layer_types"] = c.layer_types;
+    if (c.rope_local_base_freq) j["rope_local_base_freq"] = *c.rope_local_base_freq;
+    if (c.query_pre_attn_scalar) j["query_pre_attn_scalar"] = *c.query_pre_attn_scalar;
+    j["final_logit_softcapping"] = nullptr;
+    j["attn_logit_softcapping"] = nullptr;
+    j["attention_bias"] = c.attention_bias;
+  } else if (c.model_type == "qwen2") {
     j["use_sliding_window"] = c.sliding_window.has_value();
     if (c.sliding_window) j["sliding_window"] = *c.sliding_window;
   } else {

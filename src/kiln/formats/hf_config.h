@@ -26,7 +26,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string model_type;    // "llama", "mistral" or "qwen2"
+  std::string model_type;    // "llama", "mistral", "qwen2", "gemma3_text" (or "gemma3" from a GGUF)
   std::string architecture;  // architectures[0], e.g. "LlamaForCausalLM"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -48,9 +48,22 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v/o biases; qwen2 always has q/k/v biases
   bool mlp_bias = false;
   std::optional<int64_t> sliding_window;  // attention window; absent means full attention
+  // Per layer "sliding_attention" or "full_attention" (Gemma 3); empty: every layer is alike,
+  // sliding when sliding_window is set.
+  std::vector<std::string> layer_types;
+  // Gemma 3: the sliding layers' rotary base, and the attention scale's scalar (scores are
+  // multiplied by query_pre_attn_scalar^-0.5 instead of head_dim^-0.5).
+  std::optional<double> rope_local_base_freq;
+  std::optional<double> query_pre_attn_scalar;
 
   bool operator==(const ModelConfig&) const = default;
 };
+
+// Gemma 3's layer kinds when every `pattern`-th layer is global: "sliding_attention" or
+// "full_attention" for each of `num_layers` layers.
+std::vector<std::string> Gemma3LayerTypes(int64_t num_layers, int64_t pattern);
+// Whether `layer` attends over a sliding window (layer_types, or sliding_window for all).
+bool IsSlidingLayer(const ModelConfig& config, int64_t layer);
 
 // Parses config.json text. `name` (usually the path) appears in errors.
 Result<ModelConfig> ParseHfConfig(const std::string& json_text, const std::string& name);

@@ -133,6 +133,8 @@ int64_t CountParameters(const formats::ModelConfig& c) {
   // ParseHfConfig sets attention_bias for qwen2, whose o_proj has none (Qwen2Attention).
   if (c.attention_bias && c.model_type != "qwen2") layer += h;
   if (c.mlp_bias) layer += 2 * inter + h;
+  // Gemma 3: norms before and after the MLP (two more) and on queries and keys.
+  if (c.model_type == "gemma3_text") layer += 2 * h + 2 * c.head_dim;
   const int64_t embeddings = c.vocab_size * h;
   return embeddings + c.num_hidden_layers * layer + h + (c.tie_word_embeddings ? 0 : embeddings);
 }

@@ -145,6 +145,64 @@ TEST(HfConfigTest, WriteParsesBackEqual) {
   EXPECT_EQ(*ParseHfConfig(HfConfigToJson(none), "c"), none);  // null is not the default
 }
 
+// google/gemma-3-270m's config.json.
+constexpr const char* kGemma3_270m = R"({
+  "_sliding_window_pattern": 6, "architectures": ["Gemma3ForCausalLM"], "attention_bias": false,
+  "attention_dropout": 0.0, "attn_logit_softcapping": null, "bos_token_id": 2,
+  "eos_token_id": 1, "final_logit_softcapping": null, "head_dim": 256,
+  "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 640, "initializer_range": 0.02,
+  "intermediate_size": 2048,
+  "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
+    "full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "full_attention"],
+  "max_position_embeddings": 32768, "model_type": "gemma3_text", "num_attention_heads": 4,
+  "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0,
+  "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000.0,
+  "rope_scaling": null, "rope_theta": 1000000.0, "sliding_window": 512,
+  "torch_dtype": "bfloat16", "transformers_version": "4.55.0.dev0",
+  "use_bidirectional_attention": false, "use_cache": true, "vocab_size": 262144})";
+
+TEST(HfConfigTest, ParsesGemma3Text) {
+  auto c = ParseHfConfig(kGemma3_270m, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->model_type, "gemma3_text");
+  EXPECT_EQ(c->hidden_act, "gelu_pytorch_tanh");
+  EXPECT_EQ(c->head_dim, 256);
+  EXPECT_TRUE(c->tie_word_embeddings);  // Gemma 3's default
+  EXPECT_EQ(c->sliding_window, 512);
+  EXPECT_EQ(c->rope_local_base_freq, 10000.0);
+  EXPECT_EQ(c->query_pre_attn_scalar, 256.0);
+  ASSERT_EQ(c->layer_types.size(), 18u);
+  for (int64_t i = 0; i < 18; ++i) EXPECT_EQ(IsSlidingLayer(*c, i), (i + 1) % 6 != 0) << i;
+  auto back = ParseHfConfig(HfConfigToJson(*c), "written.json");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, *c);
+  // Gemma 3 1B's older form: the pattern instead of the list.
+  auto one_b = ParseHfConfig(R"({"model_type": "gemma3_text", "num_hidden_layers": 26,
+      "sliding_window": 512, "sliding_window_pattern": 6})",
+                             "c.json");
+  ASSERT_TRUE(one_b.ok()) << one_b.status().ToString();
+  EXPECT_EQ(one_b->layer_types, Gemma3LayerTypes(26, 6));
+  EXPECT_TRUE(IsSlidingLayer(*one_b, 4));
+  EXPECT_FALSE(IsSlidingLayer(*one_b, 5));
+}
+
+TEST(HfConfigTest, RefusesGemma3VariantsItCannotRun) {
+  for (const char* text :
+       {R"({"model_type": "gemma3_text", "final_logit_softcapping": 30.0})",
+        R"({"model_type": "gemma3_text", "use_bidirectional_attention": true})",
+        R"({"model_type": "gemma3_text", "num_hidden_layers": 2, "layer_types": ["x", "y"]})"}) {
+    auto c = ParseHfConfig(text, "c.json");
+    EXPECT_FALSE(c.ok()) << text;
+  }
+  auto vision = ParseHfConfig(R"({"model_type": "gemma3"})", "c.json");
+  ASSERT_FALSE(vision.ok());
+  EXPECT_EQ(vision.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(vision.status().message().find("gemma3_text"), std::string::npos);
+}
+
 TEST(HfConfigTest, ErrorsNameTheFileAndKey) {
   auto bad_json = ParseHfConfig("{\"model_type\": \"llama\",, }", "cfg.json");
   ASSERT_FALSE(bad_json.ok());
@@ -155,7 +213,7 @@ TEST(HfConfigTest, ErrorsNameTheFileAndKey) {
   EXPECT_NE(bad_type.status().message().find("\"hidden_size\""), std::string::npos);
   auto bad_kv = ParseHfConfig(R"({"model_type": "llama", "num_key_value_heads": 5})", "c");
   EXPECT_FALSE(bad_kv.ok());
-  auto other = ParseHfConfig(R"({"model_type": "gemma3"})", "cfg.json");
+  auto other = ParseHfConfig(R"({"model_type": "gpt2"})", "cfg.json");
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), StatusCode::kUnsupported);
   EXPECT_FALSE(ParseHfConfig("[]", "c").ok());

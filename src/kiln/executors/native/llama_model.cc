@@ -122,10 +122,13 @@ class LlamaModel::Loader {
     if (fs::is_regular_file(path, ec)) {
       KILN_ASSIGN_OR_RETURN(gguf::GgufFile file, gguf::GgufFile::Open(path));
       l.gguf_ = std::make_shared<gguf::GgufFile>(std::move(file));
+      const std::string arch = l.gguf_->GetString("general.architecture").value_or("");
       for (const gguf::TensorInfo& t : l.gguf_->tensors()) {
-        // By the file's own name, and by transformers' for the llama tensors that have one.
+        // By the file's own name, and by transformers' for the tensors that have one.
         l.gguf_index_[t.name] = &t;
-        if (auto name = formats::HfTensorNameForGguf(t.name); name.ok()) l.gguf_index_[*name] = &t;
+        if (auto name = formats::HfTensorNameForGguf(t.name, arch); name.ok()) {
+          l.gguf_index_[*name] = &t;
+        }
         // Reserved, not touched: room for any form of each tensor.
         const size_t rows = t.dims.size() == 2 ? static_cast<size_t>(t.dims[1]) : 1;
         capacity += std::max<size_t>(t.n_bytes, Padded(t.n_elements, rows) * sizeof(float)) + 64;
@@ -301,10 +304,8 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
   m->keep_alive_.push_back(loader.arena());
   if (loader.is_gguf() &&
       loader.gguf().GetString("general.architecture").value_or("") == "gemma3") {
-    KILN_RETURN_IF_ERROR(LoadGemma3(loader, m.get()));
-    return m;
-  }
-  if (loader.is_gguf()) {
+    KILN_ASSIGN_OR_RETURN(m->config_, formats::Gemma3ConfigFromGguf(loader.gguf()));
+  } else if (loader.is_gguf()) {
     KILN_ASSIGN_OR_RETURN(m->config_,
                           formats::LlamaConfigFromGguf(loader.gguf(), safetensors::Dtype::kF32));
     // convert_hf_to_gguf.py permutes attn_q/attn_k rows so that each rotary pair is adjacent.
@@ -312,6 +313,10 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
   } else {
     KILN_ASSIGN_OR_RETURN(m->config_,
                           formats::LoadHfConfig((fs::path(path) / "config.json").string()));
+  }
+  if (m->config_.model_type == "gemma3_text") {
+    KILN_RETURN_IF_ERROR(LoadGemma3(loader, m.get()));
+    return m;
   }
   const formats::ModelConfig& c = m->config_;
   if (c.hidden_act != "silu") {
@@ -350,7 +355,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
     KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "mlp.gate_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "mlp.up_proj", inter, h, c.mlp_bias));
     KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "mlp.down_proj", h, inter, c.mlp_bias));
-    layer.sliding = c.sliding_window.has_value();
+    layer.sliding = formats::IsSlidingLayer(c, i);
     m->layers_.push_back(std::move(layer));
   }
   KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("model.norm.weight", h));
@@ -373,52 +378,64 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
   return m;
 }
 
-// Gemma 3 as llama.cpp's GGUF conversion writes it: norm weights already hold 1 + w, q/k rows in
-// transformers' order (rotary halves), every sixth layer global and the others sliding-window.
+// Gemma 3, from a Hugging Face folder or a GGUF (whose tensors the loader also finds by
+// transformers' names): every norm multiplies by 1 + w (llama.cpp's conversion stores 1 + w, a
+// folder w), q/k rows in transformers' order (rotary halves), sliding and global layers as the
+// config's layer_types say.
 Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
-  const gguf::GgufFile& g = loader.gguf();
-  KILN_ASSIGN_OR_RETURN(m->config_, formats::Gemma3ConfigFromGguf(g));
   const formats::ModelConfig& c = m->config_;
-
+  if (c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "gelu_tanh") {
+    return Status::Unsupported(c.model_type + ": hidden_activation " + c.hidden_act +
+                               " (the native runtime's Gemma 3 uses gelu_pytorch_tanh)");
+  }
   m->gemma_ = true;
   m->embed_scale_ = std::sqrt(static_cast<float>(c.hidden_size));
-  m->attn_scale_ = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  m->attn_scale_ = 1.0f / std::sqrt(static_cast<float>(
+                              c.query_pre_attn_scalar.value_or(static_cast<double>(c.head_dim))));
   m->inv_freq_ = PlainInverseFrequencies(c.head_dim, c.rope_theta);
-  m->local_inv_freq_ =
-      PlainInverseFrequencies(c.head_dim, g.GetFloat("gemma3.rope.freq_base_swa").value_or(1e4));
+  m->local_inv_freq_ = PlainInverseFrequencies(c.head_dim, c.rope_local_base_freq.value_or(1e4));
   const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
   const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
   std::map<cpu::WeightType, int64_t> type_counts;
   auto linear = [&](const std::string& name, int64_t rows, int64_t cols) -> Result<Linear> {
     Linear l;
-    KILN_ASSIGN_OR_RETURN(l.w, loader.Matrix(name, rows, cols, m));
+    KILN_ASSIGN_OR_RETURN(l.w, loader.Matrix(name + ".weight", rows, cols, m));
     ++type_counts[l.w.type];
     return l;
   };
+  const float norm_offset = loader.is_gguf() ? 0.0f : 1.0f;
+  auto norm = [&](const std::string& name, int64_t n) -> Result<std::vector<float>> {
+    KILN_ASSIGN_OR_RETURN(std::vector<float> w, loader.Vector(name + ".weight", n));
+    for (float& v : w) v += norm_offset;
+    return w;
+  };
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
+    const std::string p = "model.layers." + std::to_string(i) + ".";
     Layer layer;
-    KILN_ASSIGN_OR_RETURN(layer.attn_norm, loader.Vector(p + "attn_norm.weight", h));
-    KILN_ASSIGN_OR_RETURN(layer.q, linear(p + "attn_q.weight", q_dim, h));
-    KILN_ASSIGN_OR_RETURN(layer.k, linear(p + "attn_k.weight", kv_dim, h));
-    KILN_ASSIGN_OR_RETURN(layer.v, linear(p + "attn_v.weight", kv_dim, h));
-    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "attn_output.weight", h, q_dim));
-    KILN_ASSIGN_OR_RETURN(layer.q_norm, loader.Vector(p + "attn_q_norm.weight", hd));
-    KILN_ASSIGN_OR_RETURN(layer.k_norm, loader.Vector(p + "attn_k_norm.weight", hd));
-    KILN_ASSIGN_OR_RETURN(layer.post_attn_norm, loader.Vector(p + "post_attention_norm.weight", h));
-    KILN_ASSIGN_OR_RETURN(layer.ffn_norm, loader.Vector(p + "ffn_norm.weight", h));
-    KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "ffn_gate.weight", inter, h));
-    KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "ffn_up.weight", inter, h));
-    KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "ffn_down.weight", h, inter));
-    KILN_ASSIGN_OR_RETURN(layer.post_ffn_norm, loader.Vector(p + "post_ffw_norm.weight", h));
-    layer.sliding = (i + 1) % 6 != 0;  // llama.cpp's pattern for Gemma 3: five local, one global
+    KILN_ASSIGN_OR_RETURN(layer.attn_norm, norm(p + "input_layernorm", h));
+    KILN_ASSIGN_OR_RETURN(layer.q, linear(p + "self_attn.q_proj", q_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.k, linear(p + "self_attn.k_proj", kv_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.v, linear(p + "self_attn.v_proj", kv_dim, h));
+    KILN_ASSIGN_OR_RETURN(layer.o, linear(p + "self_attn.o_proj", h, q_dim));
+    KILN_ASSIGN_OR_RETURN(layer.q_norm, norm(p + "self_attn.q_norm", hd));
+    KILN_ASSIGN_OR_RETURN(layer.k_norm, norm(p + "self_attn.k_norm", hd));
+    KILN_ASSIGN_OR_RETURN(layer.post_attn_norm, norm(p + "post_attention_layernorm", h));
+    KILN_ASSIGN_OR_RETURN(layer.ffn_norm, norm(p + "pre_feedforward_layernorm", h));
+    KILN_ASSIGN_OR_RETURN(layer.gate, linear(p + "mlp.gate_proj", inter, h));
+    KILN_ASSIGN_OR_RETURN(layer.up, linear(p + "mlp.up_proj", inter, h));
+    KILN_ASSIGN_OR_RETURN(layer.down, linear(p + "mlp.down_proj", h, inter));
+    KILN_ASSIGN_OR_RETURN(layer.post_ffn_norm, norm(p + "post_feedforward_layernorm", h));
+    layer.sliding = formats::IsSlidingLayer(c, i);
     m->layers_.push_back(std::move(layer));
   }
-  KILN_ASSIGN_OR_RETURN(m->final_norm_, loader.Vector("output_norm.weight", h));
-  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("token_embd.weight", c.vocab_size, h, m,
+  KILN_ASSIGN_OR_RETURN(m->final_norm_, norm("model.norm", h));
+  KILN_ASSIGN_OR_RETURN(m->embed_, loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m,
                                                  /*may_quantize=*/false));
-  if (loader.int8() && cpu::IsFloatType(m->embed_.type)) {
-    KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("token_embd.weight", c.vocab_size, h, m));
+  if (loader.Has("lm_head.weight")) {
+    KILN_ASSIGN_OR_RETURN(m->lm_head_, loader.Matrix("lm_head.weight", c.vocab_size, h, m));
+  } else if (loader.int8() && cpu::IsFloatType(m->embed_.type)) {
+    KILN_ASSIGN_OR_RETURN(m->lm_head_,
+                          loader.Matrix("model.embed_tokens.weight", c.vocab_size, h, m));
   } else {
     m->lm_head_ = m->embed_;  // tied
   }
