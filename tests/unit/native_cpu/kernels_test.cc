@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numbers>
 #include <random>
 #include <vector>
 
@@ -447,6 +448,30 @@ TEST(SiluMulTest, MatchesTheDefinitionAndEachElementIgnoresN) {
       // Alone, or as any element of a shorter call, it is the same bits.
       float alone = gate[i];
       SiluMul(isa, &alone, &up[i], 1);
+      ASSERT_EQ(alone, out[i]) << IsaName(isa) << " element " << i;
+    }
+  }
+}
+
+TEST(GeluTanhMulTest, MatchesTransformersTanhGeluAndEachElementIgnoresN) {
+  std::mt19937 rng(17);
+  std::vector<float> gate = RandomActivations(203, rng), up = RandomActivations(203, rng);
+  gate[0] = -100.0f;  // exp overflows or vanishes out there
+  gate[1] = 100.0f;
+  gate[2] = -6.0f;
+  gate[3] = 0.0f;
+  for (Isa isa : Paths()) {
+    std::vector<float> out = gate;
+    GeluTanhMul(isa, out.data(), up.data(), static_cast<int64_t>(out.size()));
+    for (size_t i = 0; i < out.size(); ++i) {
+      const double g = gate[i];
+      const double u = std::sqrt(2.0 / std::numbers::pi) * (g + 0.044715 * g * g * g);
+      const double want = 0.5 * g * (1.0 + std::tanh(u)) * up[i];
+      // The float argument of exp carries a few ulps of |2u|, which its value multiplies.
+      ASSERT_NEAR(out[i], want, 4e-7 * (1.0 + std::fabs(2.0 * u)) * std::fabs(want) + 1e-30)
+          << IsaName(isa) << " g=" << g << " up=" << up[i];
+      float alone = gate[i];
+      GeluTanhMul(isa, &alone, &up[i], 1);
       ASSERT_EQ(alone, out[i]) << IsaName(isa) << " element " << i;
     }
   }

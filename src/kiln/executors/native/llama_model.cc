@@ -714,19 +714,17 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
 
     RmsNorm(x_.data(), layer.ffn_norm, xn_.data(), n);
     ProjectMany({{{&layer.gate, gate_.data()}, {&layer.up, up_.data()}}}, xn_.data(), n, pool, isa);
-    if (gemma_) {
-      // GeGLU with the tanh approximation of GELU (gelu_pytorch_tanh).
-      const float k = std::sqrt(2.0f / std::numbers::pi_v<float>);
-      for (int64_t i = 0; i < n * inter; ++i) {
-        const float g = gate_[i];
-        gate_[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up_[i];
+    // SwiGLU, or Gemma's GeGLU (gelu_pytorch_tanh), row by row over the pool: each element's
+    // value does not depend on the split.
+    pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+      float* gate = &gate_[begin * inter];
+      const float* up = &up_[begin * inter];
+      if (gemma_) {
+        cpu::GeluTanhMul(isa, gate, up, (end - begin) * inter);
+      } else {
+        cpu::SiluMul(isa, gate, up, (end - begin) * inter);
       }
-    } else {
-      // Row by row over the pool: each element's value does not depend on the split.
-      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
-        cpu::SiluMul(isa, &gate_[begin * inter], &up_[begin * inter], (end - begin) * inter);
-      });
-    }
+    });
     Project(layer.down, gate_.data(), n, tmp_.data(), pool, isa);
     if (gemma_) RmsNorm(tmp_.data(), layer.post_ffn_norm, tmp_.data(), n);
     for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];

@@ -402,6 +402,15 @@ void SiluMul(Isa isa, float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void GeluTanhMul(Isa isa, float* gate, const float* up, int64_t n) {
+  if (UseAvx2(isa)) return avx2::GeluTanhMul(gate, up, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float t = -2.0f * kGeluK * std::fma(kGeluCube, g * g * g, g);
+    gate[i] = g / (1.0f + std::exp(std::min(t, 88.0f))) * up[i];
+  }
+}
+
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
   if (UseAvx2(isa)) return avx2::AxpyF32(a, x, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];

@@ -90,6 +90,13 @@ float ExpSubMaxSum(Isa isa, float* x, int64_t n, float max);
 // SwiGLU's product: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i],
 // for i in [0, n); each element the same operations whatever n or its index.
 void SiluMul(Isa isa, float* gate, const float* up, int64_t n);
+// GeGLU's product with transformers' gelu_pytorch_tanh: gate[i] = gelu_tanh(gate[i]) * up[i],
+// gelu_tanh(g) = 0.5 g (1 + tanh(u)) = g / (1 + exp(-2u)), u = sqrt(2 / pi) (g + 0.044715 g^3);
+// each element the same operations whatever n or its index.
+void GeluTanhMul(Isa isa, float* gate, const float* up, int64_t n);
+// GELU's tanh approximation constants: sqrt(2 / pi) and the cubic term's 0.044715.
+inline constexpr float kGeluK = 0.7978845608028654f;
+inline constexpr float kGeluCube = 0.044715f;
 // y[i] += a * x[i] for i in [0, n).
 void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n);
 

@@ -168,6 +168,28 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   }
 }
 
+void GeluTanhMul(float* gate, const float* up, int64_t n) {
+  // gelu_tanh(g) = g / (1 + exp(-2u)), u = sqrt(2 / pi) (g + 0.044715 g^3); the exponent kept
+  // below 88 as in SiluMul.
+  const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(88.0f);
+  const __m256 minus_2k = _mm256_set1_ps(-2.0f * kGeluK), cube = _mm256_set1_ps(kGeluCube);
+  auto step = [&](__m256 g, __m256 u) {
+    const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+    const __m256 t = _mm256_mul_ps(minus_2k, _mm256_fmadd_ps(cube, g3, g));
+    const __m256 e = Exp8(_mm256_min_ps(t, top));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(gate + i, step(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  if (i < n) {
+    const __m256i mask = LaneMask(n - i);
+    _mm256_maskstore_ps(gate + i, mask,
+                        step(_mm256_maskload_ps(gate + i, mask), _mm256_maskload_ps(up + i, mask)));
+  }
+}
+
 void AxpyF32(float a, const float* x, float* y, int64_t n) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;

@@ -16,6 +16,7 @@ void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out);
 float ExpSubMaxSum(float* x, int64_t n, float max);
 void AxpyF32(float a, const float* x, float* y, int64_t n);
 void SiluMul(float* gate, const float* up, int64_t n);
+void GeluTanhMul(float* gate, const float* up, int64_t n);
 // hd a multiple of 8.
 void AttentionScores(const float* const* k_rows, const float* q, int64_t queries, int64_t count,
                      int64_t hd, float scale, float* scores, int64_t scores_stride);
