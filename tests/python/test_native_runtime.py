@@ -260,6 +260,41 @@ def test_gemma3_folder_is_served_with_its_tokenizer(kiln_bin, gemma3_hf, gemma3_
     assert "(vllm on cpu" in folder.output() and "weights f32" in folder.output()
 
 
+def test_gemma3_sliding_window_layers_let_old_blocks_go(kiln_bin, gemma3_gguf):
+    """Gemma 3's 15 sliding-window layers (window 512) keep only their window's blocks: with
+    1,800 tokens held, its 6 KV cache groups of 3 layers hold the global group's 113 or so blocks
+    and 32 or 33 (plus one opened ahead) in each sliding group, not 113 each."""
+    import json
+    import socket
+    from kiln_server import scrape
+    s = KilnServer(kiln_bin, gemma3_gguf, "--max-model-len", 2048)
+    try:
+        body = json.dumps({"model": "smollm2", "prompt": list(range(1000, 2800)),
+                           "max_tokens": 200, "stream": True, "ignore_eos": True}).encode()
+        with socket.create_connection(("127.0.0.1", s.port)) as conn:
+            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: " +
+                         str(len(body)).encode() + b"\r\n\r\n" + body)
+            received = b""
+            while received.count(b"data:") < 20:
+                received += conn.recv(65536)
+            m = scrape(s.base_url)
+            held = m[("kiln:kv_cache_tokens_held", ())]
+            used = m[("kiln:kv_cache_slots_used", ())]  # token slots per layer, 6 groups
+            assert m[("vllm:num_requests_running", ())] == 1
+            assert held >= 1800, held
+            # Blocks held (slots are blocks x 16 / 6, rounded down): the global group's cover
+            # the tokens held (one more may be open for the next token), a sliding group's the
+            # last 512 positions, 32 or 33 blocks by alignment (34 with one opened ahead).
+            blocks = used * 6 / 16
+            full = -(-held // 16)
+            print(f"{held:.0f} tokens held in {used:.0f} token slots per layer ({blocks:.0f} "
+                  f"blocks of 3 layers)")
+            assert full + 5 * 32 - 1 < blocks <= full + 1 + 5 * 34, (held, used)
+    finally:
+        assert s.stop() == 0, s.output()
+
+
 def mean_nll(rows, ids):
     rows = rows.reshape(len(ids), -1).astype(np.float64)
     top = rows.max(-1, keepdims=True)

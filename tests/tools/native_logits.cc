@@ -59,14 +59,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   engine::KvCacheGeometry geometry = e.kv_geometry();
-  engine::BlockManager blocks(geometry.num_blocks, geometry.block_size, false);
+  engine::BlockManager blocks(geometry.num_blocks, geometry.block_size, false,
+                              geometry.group_windows);
   engine::Sequence seq;
   seq.tokens = prompt;
   seq.num_prompt_tokens = static_cast<int64_t>(prompt.size());
   std::ofstream out(argv[3], std::ios::binary);
   std::vector<float> logits;
   auto run = [&](int64_t start, int64_t count, bool all_logits) -> bool {
-    if (!blocks.EnsureCapacity(&seq.blocks, start + count)) return false;
+    // As the scheduler does: sliding-window blocks out of every later query's sight go first.
+    blocks.FreeOutOfWindow(&seq.tables, start);
+    if (!blocks.EnsureCapacity(&seq.tables, start + count)) return false;
     engine::SchedulerStep step;
     step.chunks.push_back({&seq, start, count, start + count == seq.num_tokens(), all_logits});
     step.num_tokens = count;

@@ -5,9 +5,11 @@
 
 namespace kiln::engine {
 
-BlockManager::BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching)
+BlockManager::BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching,
+                           std::vector<int32_t> group_windows)
     : block_size_(block_size),
       prefix_caching_(enable_prefix_caching),
+      windows_(group_windows.empty() ? std::vector<int32_t>{0} : std::move(group_windows)),
       ref_counts_(num_blocks, 0),
       block_hash_(num_blocks, 0),
       has_hash_(num_blocks, false),
@@ -65,14 +67,48 @@ int32_t BlockManager::TakeFreeBlock() {
   }
 }
 
+uint64_t BlockManager::Salt(int group) {
+  return group == 0 ? 0 : 0xd6e8feb86659fd93ull * static_cast<uint64_t>(group);
+}
+
 int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens, BlockTable* table) {
   assert(table->blocks.empty());
   if (!prefix_caching_ || tokens.empty()) return 0;
   // Never the whole sequence: the last token must be computed to produce logits.
   const int64_t max_blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
   queried_tokens_ += static_cast<int64_t>(tokens.size());
-  uint64_t parent = 0;
-  for (int64_t i = 0; i < max_blocks; ++i) {
+  int64_t hit = ClaimCachedBlocks(tokens, Salt(0), max_blocks, table) * block_size_;
+  hit_tokens_ += hit;
+  return hit;
+}
+
+int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens,
+                                           std::vector<BlockTable>* tables) {
+  tables->resize(windows_.size());
+  if (!prefix_caching_ || tokens.empty()) return 0;
+  queried_tokens_ += static_cast<int64_t>(tokens.size());
+  int64_t blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
+  for (size_t g = 0; g < tables->size(); ++g) {
+    assert((*tables)[g].blocks.empty());
+    blocks = std::min(blocks,
+                      ClaimCachedBlocks(tokens, Salt(static_cast<int>(g)), blocks, &(*tables)[g]));
+  }
+  // As far as every group holds the prefix: what a group claimed past that goes back.
+  for (BlockTable& table : *tables) {
+    while (static_cast<int64_t>(table.blocks.size()) > blocks) {
+      Release(table.blocks.back());
+      table.blocks.pop_back();
+      table.block_hashes.pop_back();
+    }
+  }
+  hit_tokens_ += blocks * block_size_;
+  return blocks * block_size_;
+}
+
+int64_t BlockManager::ClaimCachedBlocks(std::span<const int32_t> tokens, uint64_t salt,
+                                        int64_t limit, BlockTable* table) {
+  uint64_t parent = salt;
+  for (int64_t i = 0; i < limit; ++i) {
     auto chunk = tokens.subspan(i * block_size_, block_size_);
     uint64_t h = ChainHash(parent, chunk);
     auto it = cache_.find(h);
@@ -90,9 +126,54 @@ int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens, Bloc
     table->block_hashes.push_back(h);
     parent = h;
   }
-  int64_t hit = static_cast<int64_t>(table->blocks.size()) * block_size_;
-  hit_tokens_ += hit;
-  return hit;
+  return static_cast<int64_t>(table->blocks.size());
+}
+
+bool BlockManager::EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_tokens) {
+  tables->resize(windows_.size());
+  int64_t need = 0;
+  for (const BlockTable& table : *tables) {
+    need += std::max<int64_t>(0, BlocksFor(num_tokens) - static_cast<int64_t>(table.blocks.size()));
+  }
+  if (need > static_cast<int64_t>(free_count_)) return false;
+  for (BlockTable& table : *tables) EnsureCapacity(&table, num_tokens);
+  return true;
+}
+
+void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
+                                    std::vector<BlockTable>* tables) {
+  for (size_t g = 0; g < tables->size(); ++g) {
+    Commit(tokens, num_computed, Salt(static_cast<int>(g)), &(*tables)[g]);
+  }
+}
+
+void BlockManager::Free(std::vector<BlockTable>* tables) {
+  for (BlockTable& table : *tables) Free(&table);
+}
+
+void BlockManager::FreeOutOfWindow(std::vector<BlockTable>* tables, int64_t position) {
+  for (size_t g = 0; g < tables->size() && g < windows_.size(); ++g) {
+    if (windows_[g] <= 0) continue;
+    BlockTable& table = (*tables)[g];
+    // Block b holds positions [b * block_size, (b + 1) * block_size); the first one any query
+    // at `position` or later sees is position - window + 1.
+    const int64_t first_seen = position - windows_[g] + 1;
+    const int64_t gone = std::min<int64_t>(std::max<int64_t>(first_seen, 0) / block_size_,
+                                           static_cast<int64_t>(table.blocks.size()));
+    for (int64_t b = table.num_freed; b < gone; ++b) {
+      Release(table.blocks[b]);
+      table.blocks[b] = -1;
+    }
+    table.num_freed = std::max(table.num_freed, gone);
+  }
+}
+
+int64_t BlockManager::LiveBlocks(const std::vector<BlockTable>& tables) const {
+  int64_t live = 0;
+  for (const BlockTable& table : tables) {
+    live += static_cast<int64_t>(table.blocks.size()) - table.num_freed;
+  }
+  return live;
 }
 
 bool BlockManager::EnsureCapacity(BlockTable* table, int64_t num_tokens) {
@@ -105,16 +186,22 @@ bool BlockManager::EnsureCapacity(BlockTable* table, int64_t num_tokens) {
 
 void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
                                     BlockTable* table) {
+  Commit(tokens, num_computed, Salt(0), table);
+}
+
+void BlockManager::Commit(std::span<const int32_t> tokens, int64_t num_computed, uint64_t salt,
+                          BlockTable* table) {
   if (!prefix_caching_) return;
   int64_t full =
       std::min<int64_t>(num_computed / block_size_, static_cast<int64_t>(table->blocks.size()));
-  uint64_t parent = table->block_hashes.empty() ? 0 : table->block_hashes.back();
+  uint64_t parent = table->block_hashes.empty() ? salt : table->block_hashes.back();
   for (int64_t i = static_cast<int64_t>(table->block_hashes.size()); i < full; ++i) {
     auto chunk = tokens.subspan(i * block_size_, block_size_);
     uint64_t h = ChainHash(parent, chunk);
     int32_t b = table->blocks[i];
     table->block_hashes.push_back(h);
     parent = h;
+    if (b < 0) continue;                 // freed out of the window before it was committed
     if (cache_.count(h) != 0) continue;  // an identical block is already cached
     cache_.emplace(h, CachedBlock{b, std::vector<int32_t>(chunk.begin(), chunk.end())});
     block_hash_[b] = h;
@@ -122,20 +209,24 @@ void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num
   }
 }
 
+void BlockManager::Release(int32_t b) {
+  assert(ref_counts_[b] > 0);
+  if (--ref_counts_[b] == 0) {
+    is_free_[b] = true;
+    free_queue_.emplace_back(b, ++free_generation_[b]);
+    ++free_count_;
+  }
+  if (free_queue_.size() > 2 * ref_counts_.size() + 64) DropStaleEntries();
+}
+
 void BlockManager::Free(BlockTable* table) {
   // Free in reverse so that a prefix's tail blocks are evicted before its head.
   for (auto it = table->blocks.rbegin(); it != table->blocks.rend(); ++it) {
-    int32_t b = *it;
-    assert(ref_counts_[b] > 0);
-    if (--ref_counts_[b] == 0) {
-      is_free_[b] = true;
-      free_queue_.emplace_back(b, ++free_generation_[b]);
-      ++free_count_;
-    }
+    if (*it >= 0) Release(*it);
   }
-  if (free_queue_.size() > 2 * ref_counts_.size() + 64) DropStaleEntries();
   table->blocks.clear();
   table->block_hashes.clear();
+  table->num_freed = 0;
 }
 
 }  // namespace kiln::engine

@@ -6,6 +6,13 @@
 // its blocks. Freed blocks that hold a cached prefix stay findable until they are reused, least
 // recently freed first. A runtime whose cache is one slot per sequence (onnx-genai) uses one
 // block of context_length tokens and no prefix caching.
+//
+// A model whose layers attend differently (Gemma 3: sliding-window layers beside global ones)
+// splits its cache into groups of layers, as vLLM's hybrid cache manager does: a sequence holds
+// one table per group, all drawing on the one pool (a block holds block_size tokens of one
+// group's layers), and a sliding-window group's blocks that fall wholly out of the window are
+// freed (their table entries become -1). Prefix caching keys each group's blocks apart; a
+// prefix is reused as far as every group still holds it.
 #pragma once
 
 #include <cstdint>
@@ -17,21 +24,48 @@
 namespace kiln::engine {
 
 struct BlockTable {
-  std::vector<int32_t> blocks;
+  std::vector<int32_t> blocks;         // -1: freed, out of a sliding window
   std::vector<uint64_t> block_hashes;  // chained hashes of the leading full, committed blocks
+  int64_t num_freed = 0;               // leading entries freed out of the window
 };
 
 class BlockManager {
  public:
-  BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching);
+  // `group_windows`: the attention window of each group's layers in tokens, 0 for full
+  // attention; empty: one group of full attention.
+  BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching,
+               std::vector<int32_t> group_windows = {});
 
   int32_t block_size() const { return block_size_; }
   int32_t num_blocks() const { return static_cast<int32_t>(ref_counts_.size()); }
   int32_t num_free_blocks() const { return static_cast<int32_t>(free_count_); }
   // Fraction of blocks held by sequences (cached-but-free blocks count as free).
   double usage() const;
-  // Blocks needed to hold `num_tokens` tokens.
+  // Blocks needed to hold `num_tokens` tokens in one group.
   int64_t BlocksFor(int64_t num_tokens) const;
+  int num_groups() const { return static_cast<int>(windows_.size()); }
+  // Blocks a sequence of `num_tokens` tokens may hold at once over all its groups (a bound: a
+  // sliding group holds fewer once its window has moved on).
+  int64_t BlocksForSequence(int64_t num_tokens) const {
+    return num_groups() * BlocksFor(num_tokens);
+  }
+
+  // A sequence's tables, one per group (resized to num_groups() by the calls that fill them):
+  // what the single-table calls below do for one group, done for all. AllocateCachedPrefix
+  // covers the longest prefix every group holds; EnsureCapacity allocates all groups' blocks or
+  // none.
+  int64_t AllocateCachedPrefix(std::span<const int32_t> tokens, std::vector<BlockTable>* tables);
+  bool EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_tokens);
+  void CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
+                        std::vector<BlockTable>* tables);
+  void Free(std::vector<BlockTable>* tables);
+  // Frees, in each sliding-window group, the blocks that no query at `position` or later sees:
+  // those wholly before position - window + 1.
+  void FreeOutOfWindow(std::vector<BlockTable>* tables, int64_t position);
+  // Blocks the tables hold (freed entries not counted).
+  int64_t LiveBlocks(const std::vector<BlockTable>& tables) const;
+
+  // One table (the first group's: a model with one group uses these alone).
 
   // Claims cached blocks matching the longest prefix of `tokens` made of full blocks, leaving at
   // least one token uncomputed (its logits are needed). `table` must be empty. Returns the
@@ -58,11 +92,20 @@ class BlockManager {
     std::vector<int32_t> tokens;  // guards against hash collisions
   };
   int32_t TakeFreeBlock();
+  void Release(int32_t block);
   void DropStaleEntries();
   uint64_t ChainHash(uint64_t parent, std::span<const int32_t> tokens) const;
+  // Claims cached blocks of the chain that starts from `salt` (a group's), at most `limit`;
+  // returns how many.
+  int64_t ClaimCachedBlocks(std::span<const int32_t> tokens, uint64_t salt, int64_t limit,
+                            BlockTable* table);
+  void Commit(std::span<const int32_t> tokens, int64_t num_computed, uint64_t salt,
+              BlockTable* table);
+  static uint64_t Salt(int group);  // 0 for the first group: its hashes are the one-group ones
 
   int32_t block_size_;
   bool prefix_caching_;
+  std::vector<int32_t> windows_;
   std::vector<int32_t> ref_counts_;
   std::vector<uint64_t> block_hash_;  // hash a block is cached under; 0: none
   std::vector<bool> has_hash_;

@@ -44,7 +44,8 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Executor> executor)
       capabilities_(executor_->capabilities()),
       prefix_caching_(config.enable_prefix_caching && capabilities_.prefix_caching),
       blocks_(executor_->kv_geometry().num_blocks, executor_->kv_geometry().block_size,
-              prefix_caching_ && capabilities_.paged_kv_cache),
+              prefix_caching_ && capabilities_.paged_kv_cache,
+              executor_->kv_geometry().group_windows),
       scheduler_(config.scheduler, &blocks_) {
   if (prefix_caching_ && !capabilities_.paged_kv_cache) {
     scheduler_.SetPrefixSource(
@@ -80,11 +81,12 @@ Status Engine::Check(const std::vector<int32_t>& prompt, const SamplingParams& p
                                    std::to_string(config_.max_model_len) + " tokens");
   }
   const int64_t max_total = params.max_tokens ? len + *params.max_tokens : config_.max_model_len;
-  if (blocks_.BlocksFor(max_total) > blocks_.num_blocks()) {
+  if (blocks_.BlocksForSequence(max_total) > blocks_.num_blocks()) {
     // Never admissible: even alone it would exhaust the cache. (The planner avoids this.)
-    return Status::OutOfRange(
-        "the request needs " + std::to_string(max_total) + " tokens of KV cache; the cache holds " +
-        std::to_string(static_cast<int64_t>(blocks_.num_blocks()) * blocks_.block_size()));
+    return Status::OutOfRange("the request needs " + std::to_string(max_total) +
+                              " tokens of KV cache; the cache holds " +
+                              std::to_string(static_cast<int64_t>(blocks_.num_blocks()) *
+                                             blocks_.block_size() / blocks_.num_groups()));
   }
   return Status::Ok();
 }
@@ -382,8 +384,10 @@ void Engine::UpdateStats(int64_t generated, int64_t preempted) {
   stats_.running = static_cast<int64_t>(scheduler_.num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_.num_waiting());
   stats_.kv_cache_usage = blocks_.usage();
+  // Token slots per layer: a block holds block_size tokens of one group's layers.
   stats_.kv_cache_slots_used =
-      static_cast<int64_t>(blocks_.num_blocks() - blocks_.num_free_blocks()) * blocks_.block_size();
+      static_cast<int64_t>(blocks_.num_blocks() - blocks_.num_free_blocks()) *
+      blocks_.block_size() / blocks_.num_groups();
   stats_.kv_cache_tokens_held = 0;
   for (const Sequence* seq : scheduler_.running()) {
     stats_.kv_cache_tokens_held += seq->num_computed_tokens;

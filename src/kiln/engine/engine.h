@@ -73,9 +73,10 @@ struct EngineStats {
   int64_t running = 0;
   int64_t waiting = 0;
   double kv_cache_usage = 0.0;
-  // Token slots of the KV blocks that running sequences hold, and the tokens whose keys and
-  // values those sequences have computed: their ratio is the paged cache's overhead (partly
-  // filled last blocks; below 1 where prefix blocks are shared).
+  // Token slots of the KV blocks that running sequences hold (per layer: a block holds one KV
+  // cache group's layers), and the tokens whose keys and values those sequences have computed:
+  // their ratio is the paged cache's overhead (partly filled last blocks; below 1 where prefix
+  // blocks are shared or sliding-window layers have let old blocks go).
   int64_t kv_cache_slots_used = 0;
   int64_t kv_cache_tokens_held = 0;
   int64_t prompt_tokens_total = 0;

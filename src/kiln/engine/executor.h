@@ -25,6 +25,10 @@ struct ExecutorCapabilities {
 struct KvCacheGeometry {
   int32_t block_size = 16;  // tokens per block (context_length for one-slot-per-sequence caches)
   int32_t num_blocks = 0;
+  // The KV cache's groups of layers (BlockManager), as each group's attention window in tokens
+  // (0: full attention); empty: one group of full attention. A block holds block_size tokens of
+  // one group's layers.
+  std::vector<int32_t> group_windows;
 };
 
 class Executor {

@@ -29,13 +29,13 @@ void Scheduler::Add(Sequence* seq) {
 void Scheduler::Remove(Sequence* seq) {
   std::erase(running_, seq);
   std::erase(waiting_, seq);
-  blocks_->Free(&seq->blocks);
+  blocks_->Free(&seq->tables);
   seq->state = SequenceState::kFinished;
 }
 
 void Scheduler::Preempt(Sequence* seq, SchedulerStep* step) {
   std::erase(running_, seq);
-  blocks_->Free(&seq->blocks);
+  blocks_->Free(&seq->tables);
   seq->num_computed_tokens = 0;
   seq->state = SequenceState::kWaiting;
   ++seq->num_preemptions;
@@ -78,7 +78,9 @@ SchedulerStep Scheduler::Schedule() {
     int64_t n = cap(seq, seq->num_uncomputed());
     if (n <= 0) continue;
     bool scheduled = true;
-    while (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
+    // Blocks of sliding-window layers that this chunk's queries no longer see go first.
+    blocks_->FreeOutOfWindow(&seq->tables, seq->num_computed_tokens);
+    while (!blocks_->EnsureCapacity(&seq->tables, seq->num_computed_tokens + n)) {
       Sequence* victim = running_.back();
       // Chunks already given to the victim this step are withdrawn.
       for (auto it = step.chunks.begin(); it != step.chunks.end(); ++it) {
@@ -104,17 +106,18 @@ SchedulerStep Scheduler::Schedule() {
   while (step.preempted.empty() && !waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    const bool fresh = seq->blocks.blocks.empty() && !seq->needs_prompt_logits;
+    const bool fresh = blocks_->LiveBlocks(seq->tables) == 0 && !seq->needs_prompt_logits;
     if (fresh) {
-      seq->num_computed_tokens = blocks_->AllocateCachedPrefix(seq->tokens, &seq->blocks);
+      seq->num_computed_tokens = blocks_->AllocateCachedPrefix(seq->tokens, &seq->tables);
       seq->num_cached_prompt_tokens = seq->num_computed_tokens;
+      blocks_->FreeOutOfWindow(&seq->tables, seq->num_computed_tokens);
     }
     int64_t remaining = seq->num_uncomputed();
     if (!config_.enable_chunked_prefill && remaining > budget) break;
     int64_t n = cap(seq, remaining);
     if (n <= 0) break;  // the step's logit rows are spent
-    if (!blocks_->EnsureCapacity(&seq->blocks, seq->num_computed_tokens + n)) {
-      blocks_->Free(&seq->blocks);
+    if (!blocks_->EnsureCapacity(&seq->tables, seq->num_computed_tokens + n)) {
+      blocks_->Free(&seq->tables);
       seq->num_computed_tokens = 0;
       break;
     }
@@ -137,7 +140,7 @@ SchedulerStep Scheduler::Schedule() {
 void Scheduler::Complete(const SchedulerStep& step) {
   for (const ScheduledChunk& c : step.chunks) {
     c.seq->num_computed_tokens = c.start + c.count;
-    blocks_->CommitFullBlocks(c.seq->tokens, c.seq->num_computed_tokens, &c.seq->blocks);
+    blocks_->CommitFullBlocks(c.seq->tokens, c.seq->num_computed_tokens, &c.seq->tables);
   }
 }
 

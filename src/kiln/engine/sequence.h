@@ -26,7 +26,7 @@ struct Sequence {
   // Every prompt position's logits are wanted (prompt logprobs); such a sequence computes its
   // whole prompt rather than reuse a cached prefix.
   bool needs_prompt_logits = false;
-  BlockTable blocks;
+  std::vector<BlockTable> tables;  // one per KV cache group (BlockManager)
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

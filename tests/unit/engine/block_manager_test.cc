@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <random>
+#include <set>
 
 namespace kiln::engine {
 namespace {
@@ -95,6 +97,81 @@ TEST(BlockManagerTest, StaleFreeEntriesDoNotLeakOrDoubleAllocate) {
   std::sort(all.blocks.begin(), all.blocks.end());
   EXPECT_EQ(all.blocks, (std::vector<int32_t>{0, 1, 2, 3}));
   EXPECT_EQ(bm.num_free_blocks(), 0);
+}
+
+// Random admissions (through the prefix cache), extensions, window moves, commits and frees of
+// sequences with one full-attention and two sliding-window groups: after every operation each
+// block is either free or held, the held ones are exactly what the live tables name, a sliding
+// table's freed entries are its leading ones and lie wholly out of its window, and a full
+// table frees nothing.
+TEST(BlockManagerTest, GroupsKeepEveryBlockAccountedForUnderRandomOperations) {
+  const std::vector<int32_t> windows = {0, 6, 6};
+  const int32_t block_size = 2, num_blocks = 60;
+  BlockManager bm(num_blocks, block_size, true, windows);
+  ASSERT_EQ(bm.num_groups(), 3);
+  std::mt19937 rng(21);
+  struct Seq {
+    std::vector<int32_t> tokens;
+    std::vector<BlockTable> tables;
+    int64_t computed = 0;
+  };
+  std::vector<Seq> live;
+  auto check = [&] {
+    std::set<int32_t> held;
+    for (const Seq& s : live) {
+      ASSERT_EQ(s.tables.size(), 3u);
+      for (size_t g = 0; g < 3; ++g) {
+        const BlockTable& t = s.tables[g];
+        for (size_t b = 0; b < t.blocks.size(); ++b) {
+          if (static_cast<int64_t>(b) < t.num_freed) {
+            ASSERT_EQ(t.blocks[b], -1);
+            ASSERT_GT(windows[g], 0) << "a full-attention table freed a block";
+            // Wholly before the first position the next query (at `computed`) sees.
+            ASSERT_LE(static_cast<int64_t>(b + 1) * block_size, s.computed - windows[g] + 1);
+          } else {
+            ASSERT_GE(t.blocks[b], 0);
+            held.insert(t.blocks[b]);
+          }
+        }
+      }
+    }
+    ASSERT_EQ(static_cast<int64_t>(held.size()), num_blocks - bm.num_free_blocks());
+  };
+  std::uniform_int_distribution<int> op(0, 9), token(0, 3), len(1, 9);
+  for (int step = 0; step < 3000; ++step) {
+    const int o = op(rng);
+    if (o < 3 || live.empty()) {  // admit: a few tokens from a small alphabet share prefixes
+      Seq s;
+      for (int i = len(rng); i > 0; --i) s.tokens.push_back(token(rng));
+      s.computed = bm.AllocateCachedPrefix(s.tokens, &s.tables);
+      ASSERT_EQ(s.computed % block_size, 0);
+      bm.FreeOutOfWindow(&s.tables, s.computed);
+      if (bm.EnsureCapacity(&s.tables, static_cast<int64_t>(s.tokens.size()))) {
+        s.computed = static_cast<int64_t>(s.tokens.size());
+        bm.CommitFullBlocks(s.tokens, s.computed, &s.tables);
+        live.push_back(std::move(s));
+      } else {
+        bm.Free(&s.tables);
+      }
+    } else if (o < 8) {  // extend one sequence by a few tokens, its window moving on first
+      Seq& s = live[rng() % live.size()];
+      const int add = len(rng);
+      bm.FreeOutOfWindow(&s.tables, s.computed);
+      if (bm.EnsureCapacity(&s.tables, s.computed + add)) {
+        for (int i = 0; i < add; ++i) s.tokens.push_back(token(rng));
+        s.computed += add;
+        bm.CommitFullBlocks(s.tokens, s.computed, &s.tables);
+      }
+    } else {  // finish or preempt one
+      const size_t i = rng() % live.size();
+      bm.Free(&live[i].tables);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    check();
+    if (HasFatalFailure()) return;
+  }
+  for (Seq& s : live) bm.Free(&s.tables);
+  EXPECT_EQ(bm.num_free_blocks(), num_blocks);
 }
 
 }  // namespace

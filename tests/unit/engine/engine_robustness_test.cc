@@ -18,7 +18,7 @@ constexpr int64_t kVocab = 32;
 // kVocab, never token 0 (the end token), so a greedy sequence runs to max_tokens.
 class CountingExecutor : public Executor {
  public:
-  KvCacheGeometry kv_geometry() const override { return {16, 64}; }
+  KvCacheGeometry kv_geometry() const override { return {16, 64, {}}; }
   ExecutorCapabilities capabilities() const override { return {}; }
   int64_t vocab_size() const override { return kVocab; }
   Status Execute(const SchedulerStep& step, std::vector<float>* logits) override {

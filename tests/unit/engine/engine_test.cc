@@ -23,7 +23,7 @@ constexpr int32_t kEos = 0;
 class FakeExecutor : public Executor {
  public:
   FakeExecutor(int32_t block_size, int32_t num_blocks)
-      : geometry_{block_size, num_blocks}, kv_(static_cast<size_t>(block_size) * num_blocks) {}
+      : geometry_{block_size, num_blocks, {}}, kv_(static_cast<size_t>(block_size) * num_blocks) {}
   KvCacheGeometry kv_geometry() const override { return geometry_; }
   ExecutorCapabilities capabilities() const override { return caps; }
   int64_t vocab_size() const override { return kVocab; }
@@ -67,7 +67,7 @@ class FakeExecutor : public Executor {
 
  private:
   size_t Slot(const Sequence& s, int64_t p) const {
-    return static_cast<size_t>(s.blocks.blocks.at(p / geometry_.block_size)) *
+    return static_cast<size_t>(s.tables.at(0).blocks.at(p / geometry_.block_size)) *
                geometry_.block_size +
            p % geometry_.block_size;
   }

@@ -36,7 +36,7 @@ class FakeModel {
 
  private:
   size_t Slot(const Sequence& s, int64_t pos) const {
-    return static_cast<size_t>(s.blocks.blocks.at(pos / block_size_)) * block_size_ +
+    return static_cast<size_t>(s.tables.at(0).blocks.at(pos / block_size_)) * block_size_ +
            pos % block_size_;
   }
   int32_t block_size_;

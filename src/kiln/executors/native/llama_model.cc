@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <numbers>
+#include <numeric>
 
 #include "kiln/executors/native/weight_arena.h"
 #include "kiln/formats/gguf.h"
@@ -375,6 +376,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path, bo
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);
   m->weight_summary_ += ", output " + std::string(cpu::WeightTypeName(m->lm_head_.type));
+  m->AssignKvGroups();
   return m;
 }
 
@@ -443,6 +445,7 @@ Status LlamaModel::LoadGemma3(Loader& loader, LlamaModel* m) {
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   m->weight_summary_ = most == type_counts.end() ? "none" : cpu::WeightTypeName(most->first);
   m->weight_summary_ += ", output " + std::string(cpu::WeightTypeName(m->lm_head_.type));
+  m->AssignKvGroups();
   return Status::Ok();
 }
 
@@ -451,11 +454,42 @@ int64_t LlamaModel::kv_bytes_per_token(KvDtype dtype) const {
                                 config_.head_dim);
 }
 
+int64_t LlamaModel::kv_bytes_per_group_token(KvDtype dtype) const {
+  return KvCache::BytesPerToken(dtype, kv_planes_, config_.num_key_value_heads, config_.head_dim);
+}
+
+void LlamaModel::AssignKvGroups() {
+  int64_t full = 0, sliding = 0;
+  for (const Layer& layer : layers_) ++(layer.sliding ? sliding : full);
+  const int32_t window = static_cast<int32_t>(config_.sliding_window.value_or(0));
+  group_windows_.clear();
+  if (full == 0 || sliding == 0) {  // every layer alike: one group
+    group_windows_.push_back(sliding > 0 ? window : 0);
+    kv_planes_ = static_cast<int64_t>(layers_.size());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      layers_[i].kv_group = 0;
+      layers_[i].kv_plane = static_cast<int32_t>(i);
+    }
+    return;
+  }
+  kv_planes_ = std::gcd(full, sliding);
+  // The full-attention groups first, then the sliding ones; layers fill them in order.
+  const int64_t full_groups = full / kv_planes_;
+  group_windows_.assign(static_cast<size_t>(full_groups), 0);
+  group_windows_.resize(static_cast<size_t>(full_groups + sliding / kv_planes_), window);
+  int64_t seen_full = 0, seen_sliding = 0;
+  for (Layer& layer : layers_) {
+    const int64_t index = layer.sliding ? seen_sliding++ : seen_full++;
+    layer.kv_group = static_cast<int32_t>(index / kv_planes_ + (layer.sliding ? full_groups : 0));
+    layer.kv_plane = static_cast<int32_t>(index % kv_planes_);
+  }
+}
+
 void LlamaModel::AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t block_size,
                                  int64_t max_positions) {
   block_size_ = block_size;
-  kv_.Allocate(dtype, config_.num_hidden_layers, num_blocks * block_size,
-               config_.num_key_value_heads, config_.head_dim);
+  kv_.Allocate(dtype, kv_planes_, num_blocks * block_size, config_.num_key_value_heads,
+               config_.head_dim);
   // Angles as transformers computes them: position times inverse frequency, in f32.
   max_positions_ = max_positions;
   const int64_t half = config_.head_dim / 2;
@@ -552,6 +586,8 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   const int64_t group = heads / kv_heads;
   const float scale = attn_scale_;
   const int64_t window = layers_[layer].sliding ? config_.sliding_window.value_or(0) : 0;
+  // Where this layer's keys and values live: its group's block tables, its plane of the cache.
+  const int64_t kv_group = layers_[layer].kv_group, plane = layers_[layer].kv_plane;
   int32_t longest = 0;
   for (int32_t len : layout.seq_lens) longest = std::max(longest, len);
   // One task per (token, kv head), for the `group` query heads that share its keys and values;
@@ -585,8 +621,7 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / kv_heads, g = task % kv_heads;
       const int32_t chunk = layout.token_chunk[t];
-      const int32_t* table =
-          &layout.block_tables[static_cast<size_t>(chunk) * layout.max_blocks_per_seq];
+      const int32_t* table = layout.Table(kv_group, chunk);
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       const int64_t count = pos - first + 1;
@@ -617,12 +652,12 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         const int64_t slot =
             static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
         if (bf16) {
-          rows.k_bf16[i] = kv_.KeyBf16(layer, slot, g);
-          rows.v_bf16[i] = kv_.ValueBf16(layer, slot, g);
+          rows.k_bf16[i] = kv_.KeyBf16(plane, slot, g);
+          rows.v_bf16[i] = kv_.ValueBf16(plane, slot, g);
           continue;
         }
-        k_rows[i] = kv_.Key(layer, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
-        v_rows[i] = kv_.Value(layer, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
+        k_rows[i] = kv_.Key(plane, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
+        v_rows[i] = kv_.Value(plane, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
       }
       rows.call = call;
       rows.chunk = chunk;
@@ -704,8 +739,7 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
     Rope(q_.data(), c.num_attention_heads, layout, layer.sliding);
     Rope(k_.data(), c.num_key_value_heads, layout, layer.sliding);
     for (int64_t t = 0; t < n; ++t) {
-      const int64_t slot = layout.slot_mapping[t];
-      kv_.Write(static_cast<int64_t>(li), slot, &k_[t * kv_dim], &v_[t * kv_dim]);
+      kv_.Write(layer.kv_plane, layout.Slot(layer.kv_group, t), &k_[t * kv_dim], &v_[t * kv_dim]);
     }
     Attention(layout, static_cast<int64_t>(li), pool, isa);
     Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);

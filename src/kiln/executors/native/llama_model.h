@@ -46,6 +46,14 @@ class LlamaModel {
 
   // Bytes of key and value cache per token, all layers, in `dtype`.
   int64_t kv_bytes_per_token(KvDtype dtype) const;
+  // The KV cache's groups of layers (engine::KvCacheGeometry::group_windows): one group of every
+  // layer when they all attend alike; otherwise the full-attention and the sliding-window layers
+  // apart, each kind in groups of the same size (the largest that divides both counts, so one
+  // block size serves all: Gemma 3 270M's 3 global and 15 sliding layers make 1 + 5 groups of
+  // 3). Each group's window, 0 for full attention.
+  const std::vector<int32_t>& kv_group_windows() const { return group_windows_; }
+  // Bytes of one block-token: one token of one group's layers.
+  int64_t kv_bytes_per_group_token(KvDtype dtype) const;
   // Allocates the KV cache: `num_blocks` blocks of `block_size` tokens in `dtype`, for positions
   // below `max_positions`. Pages are touched as tokens are written.
   void AllocateKvCache(KvDtype dtype, int64_t num_blocks, int32_t block_size,
@@ -68,6 +76,8 @@ class LlamaModel {
     // Gemma 3: per-head RMSNorm of q and k, RMSNorm of the attention and MLP outputs.
     std::vector<float> q_norm, k_norm, post_attn_norm, post_ffn_norm;
     bool sliding = false;  // attends over the last sliding_window positions only
+    int32_t kv_group = 0;  // its KV cache group, and its plane (its place in the group)
+    int32_t kv_plane = 0;
   };
   class Loader;
 
@@ -85,6 +95,8 @@ class LlamaModel {
                    int64_t rows, cpu::ThreadPool& pool, cpu::Isa isa);
 
   static Status LoadGemma3(class Loader& loader, LlamaModel* m);
+  // Assigns each layer its KV cache group and plane (kv_group_windows).
+  void AssignKvGroups();
 
   formats::ModelConfig config_;
   bool rope_interleaved_ = false;  // GGUF llama: rotary pairs are adjacent (llama.cpp's order)
@@ -101,8 +113,11 @@ class LlamaModel {
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;  // [head_dim / 2]
 
-  // KV cache: per layer, [num_blocks * block_size, kv_heads, head_dim] keys and values.
+  // KV cache: per plane (a layer's place in its group), [num_blocks * block_size, kv_heads,
+  // head_dim] keys and values; a block's slots in a plane belong to whichever group holds it.
   int32_t block_size_ = 16;
+  std::vector<int32_t> group_windows_;
+  int64_t kv_planes_ = 0;
   KvCache kv_;
   std::vector<float> rope_cos_, rope_sin_;    // [max_positions, head_dim / 2]
   std::vector<float> local_cos_, local_sin_;  // for sliding-window layers, when they differ

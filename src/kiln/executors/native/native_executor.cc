@@ -37,20 +37,24 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
 
 Status NativeExecutor::AllocateKvCache(KvDtype dtype, int64_t bytes) {
   const int32_t block_size = geometry_.block_size;
-  const int64_t per_block = model_->kv_bytes_per_token(dtype) * block_size;
+  // A block holds block_size tokens of one KV cache group's layers; a sequence of max_model_len
+  // tokens needs its blocks in every group (fewer once a sliding window moves on).
+  const int64_t groups = static_cast<int64_t>(model_->kv_group_windows().size());
+  const int64_t per_block = model_->kv_bytes_per_group_token(dtype) * block_size;
   int64_t blocks = (bytes > 0 ? bytes : int64_t{1} << 30) / per_block;
-  const int64_t needed = (max_model_len_ + block_size - 1) / block_size;
+  const int64_t needed = groups * ((max_model_len_ + block_size - 1) / block_size);
   if (blocks < needed) {
     if (bytes > 0) {
       return Status::InvalidArgument(
           "a " + std::string(KvDtypeName(dtype)) + " KV cache of " + std::to_string(bytes) +
-          " bytes holds " + std::to_string(blocks * block_size) +
+          " bytes holds " + std::to_string(blocks * block_size / groups) +
           " tokens, fewer than max_model_len " + std::to_string(max_model_len_) + "; it needs " +
           std::to_string(needed * per_block) + " bytes");
     }
     blocks = needed;
   }
   geometry_.num_blocks = static_cast<int32_t>(blocks);
+  geometry_.group_windows = model_->kv_group_windows();
   model_->AllocateKvCache(dtype, blocks, block_size, max_model_len_);
   return Status::Ok();
 }

@@ -117,7 +117,7 @@ Result<std::unique_ptr<GenaiExecutor>> GenaiExecutor::Load(const std::string& di
 }
 
 engine::KvCacheGeometry GenaiExecutor::kv_geometry() const {
-  return {static_cast<int32_t>(max_len_), num_slots_};
+  return {static_cast<int32_t>(max_len_), num_slots_, {}};
 }
 
 int64_t GenaiExecutor::kv_cache_bytes() const {
