@@ -150,13 +150,12 @@ def test_q4_1_greedy_tokens_match_llama_cpp_up_to_near_ties(gguf_server, smollm2
     diverged = check_near_ties(theirs, ours, ("llama.cpp", "kiln vllm"))
     print(f"{len(prompts) - diverged} of {len(prompts)} greedy runs equal llama.cpp's")
 
-def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gguf, text_ids,
-                                                            gguf_server):
+def check_shared_prefix(kiln_bin, model, ids, server):
     """A second request sharing a 1,000-token prefix takes its blocks from the prefix cache
     (usage and the prefix-cache metrics show it) and gets, bit for bit, what a server without
     prefix caching computes."""
-    prefix = text_ids[:1000]
-    first, second = prefix + text_ids[1000:1010], prefix + text_ids[2000:2010]
+    prefix = ids[:1000]
+    first, second = prefix + ids[1000:1010], prefix + ids[2000:2010]
 
     def ask(server, prompt):
         reply = server.client().completions.create(
@@ -164,20 +163,35 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gg
             extra_body={"return_tokens_as_token_ids": True})
         return reply, (reply.choices[0].logprobs.tokens, reply.choices[0].logprobs.token_logprobs)
 
-    hits_before = gguf_server.metric("vllm:prefix_cache_hits_total")
-    ask(gguf_server, first)
-    reply, cached = ask(gguf_server, second)
+    hits_before = server.metric("vllm:prefix_cache_hits_total")
+    ask(server, first)
+    reply, cached = ask(server, second)
     # Whole blocks of 16 tokens: 992 of the 1,000 shared tokens.
     assert reply.usage.prompt_tokens_details.cached_tokens == 992
-    gguf_server.wait_for(
-        lambda: gguf_server.metric("vllm:prefix_cache_hits_total") - hits_before >= 992,
+    server.wait_for(
+        lambda: server.metric("vllm:prefix_cache_hits_total") - hits_before >= 992,
         "the prefix-cache hits are counted")
-    plain = KilnServer(kiln_bin, smollm2_gguf, "--no-enable-prefix-caching")
+    plain = KilnServer(kiln_bin, model, "--no-enable-prefix-caching", "--max-model-len", 2048)
     try:
         _, computed = ask(plain, second)
     finally:
         plain.stop()
     assert cached == computed
+
+
+def test_shared_prefix_is_computed_once_and_changes_nothing(kiln_bin, smollm2_gguf, text_ids,
+                                                            gguf_server):
+    check_shared_prefix(kiln_bin, smollm2_gguf, text_ids, gguf_server)
+
+
+def test_gemma3_shared_prefix_past_the_window_is_computed_once_and_changes_nothing(
+        kiln_bin, gemma3_gguf):
+    # Its sliding-window groups serve the prefix from the blocks their window covers.
+    server = KilnServer(kiln_bin, gemma3_gguf, "--max-model-len", 2048)
+    try:
+        check_shared_prefix(kiln_bin, gemma3_gguf, list(range(1000, 3010)), server)
+    finally:
+        server.stop()
 
 
 def test_gemma3_greedy_tokens_match_llama_cpp_up_to_near_ties(kiln_bin, gemma3_gguf):

@@ -87,22 +87,72 @@ int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens,
   tables->resize(windows_.size());
   if (!prefix_caching_ || tokens.empty()) return 0;
   queried_tokens_ += static_cast<int64_t>(tokens.size());
-  int64_t blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
-  for (size_t g = 0; g < tables->size(); ++g) {
-    assert((*tables)[g].blocks.empty());
-    blocks = std::min(blocks,
-                      ClaimCachedBlocks(tokens, Salt(static_cast<int>(g)), blocks, &(*tables)[g]));
-  }
-  // As far as every group holds the prefix: what a group claimed past that goes back.
-  for (BlockTable& table : *tables) {
-    while (static_cast<int64_t>(table.blocks.size()) > blocks) {
-      Release(table.blocks.back());
-      table.blocks.pop_back();
-      table.block_hashes.pop_back();
+  const int64_t limit = static_cast<int64_t>(tokens.size() - 1) / block_size_;
+  // Per group, each leading block's chained hash and its cached block (-1: not cached).
+  std::vector<std::vector<uint64_t>> hashes(windows_.size());
+  std::vector<std::vector<int32_t>> cached(windows_.size());
+  for (size_t g = 0; g < windows_.size(); ++g) {
+    uint64_t parent = Salt(static_cast<int>(g));
+    for (int64_t i = 0; i < limit; ++i) {
+      auto chunk = tokens.subspan(i * block_size_, block_size_);
+      parent = ChainHash(parent, chunk);
+      hashes[g].push_back(parent);
+      auto it = cache_.find(parent);
+      const bool hit =
+          it != cache_.end() && std::equal(chunk.begin(), chunk.end(), it->second.tokens.begin(),
+                                           it->second.tokens.end());
+      cached[g].push_back(hit ? it->second.block : -1);
     }
+  }
+  // The longest prefix of h blocks that every group can serve: a full-attention group needs
+  // blocks [0, h) cached, a sliding group only those the next query (at position h *
+  // block_size) sees. Shrinking h for one group may fail another, so repeat until all agree.
+  int64_t blocks = limit;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t g = 0; g < windows_.size(); ++g) {
+      int64_t h = blocks;
+      while (h > 0) {
+        const int64_t first = FirstSeenBlock(static_cast<int>(g), h * block_size_);
+        int64_t b = h - 1;
+        while (b >= first && cached[g][b] >= 0) --b;
+        if (b < first) break;  // all seen blocks cached
+        h = b;                 // the prefix must end before the missing block
+      }
+      if (h < blocks) {
+        blocks = h;
+        changed = true;
+      }
+    }
+  }
+  for (size_t g = 0; g < windows_.size(); ++g) {
+    BlockTable& table = (*tables)[g];
+    assert(table.blocks.empty());
+    const int64_t first = FirstSeenBlock(static_cast<int>(g), blocks * block_size_);
+    for (int64_t b = 0; b < blocks; ++b) {
+      table.block_hashes.push_back(hashes[g][b]);
+      if (b < first) {  // out of the window: never needed again
+        table.blocks.push_back(-1);
+        continue;
+      }
+      const int32_t block = cached[g][b];
+      if (ref_counts_[block] == 0) {
+        is_free_[block] = false;  // its queue entry goes stale
+        --free_count_;
+      }
+      ++ref_counts_[block];
+      table.blocks.push_back(block);
+    }
+    table.num_freed = first;
   }
   hit_tokens_ += blocks * block_size_;
   return blocks * block_size_;
+}
+
+int64_t BlockManager::FirstSeenBlock(int group, int64_t position) const {
+  const int32_t window = windows_[static_cast<size_t>(group)];
+  if (window <= 0) return 0;
+  return std::max<int64_t>(position - window + 1, 0) / block_size_;
 }
 
 int64_t BlockManager::ClaimCachedBlocks(std::span<const int32_t> tokens, uint64_t salt,
@@ -155,10 +205,7 @@ void BlockManager::FreeOutOfWindow(std::vector<BlockTable>* tables, int64_t posi
   for (size_t g = 0; g < tables->size() && g < windows_.size(); ++g) {
     if (windows_[g] <= 0) continue;
     BlockTable& table = (*tables)[g];
-    // Block b holds positions [b * block_size, (b + 1) * block_size); the first one any query
-    // at `position` or later sees is position - window + 1.
-    const int64_t first_seen = position - windows_[g] + 1;
-    const int64_t gone = std::min<int64_t>(std::max<int64_t>(first_seen, 0) / block_size_,
+    const int64_t gone = std::min<int64_t>(FirstSeenBlock(static_cast<int>(g), position),
                                            static_cast<int64_t>(table.blocks.size()));
     for (int64_t b = table.num_freed; b < gone; ++b) {
       Release(table.blocks[b]);

@@ -52,8 +52,9 @@ class BlockManager {
 
   // A sequence's tables, one per group (resized to num_groups() by the calls that fill them):
   // what the single-table calls below do for one group, done for all. AllocateCachedPrefix
-  // covers the longest prefix every group holds; EnsureCapacity allocates all groups' blocks or
-  // none.
+  // covers the longest prefix every group can serve (a sliding-window group needs only the
+  // blocks the next query sees; the ones before are -1 in its table); EnsureCapacity allocates
+  // all groups' blocks or none.
   int64_t AllocateCachedPrefix(std::span<const int32_t> tokens, std::vector<BlockTable>* tables);
   bool EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_tokens);
   void CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
@@ -102,6 +103,9 @@ class BlockManager {
   void Commit(std::span<const int32_t> tokens, int64_t num_computed, uint64_t salt,
               BlockTable* table);
   static uint64_t Salt(int group);  // 0 for the first group: its hashes are the one-group ones
+  // The first block a query at `position` sees in `group`: block b holds positions
+  // [b * block_size, (b + 1) * block_size), and a sliding window starts at position - window + 1.
+  int64_t FirstSeenBlock(int group, int64_t position) const;
 
   int32_t block_size_;
   bool prefix_caching_;

@@ -99,6 +99,35 @@ TEST(BlockManagerTest, StaleFreeEntriesDoNotLeakOrDoubleAllocate) {
   EXPECT_EQ(bm.num_free_blocks(), 0);
 }
 
+// A prefix cached in a sliding-window group serves from the blocks its window covers alone:
+// the ones that fell out of the window may be long gone.
+TEST(BlockManagerTest, ASlidingGroupServesAPrefixFromItsWindowAlone) {
+  BlockManager bm(40, 2, true, {0, 4});
+  auto tokens = Iota(21);
+  std::vector<BlockTable> a;
+  ASSERT_TRUE(bm.EnsureCapacity(&a, 21));
+  bm.CommitFullBlocks(tokens, 21, &a);
+  const std::vector<int32_t> sliding = a[1].blocks;
+  bm.FreeOutOfWindow(&a, 21);  // a query at 21 sees 18..21: blocks 9 and 10
+  EXPECT_EQ(a[1].num_freed, 9);
+  EXPECT_EQ(bm.LiveBlocks(a), 11 + 2);
+  // Reusing nearly every free block evicts the first 8 of the 9 sliding blocks a let go (the
+  // least recently freed go first); block 8 stays cached.
+  std::vector<BlockTable> filler;
+  ASSERT_TRUE(bm.EnsureCapacity(&filler, 26));
+  bm.Free(&filler);
+  std::vector<BlockTable> b;
+  // At most 10 blocks (the last token is always computed); the sliding group needs blocks 8
+  // and 9 for a query at 20 (it sees 17..20): 8 from the cache, 9 shared with a.
+  EXPECT_EQ(bm.AllocateCachedPrefix(tokens, &b), 20);
+  EXPECT_EQ(b[0].blocks, std::vector<int32_t>(a[0].blocks.begin(), a[0].blocks.begin() + 10));
+  EXPECT_EQ(b[1].num_freed, 8);
+  EXPECT_EQ(b[1].blocks[7], -1);
+  EXPECT_EQ(b[1].blocks[8], sliding[8]);
+  EXPECT_EQ(b[1].blocks[9], sliding[9]);
+  EXPECT_EQ(a[1].blocks[9], sliding[9]);
+}
+
 // Random admissions (through the prefix cache), extensions, window moves, commits and frees of
 // sequences with one full-attention and two sliding-window groups: after every operation each
 // block is either free or held, the held ones are exactly what the live tables name, a sliding
