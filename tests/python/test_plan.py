@@ -154,8 +154,8 @@ def test_hugging_face_folder(kiln_bin, smollm2_hf):
 
 
 def test_gemma3_gguf_is_planned_and_the_server_holds_what_the_plan_counts(kiln_bin, gemma3_gguf):
-    # Gemma 3 270M: 18 layers, one KV head of 256; every layer keeps its keys and values (the
-    # sliding-window layers too), in f32 on the CPU.
+    # Gemma 3 270M: 18 layers, one KV head of 256; every layer's keys and values are counted for
+    # every token (the sliding-window layers' too, a bound), in f32 on the CPU.
     j = plan_json(kiln_bin, gemma3_gguf, "--set", "max_model_len=1024")
     m, p = j["model"], j["plan"]
     assert m["model_type"] == "gemma3_text" and m["tie_word_embeddings"] is True
