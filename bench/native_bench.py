@@ -316,9 +316,10 @@ def main(argv=None):
         print(f"vLLM peak resident memory {rss['vllm-cpu']:.0f} MiB (its processes' peaks "
               f"summed), CPU-seconds {cpu['vllm-cpu']:.1f} (over its turns at 32 only)")
     else:
-        print("vLLM on CPU at 32 concurrent: not measured (vllm-cpu not installed; "
-              "../shared/RECIPES.md)" if not vllm_version else
-              "vLLM on CPU: not measured (no 32-concurrent row)")
+        why = ("--no-vllm" if args.no_vllm else
+               "no 32-concurrent row" if vllm_version else
+               "vllm-cpu not installed; ../shared/RECIPES.md")
+        print(f"vLLM on CPU at 32 concurrent: not measured ({why})")
     if kv_samples:
         held, used = sorted(kv_samples, key=lambda hu: hu[1] / hu[0])[len(kv_samples) // 2]
         print(f"kiln-vllm KV cache at 32 concurrent (most tokens held; median of the repeats): "

@@ -2,6 +2,7 @@
 import os
 import resource
 import signal
+import json
 import socket
 import subprocess
 import time
@@ -17,6 +18,22 @@ def free_port():
 def _raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+
+
+def stream_in_flight(port, body, events=1):
+    """Sends `body` (a dict; "stream" is set) to /v1/completions over a raw connection and
+    returns the open socket once `events` SSE data events have arrived: the request is then in
+    flight, until the caller closes the socket or the request ends."""
+    conn = socket.create_connection(("127.0.0.1", port))
+    data = json.dumps(dict(body, stream=True)).encode()
+    conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    received = b""
+    while received.count(b"data:") < events:
+        chunk = conn.recv(65536)
+        assert chunk, received[-200:]
+        received += chunk
+    return conn
 
 
 def scrape(base_url, model_name="smollm2"):

@@ -278,20 +278,12 @@ def test_gemma3_sliding_window_layers_let_old_blocks_go(kiln_bin, gemma3_gguf):
     """Gemma 3's 15 sliding-window layers (window 512) keep only their window's blocks: with
     1,800 tokens held, its 6 KV cache groups of 3 layers hold the global group's 113 or so blocks
     and 32 or 33 (plus one opened ahead) in each sliding group, not 113 each."""
-    import json
-    import socket
-    from kiln_server import scrape
+    from kiln_server import scrape, stream_in_flight
     s = KilnServer(kiln_bin, gemma3_gguf, "--max-model-len", 2048)
     try:
-        body = json.dumps({"model": "smollm2", "prompt": list(range(1000, 2800)),
-                           "max_tokens": 200, "stream": True, "ignore_eos": True}).encode()
-        with socket.create_connection(("127.0.0.1", s.port)) as conn:
-            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: " +
-                         str(len(body)).encode() + b"\r\n\r\n" + body)
-            received = b""
-            while received.count(b"data:") < 20:
-                received += conn.recv(65536)
+        body = {"model": "smollm2", "prompt": list(range(1000, 2800)), "max_tokens": 200,
+                "ignore_eos": True}
+        with stream_in_flight(s.port, body, 20):
             m = scrape(s.base_url)
             held = m[("kiln:kv_cache_tokens_held", ())]
             used = m[("kiln:kv_cache_slots_used", ())]  # token slots per layer, 6 groups

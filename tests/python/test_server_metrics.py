@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from kiln_server import KilnServer, scrape
+from kiln_server import KilnServer, scrape, stream_in_flight
 
 MODEL = "smollm2"
 
@@ -130,15 +130,9 @@ def test_kv_cache_slots_used_stay_within_a_block_of_the_tokens_held(kiln_bin, sm
     # once it is done its blocks are released (kept only as cached prefix, which counts as free).
     s = KilnServer(kiln_bin, smollm2_gguf, "--max-model-len", 1024)
     try:
-        body = json.dumps({"model": MODEL, "prompt": "Count from one to a thousand:",
-                           "max_tokens": 600, "stream": True, "ignore_eos": True}).encode()
-        with socket.create_connection(("127.0.0.1", s.port)) as conn:
-            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: " +
-                         str(len(body)).encode() + b"\r\n\r\n" + body)
-            received = b""
-            while received.count(b"data:") < 40:
-                received += conn.recv(65536)
+        body = {"model": MODEL, "prompt": "Count from one to a thousand:", "max_tokens": 600,
+                "ignore_eos": True}
+        with stream_in_flight(s.port, body, 40):
             m = scrape(s.base_url)
             held = value(m, "kiln:kv_cache_tokens_held")
             used = value(m, "kiln:kv_cache_slots_used")

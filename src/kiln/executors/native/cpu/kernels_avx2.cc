@@ -126,6 +126,21 @@ __m256i LaneMask(int64_t n) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// gate[i] = step(gate[i], up[i]) for i in [0, n), 8 at a time; the tail goes through the same
+// vector operations, so an element's result does not depend on n or its index.
+template <typename Step>
+void GatedProduct(float* gate, const float* up, int64_t n, Step step) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(gate + i, step(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  if (i < n) {
+    const __m256i mask = LaneMask(n - i);
+    _mm256_maskstore_ps(gate + i, mask,
+                        step(_mm256_maskload_ps(gate + i, mask), _mm256_maskload_ps(up + i, mask)));
+  }
+}
+
 }  // namespace
 
 float ExpSubMaxSum(float* x, int64_t n, float max) {
@@ -150,22 +165,13 @@ float ExpSubMaxSum(float* x, int64_t n, float max) {
 
 void SiluMul(float* gate, const float* up, int64_t n) {
   // exp(-g) by Exp8, its argument kept below 88 so that 2^n stays a finite float (there g /
-  // (1 + e) is -0 or a denormal either way). The tail goes through the same vector operations.
+  // (1 + e) is -0 or a denormal either way).
   const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(88.0f);
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  auto step = [&](__m256 g, __m256 u) {
+  GatedProduct(gate, up, n, [&](__m256 g, __m256 u) {
     const __m256 e = Exp8(_mm256_min_ps(_mm256_xor_ps(g, sign), top));
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
-  };
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(gate + i, step(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
-  }
-  if (i < n) {
-    const __m256i mask = LaneMask(n - i);
-    _mm256_maskstore_ps(gate + i, mask,
-                        step(_mm256_maskload_ps(gate + i, mask), _mm256_maskload_ps(up + i, mask)));
-  }
+  });
 }
 
 void GeluTanhMul(float* gate, const float* up, int64_t n) {
@@ -173,21 +179,12 @@ void GeluTanhMul(float* gate, const float* up, int64_t n) {
   // below 88 as in SiluMul.
   const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(88.0f);
   const __m256 minus_2k = _mm256_set1_ps(-2.0f * kGeluK), cube = _mm256_set1_ps(kGeluCube);
-  auto step = [&](__m256 g, __m256 u) {
+  GatedProduct(gate, up, n, [&](__m256 g, __m256 u) {
     const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
     const __m256 t = _mm256_mul_ps(minus_2k, _mm256_fmadd_ps(cube, g3, g));
     const __m256 e = Exp8(_mm256_min_ps(t, top));
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
-  };
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(gate + i, step(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
-  }
-  if (i < n) {
-    const __m256i mask = LaneMask(n - i);
-    _mm256_maskstore_ps(gate + i, mask,
-                        step(_mm256_maskload_ps(gate + i, mask), _mm256_maskload_ps(up + i, mask)));
-  }
+  });
 }
 
 void AxpyF32(float a, const float* x, float* y, int64_t n) {
@@ -406,43 +403,12 @@ void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_
   }
 }
 
-template <WeightType T, int M>
-void FloatTileRows(int rows, const uint8_t* w, int64_t group_bytes, const float* x,
-                   int64_t x_stride, int64_t k, float* y, int64_t y_stride, int64_t cols) {
-  if constexpr (M > 1) {
-    if (rows < M) {
-      return FloatTileRows<T, M - 1>(rows, w, group_bytes, x, x_stride, k, y, y_stride, cols);
-    }
-  }
-  FloatTile<T, 1, M>(w, group_bytes, x, x_stride, k, y, y_stride, cols);
-}
+// Tile shapes for kernels_float_driver.inc.
+constexpr int kDecodeGroups = 4;
+constexpr int kTileGroups = 1;
+constexpr int kTileRows = 6;  // 12 accumulators, 2 weight vectors and a broadcast: 15 registers
 
-template <WeightType T>
-void FloatGemmOf(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const float* x,
-                 int64_t rows, int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
-  const int64_t group_bytes = kPackRows * k * kElementBytes<T>;
-  auto cols_of = [&](int64_t g) { return std::min<int64_t>(kPackRows, n - kPackRows * g); };
-  if (rows == 1) {  // decode: four groups at once, eight running sums in flight
-    int64_t g = g_begin;
-    for (; g + 4 <= g_end; g += 4) {
-      FloatTile<T, 4, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
-                         y_stride, cols_of(g + 3));
-    }
-    for (; g < g_end; ++g) {
-      FloatTile<T, 1, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
-                         y_stride, cols_of(g));
-    }
-    return;
-  }
-  constexpr int kRows = 6;  // 12 accumulators, 2 weight vectors and a broadcast: 15 registers
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    for (int64_t m = 0; m < rows; m += kRows) {
-      const int mr = static_cast<int>(std::min<int64_t>(kRows, rows - m));
-      FloatTileRows<T, kRows>(mr, w + g * group_bytes, group_bytes, x + m * x_stride, x_stride, k,
-                              y + m * y_stride + g * kPackRows, y_stride, cols_of(g));
-    }
-  }
-}
+#include "kiln/executors/native/cpu/kernels_float_driver.inc"
 
 }  // namespace
 
@@ -475,13 +441,7 @@ void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_en
 void FloatGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
                int64_t y_stride) {
-  if (type == WeightType::kF32) {
-    FloatGemmOf<WeightType::kF32>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  } else if (type == WeightType::kBF16) {
-    FloatGemmOf<WeightType::kBF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  } else {
-    FloatGemmOf<WeightType::kF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  }
+  FloatGemmOfType(type, w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
 }
 
 }  // namespace kiln::native::cpu::avx2

@@ -231,52 +231,11 @@ void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_
   }
 }
 
-template <WeightType T, int G, int M>
-void FloatTileRows(int rows, const uint8_t* w, int64_t group_bytes, const float* x,
-                   int64_t x_stride, int64_t k, float* y, int64_t y_stride, int64_t cols) {
-  if constexpr (M > 1) {
-    if (rows < M) {
-      return FloatTileRows<T, G, M - 1>(rows, w, group_bytes, x, x_stride, k, y, y_stride, cols);
-    }
-  }
-  FloatTile<T, G, M>(w, group_bytes, x, x_stride, k, y, y_stride, cols);
-}
+// Tile shapes for kernels_float_driver.inc.
+constexpr int kDecodeGroups = 8;
+constexpr int kTileGroups = 2;  // x kTileRows rows: 16 accumulators
 
-template <WeightType T>
-void FloatGemmOf(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const float* x,
-                 int64_t rows, int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
-  const int64_t group_bytes = kPackRows * k * kElementBytes<T>;
-  auto cols_of = [&](int64_t g) { return std::min<int64_t>(kPackRows, n - kPackRows * g); };
-  if (rows == 1) {  // decode: eight groups at once, eight running sums in flight
-    int64_t g = g_begin;
-    for (; g + 8 <= g_end; g += 8) {
-      FloatTile<T, 8, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
-                         y_stride, cols_of(g + 7));
-    }
-    for (; g < g_end; ++g) {
-      FloatTile<T, 1, 1>(w + g * group_bytes, group_bytes, x, x_stride, k, y + g * kPackRows,
-                         y_stride, cols_of(g));
-    }
-    return;
-  }
-  // Two groups x 8 rows: 16 accumulators, each widened weight vector used 8 times.
-  int64_t g = g_begin;
-  for (; g < g_end; g += 2) {
-    const bool pair = g + 2 <= g_end;
-    for (int64_t m = 0; m < rows; m += kTileRows) {
-      const int mr = static_cast<int>(std::min<int64_t>(kTileRows, rows - m));
-      const uint8_t* wg = w + g * group_bytes;
-      float* yg = y + m * y_stride + g * kPackRows;
-      if (pair) {
-        FloatTileRows<T, 2, kTileRows>(mr, wg, group_bytes, x + m * x_stride, x_stride, k, yg,
-                                       y_stride, cols_of(g + 1));
-      } else {
-        FloatTileRows<T, 1, kTileRows>(mr, wg, group_bytes, x + m * x_stride, x_stride, k, yg,
-                                       y_stride, cols_of(g));
-      }
-    }
-  }
-}
+#include "kiln/executors/native/cpu/kernels_float_driver.inc"
 
 }  // namespace
 
@@ -288,13 +247,7 @@ void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_en
 void FloatGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
                int64_t y_stride) {
-  if (type == WeightType::kF32) {
-    FloatGemmOf<WeightType::kF32>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  } else if (type == WeightType::kBF16) {
-    FloatGemmOf<WeightType::kBF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  } else {
-    FloatGemmOf<WeightType::kF16>(w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
-  }
+  FloatGemmOfType(type, w, g_begin, g_end, n, x, rows, x_stride, k, y, y_stride);
 }
 
 }  // namespace kiln::native::cpu::avx512
