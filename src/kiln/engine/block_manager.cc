@@ -71,17 +71,6 @@ uint64_t BlockManager::Salt(int group) {
   return group == 0 ? 0 : 0xd6e8feb86659fd93ull * static_cast<uint64_t>(group);
 }
 
-int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens, BlockTable* table) {
-  assert(table->blocks.empty());
-  if (!prefix_caching_ || tokens.empty()) return 0;
-  // Never the whole sequence: the last token must be computed to produce logits.
-  const int64_t max_blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
-  queried_tokens_ += static_cast<int64_t>(tokens.size());
-  int64_t hit = ClaimCachedBlocks(tokens, Salt(0), max_blocks, table) * block_size_;
-  hit_tokens_ += hit;
-  return hit;
-}
-
 int64_t BlockManager::AllocateCachedPrefix(std::span<const int32_t> tokens,
                                            std::vector<BlockTable>* tables) {
   tables->resize(windows_.size());
@@ -155,30 +144,6 @@ int64_t BlockManager::FirstSeenBlock(int group, int64_t position) const {
   return std::max<int64_t>(position - window + 1, 0) / block_size_;
 }
 
-int64_t BlockManager::ClaimCachedBlocks(std::span<const int32_t> tokens, uint64_t salt,
-                                        int64_t limit, BlockTable* table) {
-  uint64_t parent = salt;
-  for (int64_t i = 0; i < limit; ++i) {
-    auto chunk = tokens.subspan(i * block_size_, block_size_);
-    uint64_t h = ChainHash(parent, chunk);
-    auto it = cache_.find(h);
-    if (it == cache_.end() || !std::equal(chunk.begin(), chunk.end(), it->second.tokens.begin(),
-                                          it->second.tokens.end())) {
-      break;
-    }
-    int32_t b = it->second.block;
-    if (ref_counts_[b] == 0) {
-      is_free_[b] = false;  // its queue entry goes stale
-      --free_count_;
-    }
-    ++ref_counts_[b];
-    table->blocks.push_back(b);
-    table->block_hashes.push_back(h);
-    parent = h;
-  }
-  return static_cast<int64_t>(table->blocks.size());
-}
-
 bool BlockManager::EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_tokens) {
   tables->resize(windows_.size());
   int64_t need = 0;
@@ -186,7 +151,7 @@ bool BlockManager::EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_t
     need += std::max<int64_t>(0, BlocksFor(num_tokens) - static_cast<int64_t>(table.blocks.size()));
   }
   if (need > static_cast<int64_t>(free_count_)) return false;
-  for (BlockTable& table : *tables) EnsureCapacity(&table, num_tokens);
+  for (BlockTable& table : *tables) Grow(&table, num_tokens);
   return true;
 }
 
@@ -223,17 +188,11 @@ int64_t BlockManager::LiveBlocks(const std::vector<BlockTable>& tables) const {
   return live;
 }
 
-bool BlockManager::EnsureCapacity(BlockTable* table, int64_t num_tokens) {
-  int64_t need = BlocksFor(num_tokens) - static_cast<int64_t>(table->blocks.size());
-  if (need <= 0) return true;
-  if (need > static_cast<int64_t>(free_count_)) return false;
-  for (int64_t i = 0; i < need; ++i) table->blocks.push_back(TakeFreeBlock());
-  return true;
-}
-
-void BlockManager::CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
-                                    BlockTable* table) {
-  Commit(tokens, num_computed, Salt(0), table);
+void BlockManager::Grow(BlockTable* table, int64_t num_tokens) {
+  for (int64_t need = BlocksFor(num_tokens) - static_cast<int64_t>(table->blocks.size()); need > 0;
+       --need) {
+    table->blocks.push_back(TakeFreeBlock());
+  }
 }
 
 void BlockManager::Commit(std::span<const int32_t> tokens, int64_t num_computed, uint64_t salt,

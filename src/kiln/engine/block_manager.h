@@ -50,38 +50,26 @@ class BlockManager {
     return num_groups() * BlocksFor(num_tokens);
   }
 
-  // A sequence's tables, one per group (resized to num_groups() by the calls that fill them):
-  // what the single-table calls below do for one group, done for all. AllocateCachedPrefix
-  // covers the longest prefix every group can serve (a sliding-window group needs only the
-  // blocks the next query sees; the ones before are -1 in its table); EnsureCapacity allocates
-  // all groups' blocks or none.
+  // A sequence's tables, one per group (resized to num_groups() by the calls that fill them).
+  //
+  // Claims cached blocks for the longest prefix of `tokens` made of full blocks that every group
+  // can serve (a sliding-window group needs only the blocks the next query sees; the entries
+  // before are -1), leaving at least one token uncomputed (its logits are needed). The tables
+  // must be empty. Returns the number of tokens covered.
   int64_t AllocateCachedPrefix(std::span<const int32_t> tokens, std::vector<BlockTable>* tables);
+  // Grows every table to cover `num_tokens` tokens. Returns false, changing nothing, when there
+  // are not enough free blocks for all of them.
   bool EnsureCapacity(std::vector<BlockTable>* tables, int64_t num_tokens);
+  // Registers the full blocks among the first `num_computed` tokens in the prefix cache.
   void CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed,
                         std::vector<BlockTable>* tables);
+  // Returns the tables' blocks to the pool and clears them.
   void Free(std::vector<BlockTable>* tables);
   // Frees, in each sliding-window group, the blocks that no query at `position` or later sees:
   // those wholly before position - window + 1.
   void FreeOutOfWindow(std::vector<BlockTable>* tables, int64_t position);
   // Blocks the tables hold (freed entries not counted).
   int64_t LiveBlocks(const std::vector<BlockTable>& tables) const;
-
-  // One table (the first group's: a model with one group uses these alone).
-
-  // Claims cached blocks matching the longest prefix of `tokens` made of full blocks, leaving at
-  // least one token uncomputed (its logits are needed). `table` must be empty. Returns the
-  // number of tokens covered.
-  int64_t AllocateCachedPrefix(std::span<const int32_t> tokens, BlockTable* table);
-
-  // Grows `table` to cover `num_tokens` tokens. Returns false, changing nothing, when there are
-  // not enough free blocks.
-  bool EnsureCapacity(BlockTable* table, int64_t num_tokens);
-
-  // Registers the full blocks among the first `num_computed` tokens in the prefix cache.
-  void CommitFullBlocks(std::span<const int32_t> tokens, int64_t num_computed, BlockTable* table);
-
-  // Returns the table's blocks to the pool and clears it.
-  void Free(BlockTable* table);
 
   // Counters for metrics: prefix-cache lookups in tokens.
   int64_t prefix_cache_queried_tokens() const { return queried_tokens_; }
@@ -94,12 +82,11 @@ class BlockManager {
   };
   int32_t TakeFreeBlock();
   void Release(int32_t block);
+  // One table: grown to `num_tokens` tokens (the caller has checked the free blocks), freed.
+  void Grow(BlockTable* table, int64_t num_tokens);
+  void Free(BlockTable* table);
   void DropStaleEntries();
   uint64_t ChainHash(uint64_t parent, std::span<const int32_t> tokens) const;
-  // Claims cached blocks of the chain that starts from `salt` (a group's), at most `limit`;
-  // returns how many.
-  int64_t ClaimCachedBlocks(std::span<const int32_t> tokens, uint64_t salt, int64_t limit,
-                            BlockTable* table);
   void Commit(std::span<const int32_t> tokens, int64_t num_computed, uint64_t salt,
               BlockTable* table);
   static uint64_t Salt(int group);  // 0 for the first group: its hashes are the one-group ones

@@ -105,11 +105,7 @@ float Widen(WeightType type, const uint8_t* row, int64_t j) {
   }
   uint16_t h;
   std::memcpy(&h, row + 2 * j, 2);
-  if (type == WeightType::kF16) return Fp16ToFloat(h);
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return type == WeightType::kF16 ? Fp16ToFloat(h) : Bf16ToFloat(h);
 }
 
 // The integer quant of weight j of a row (Q4_0's with its offset of 8 taken off).

@@ -184,7 +184,7 @@ class LlamaModel::Loader {
         std::vector<float> f32(t.n_elements);
         KILN_RETURN_IF_ERROR(gguf::DequantizeToF32(t.type, bytes, t.n_elements, f32.data())
                                  .WithContext(path_ + ": tensor " + t.name));
-        return Int8(f32.data(), rows, cols, model);
+        return Int8(t.name, f32.data(), rows, cols, model);
       }
       if (auto type = KernelType(t.type); type && KernelTakes(*type, cols)) {
         return Pack(t.name, *type, rows, cols, bytes.data(), model);
@@ -205,7 +205,7 @@ class LlamaModel::Loader {
     if (int8) {
       std::vector<float> f32(t->n_elements);
       KILN_RETURN_IF_ERROR(safetensors::ToF32(*t, f32.data()).WithContext(path_ + ": " + name));
-      return Int8(f32.data(), rows, cols, model);
+      return Int8(name, f32.data(), rows, cols, model);
     }
     if (t->dtype == safetensors::Dtype::kBF16) {
       return Pack(name, cpu::WeightType::kBF16, rows, cols, t->data.data(), model);
@@ -270,16 +270,12 @@ class LlamaModel::Loader {
   }
 
   // f32 rows quantized to int8 per output channel, packed for the Q8_0 kernels.
-  Result<cpu::WeightMatrix> Int8(const float* f32, int64_t rows, int64_t cols,
-                                 LlamaModel* model) const {
+  Result<cpu::WeightMatrix> Int8(const std::string& name, const float* f32, int64_t rows,
+                                 int64_t cols, LlamaModel* model) const {
     std::vector<uint8_t> q8(static_cast<size_t>(rows) *
                             cpu::RowBytes(cpu::WeightType::kQ8_0, cols));
     cpu::QuantizeRowsInt8(f32, rows, cols, q8.data());
-    cpu::WeightMatrix m{cpu::WeightType::kQ8_0, rows, cols, nullptr};
-    KILN_ASSIGN_OR_RETURN(uint8_t * out, Allocate(cpu::PackedBytes(m.type, rows, cols), model));
-    cpu::PackWeights(m.type, rows, cols, q8.data(), out);
-    m.data = out;
-    return m;
+    return Pack(name, cpu::WeightType::kQ8_0, rows, cols, q8.data(), model);
   }
 
   Result<uint8_t*> Allocate(size_t bytes, LlamaModel* model) const {

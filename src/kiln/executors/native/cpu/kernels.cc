@@ -133,8 +133,6 @@ float DotF32Portable(const float* w, const float* x, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-int ElementBytes(WeightType type) { return type == WeightType::kF32 ? 4 : 2; }
-
 // A float type's weight at p, widened to f32 (exact).
 float LoadWeight(WeightType type, const uint8_t* p) {
   if (type == WeightType::kF32) {
@@ -144,11 +142,7 @@ float LoadWeight(WeightType type, const uint8_t* p) {
   }
   uint16_t h;
   std::memcpy(&h, p, 2);
-  if (type == WeightType::kF16) return Fp16ToFloat(h);
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return type == WeightType::kF16 ? Fp16ToFloat(h) : Bf16ToFloat(h);
 }
 
 // MatMul's definition for the float types over groups [g_begin, g_end) of a packed matrix of n
@@ -156,7 +150,7 @@ float LoadWeight(WeightType type, const uint8_t* p) {
 void FloatGemmPortable(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                        const float* x, int64_t rows, int64_t x_stride, int64_t k, float* y,
                        int64_t y_stride) {
-  const int es = ElementBytes(type);
+  const int es = FloatTypeBytes(type);
   for (int64_t g = g_begin; g < g_end; ++g) {
     const uint8_t* group = w + g * kPackRows * k * es;
     const int64_t cols = std::min<int64_t>(kPackRows, n - kPackRows * g);
@@ -284,14 +278,15 @@ size_t RowBytes(WeightType type, int64_t cols) {
 
 size_t PackedBytes(WeightType type, int64_t rows, int64_t cols) {
   const int64_t groups = (rows + kPackRows - 1) / kPackRows;
-  if (IsFloatType(type)) return static_cast<size_t>(groups * kPackRows * cols * ElementBytes(type));
+  if (IsFloatType(type))
+    return static_cast<size_t>(groups * kPackRows * cols * FloatTypeBytes(type));
   return static_cast<size_t>(groups * (cols / kBlock) * RecordBytes(type));
 }
 
 void PackWeights(WeightType type, int64_t rows, int64_t cols, const uint8_t* gguf_rows,
                  uint8_t* out) {
   if (IsFloatType(type)) {
-    const int es = ElementBytes(type);
+    const int es = FloatTypeBytes(type);
     std::memset(out, 0, PackedBytes(type, rows, cols));
     for (int64_t n = 0; n < rows; ++n) {
       uint8_t* group = out + (n / kPackRows) * kPackRows * cols * es;
@@ -353,7 +348,7 @@ void QuantizeRowsInt8(const float* w, int64_t rows, int64_t cols, uint8_t* q8_0_
 
 void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
   if (IsFloatType(w.type)) {
-    const int es = ElementBytes(w.type);
+    const int es = FloatTypeBytes(w.type);
     const uint8_t* group = w.data + (n / kPackRows) * kPackRows * w.cols * es;
     const int64_t r = n % kPackRows;
     for (int64_t i = 0; i < w.cols; i += 2) {

@@ -33,6 +33,8 @@ const char* WeightTypeName(WeightType type);
 // float ones).
 size_t RowBytes(WeightType type, int64_t cols);
 bool IsFloatType(WeightType type);  // kF32, kBF16 or kF16
+// Bytes of one stored weight of a float type.
+constexpr int FloatTypeBytes(WeightType type) { return type == WeightType::kF32 ? 4 : 2; }
 
 // A [rows, cols] weight matrix: row n holds the weights of output n. Not owned, packed
 // (PackWeights).

@@ -334,9 +334,6 @@ void Values(const T* const* v_rows, const float* w, int64_t w_stride, int64_t qu
 // packed record of one group (8 rows x weights k, k + 1) is two vectors of 8 lanes, rows 0-3 and
 // rows 4-7, each lane one row's even or odd weight; the activations k, k + 1 broadcast as a pair
 // meet them, so lane 2r accumulates row r's even sum and lane 2r + 1 its odd one.
-template <WeightType T>
-constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
-
 // 8 weights at p as f32.
 template <WeightType T>
 inline __m256 Widen8(const uint8_t* p) {
@@ -376,9 +373,9 @@ void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_
   for (int64_t i = 0; i < k; i += 2) {
     __m256 lo[G], hi[G];
     for (int g = 0; g < G; ++g) {
-      const uint8_t* rec = w + g * group_bytes + i * kPackRows * kElementBytes<T>;
+      const uint8_t* rec = w + g * group_bytes + i * kPackRows * FloatTypeBytes(T);
       lo[g] = Widen8<T>(rec);
-      hi[g] = Widen8<T>(rec + 8 * kElementBytes<T>);
+      hi[g] = Widen8<T>(rec + 8 * FloatTypeBytes(T));
     }
     for (int m = 0; m < M; ++m) {
       const __m256 xv = BroadcastPair(x + m * x_stride + i);

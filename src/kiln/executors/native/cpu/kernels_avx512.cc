@@ -171,9 +171,6 @@ void PackedGemmOf(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_
 // holding row r's even weight and lane 2r + 1 its odd one, against the activations k, k + 1
 // broadcast as a pair. The avx2 kernel's operations per lane, so the same bits.
 template <WeightType T>
-constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
-
-template <WeightType T>
 inline __m512 Widen16(const uint8_t* p) {
   if constexpr (T == WeightType::kF32) {
     return _mm512_loadu_ps(p);
@@ -211,7 +208,7 @@ void FloatTile(const uint8_t* w, int64_t group_bytes, const float* x, int64_t x_
   for (int64_t i = 0; i < k; i += 2) {
     __m512 wv[G];
     for (int g = 0; g < G; ++g) {
-      wv[g] = Widen16<T>(w + g * group_bytes + i * kPackRows * kElementBytes<T>);
+      wv[g] = Widen16<T>(w + g * group_bytes + i * kPackRows * FloatTypeBytes(T));
     }
     for (int m = 0; m < M; ++m) {
       const __m512 xv = BroadcastPair(x + m * x_stride + i);
