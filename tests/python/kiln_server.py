@@ -53,13 +53,14 @@ def scrape(base_url, model_name="smollm2"):
 
 class KilnServer:
     def __init__(self, kiln_bin, model_dir, *extra_args, env=None, served_name="smollm2",
-                 wait=True):
+                 wait=True, ready_path="/health"):
         self.port = free_port()
         self.served_name = served_name
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
                 "--served-model-name", served_name, *getattr(model_dir, "serve_args", ()),
                 *map(str, extra_args)]
+        self.ready_path = ready_path  # a predictive server's /health answers before /ready
         self.log_path = f"/tmp/kiln-serve-{self.port}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
@@ -73,7 +74,7 @@ class KilnServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kiln serve exited with {self.proc.returncode}: {self.output()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
+                with urllib.request.urlopen(self.base_url + self.ready_path, timeout=2) as r:
                     if r.status == 200:
                         return
             except Exception:

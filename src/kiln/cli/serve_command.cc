@@ -4,11 +4,14 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "kiln/base/log.h"
+#include "kiln/predict/predictive_model.h"
 #include "kiln/server/openai_server.h"
+#include "kiln/server/predict_server.h"
 
 namespace kiln::cli {
 namespace {
@@ -21,26 +24,104 @@ struct ServeArgs {
   int io_threads = 2;
   double shutdown_timeout = 30.0;
   int64_t max_seqs_per_request = 256;
+  std::string workload = "auto";
 };
 
-int RunServe(const ServeArgs& args) {
-  // Signals are taken by sigwait below, so every thread starts with them blocked.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+// A single .onnx file, or a folder with .onnx files and neither a GenAI nor a Hugging Face
+// config, is a predictive model.
+bool LooksPredictive(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::path(path).extension() == ".onnx") return true;
+  if (!fs::is_directory(path, ec)) return false;
+  if (fs::exists(fs::path(path) / "genai_config.json", ec) ||
+      fs::exists(fs::path(path) / "config.json", ec)) {
+    return false;
+  }
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (entry.path().extension() == ".onnx") return true;
+  }
+  return false;
+}
+
+void BlockSignals(sigset_t* signals) {
+  // Signals are taken by sigwait, so every thread starts with them blocked.
+  sigemptyset(signals);
+  sigaddset(signals, SIGTERM);
+  sigaddset(signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+}
+
+std::string ApiKey(const ServeArgs& args) {
+  if (!args.api_key.empty()) return args.api_key;
+  const char* env = std::getenv("KILN_API_KEY");
+  return env ? env : "";
+}
+
+// Waits for SIGTERM or SIGINT, then lets `shutdown` finish requests in flight.
+template <typename Shutdown>
+int WaitAndStop(const ServeArgs& args, sigset_t* signals, Shutdown shutdown) {
+  int sig = 0;
+  sigwait(signals, &sig);
+  LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+          ": no new connections; letting requests in flight finish");
+  auto deadline = std::chrono::milliseconds(static_cast<int64_t>(args.shutdown_timeout * 1000));
+  if (!shutdown(deadline)) {
+    // A supervisor (or a rolling update) should know that replies were cut off.
+    LogError("stopped at the deadline: requests still running were cut off");
+    return 1;
+  }
+  LogInfo("stopped");
+  return 0;
+}
+
+int RunPredictive(const ServeArgs& args) {
+  sigset_t signals;
+  BlockSignals(&signals);
+  server::PredictServerOptions options;
+  options.http.host = args.host;
+  options.http.port = args.port;
+  options.http.io_threads = args.io_threads;
+  options.api_key = ApiKey(args);
+  options.max_queued_requests = args.model.max_queued_requests;
+  server::PredictServer srv(options);
+  if (Status s = srv.Start(); !s.ok()) {
+    LogError(s.message());
+    return 1;
+  }
+  LogInfo("listening on http://" + args.host + ":" + std::to_string(srv.port()) +
+          " (/ready answers 503 until the model is loaded)");
+  predict::PredictiveOptions popts;
+  popts.threads = args.model.threads;
+  auto model = predict::PredictiveModel::Load(args.model.path, popts);
+  if (!model.ok()) {
+    LogError(model.status().message());
+    srv.Shutdown(std::chrono::milliseconds(0));
+    return 1;
+  }
+  std::string id = args.model.served_model_name;
+  if (id.empty()) id = std::filesystem::path((*model)->file()).stem().string();
+  srv.SetModel(std::move(model).value(), id);
+  LogInfo("ready: serving predictive model '" + id + "' at http://" + args.host + ":" +
+          std::to_string(srv.port()) + "/v1/predict");
+  return WaitAndStop(args, &signals, [&](auto deadline) { return srv.Shutdown(deadline); });
+}
+
+int RunServe(const ServeArgs& args) {
+  if (args.workload == "predictive" ||
+      (args.workload == "auto" && LooksPredictive(args.model.path))) {
+    return RunPredictive(args);
+  }
+  sigset_t signals;
+  BlockSignals(&signals);
 
   server::OpenAiServerOptions options;
   options.http.host = args.host;
   options.http.port = args.port;
   options.http.io_threads = args.io_threads;
-  options.api_key = args.api_key;
+  options.api_key = ApiKey(args);
   options.max_seqs_per_request = args.max_seqs_per_request;
-  if (options.api_key.empty()) {
-    if (const char* env = std::getenv("KILN_API_KEY")) options.api_key = env;
-  }
   server::OpenAiServer srv(options);
   if (Status s = srv.Start(); !s.ok()) {
     LogError(s.message());
@@ -59,19 +140,7 @@ int RunServe(const ServeArgs& args) {
   LogInfo("ready: serving '" + id + "' at http://" + args.host + ":" + std::to_string(srv.port()) +
           "/v1");
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-          ": no new connections; letting requests in flight finish");
-  auto deadline = std::chrono::milliseconds(static_cast<int64_t>(args.shutdown_timeout * 1000));
-  bool clean = srv.Shutdown(deadline);
-  if (!clean) {
-    // A supervisor (or a rolling update) should know that replies were cut off.
-    LogError("stopped at the deadline: requests still running were cut off");
-    return 1;
-  }
-  LogInfo("stopped");
-  return 0;
+  return WaitAndStop(args, &signals, [&](auto deadline) { return srv.Shutdown(deadline); });
 }
 
 }  // namespace
@@ -82,8 +151,14 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   // A flag given twice takes its last value, so flags after scripts/run.sh's own override them.
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--model,-m", args->model.path,
-                  "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file")
+                  "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file; or a "
+                  "classic ONNX model (a .onnx file, or a folder with one) for /v1/predict")
       ->required();
+  cmd->add_option("--workload", args->workload,
+                  "auto (from the model's files), generative (the OpenAI API) or predictive "
+                  "(/v1/predict for a classic ONNX model)")
+      ->check(CLI::IsMember({"auto", "generative", "predictive"}))
+      ->capture_default_str();
   cmd->add_option("--runtime", args->model.runtime,
                   "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "
                   "paged engine: Hugging Face folders and GGUF files)")

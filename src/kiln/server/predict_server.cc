@@ -1,0 +1,309 @@
+#include "kiln/server/predict_server.h"
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "kiln/base/base64.h"
+#include "kiln/base/log.h"
+#include "kiln/server/metrics.h"
+
+namespace kiln::server {
+namespace {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+HttpResponse JsonReply(int status, const ojson& body) {
+  return {
+      status, "application/json", body.dump(-1, ' ', false, ojson::error_handler_t::replace), {}};
+}
+
+// Foundry's {"detail"} beside Kiln's usual error object.
+HttpResponse Error(int status, const std::string& message) {
+  const char* type = status == 401   ? "authentication_error"
+                     : status == 404 ? "not_found_error"
+                     : status == 429 ? "rate_limit_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  return JsonReply(
+      status,
+      {{"detail", message},
+       {"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", status}}}});
+}
+
+constexpr const char* kSupportedTypes = "application/json";
+
+}  // namespace
+
+struct PredictServer::State {
+  PredictServerOptions options;
+  std::atomic<predict::PredictiveModel*> model{nullptr};
+  std::unique_ptr<predict::PredictiveModel> owned;
+  std::string id;
+
+  // The worker: predictions in arrival order, off the HTTP threads.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> queue;
+  bool stopping = false;
+  std::thread worker;
+  std::atomic<int64_t> waiting{0};  // queued or running
+
+  std::atomic<int64_t> ok_total{0};
+  std::atomic<int64_t> error_total{0};
+  Histogram latency{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0}};
+  Histogram batch_size{{1, 2, 4, 8, 16, 32, 64}};
+
+  void Run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        job = std::move(queue.front());
+        queue.pop_front();
+      }
+      job();
+    }
+  }
+
+  void Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
+  void HandleModel(Exchange& exchange);
+  void HandlePredict(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
+  std::string RenderMetrics() const;
+};
+
+PredictServer::PredictServer(PredictServerOptions options) : state_(std::make_shared<State>()) {
+  state_->options = std::move(options);
+  std::shared_ptr<State> state = state_;
+  http_ = std::make_unique<HttpServer>(
+      state_->options.http,
+      [state](const HttpRequest& r, std::shared_ptr<Exchange> ex) { state->Handle(r, ex); });
+  state_->worker = std::thread([state] { state->Run(); });
+}
+
+PredictServer::~PredictServer() {
+  if (http_) http_->Stop();
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stopping = true;
+  }
+  state_->cv.notify_all();
+  if (state_->worker.joinable()) state_->worker.join();
+}
+
+Status PredictServer::Start() { return http_->Start(); }
+
+uint16_t PredictServer::port() const { return http_->port(); }
+
+void PredictServer::SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id) {
+  state_->id = std::move(id);
+  state_->owned = std::move(model);
+  state_->model.store(state_->owned.get());
+}
+
+bool PredictServer::Shutdown(std::chrono::milliseconds deadline) {
+  http_->StopAccepting();
+  bool idle = http_->WaitForIdle(deadline);
+  http_->Stop();
+  return idle;
+}
+
+void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  const std::string& path = request.path;
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
+  if (path == "/health") {
+    if (method_is("GET")) exchange->Respond(JsonReply(200, {{"status", "alive"}}));
+    return;
+  }
+  if (path == "/ready") {
+    if (!method_is("GET")) return;
+    if (model.load() == nullptr) {
+      exchange->Respond(Error(503, "the model is loading"));
+    } else {
+      exchange->Respond(JsonReply(200, {{"status", "ready"}}));
+    }
+    return;
+  }
+  if (path == "/metrics") {
+    if (method_is("GET")) {
+      exchange->Respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(), {}});
+    }
+    return;
+  }
+  if (path != "/v1/model" && path != "/v1/predict") {
+    exchange->Respond(Error(404, "no route for " + request.method + " " + path));
+    return;
+  }
+  if (!options.api_key.empty()) {
+    std::string auth = request.Header("authorization");
+    std::string key = request.Header("api-key");
+    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+    if (key != options.api_key) {
+      exchange->Respond(Error(401,
+                              "invalid or missing API key: send it as 'Authorization: Bearer "
+                              "<key>' or in an 'api-key' header"));
+      return;
+    }
+  }
+  if (model.load() == nullptr) {
+    exchange->Respond(Error(503, "the model is loading"));
+    return;
+  }
+  if (path == "/v1/model") {
+    if (method_is("GET")) HandleModel(*exchange);
+  } else if (method_is("POST")) {
+    HandlePredict(request, exchange);
+  }
+}
+
+void PredictServer::State::HandleModel(Exchange& exchange) {
+  const predict::PredictiveModel& m = *model.load();
+  ojson outputs = ojson::array();
+  for (const predict::ValueInfo& o : m.outputs()) {
+    outputs.push_back({{"name", o.name}, {"shape", o.shape}, {"type", o.type}});
+  }
+  exchange.Respond(JsonReply(200, {{"id", id},
+                                   {"name", id},
+                                   {"type", "predictive"},
+                                   {"input_name", m.input().name},
+                                   {"input_type", m.input().type},
+                                   {"input_shape", m.input().shape},
+                                   {"outputs", outputs},
+                                   {"batch_size", 1},
+                                   {"execution_provider", "CPUExecutionProvider"},
+                                   {"status", "ready"}}));
+}
+
+void PredictServer::State::HandlePredict(const HttpRequest& request,
+                                         std::shared_ptr<Exchange> exchange) {
+  auto fail = [&](int status, const std::string& message) {
+    ++error_total;
+    exchange->Respond(Error(status, message));
+  };
+  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return fail(400, "the request body is not JSON");
+  if (!body.is_object() || !body.contains("items") || !body["items"].is_array()) {
+    return fail(400,
+                "the body must be {\"items\": [{\"content_type\", \"encoder\": \"base64\", "
+                "\"data\"}]}");
+  }
+  const json& items = body["items"];
+  if (items.size() != 1) {
+    return fail(400,
+                "'items' must hold exactly one item; it holds " + std::to_string(items.size()));
+  }
+  const json& item = items[0];
+  if (!item.is_object()) return fail(400, "items[0] must be an object");
+  auto text_field = [&](const char* name) -> std::optional<std::string> {
+    auto it = item.find(name);
+    if (it == item.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  std::optional<std::string> content_type = text_field("content_type");
+  if (!content_type) return fail(400, "items[0].content_type is missing (a string)");
+  std::optional<std::string> encoder = text_field("encoder");
+  if (encoder && *encoder != "base64") {
+    return fail(400, "items[0].encoder is '" + *encoder + "'; the only encoder is 'base64'");
+  }
+  std::optional<std::string> data = text_field("data");
+  if (!data) return fail(400, "items[0].data is missing (a base64 string)");
+  std::string type = content_type->substr(0, content_type->find(';'));
+  if (type != "application/json") {
+    return fail(415, "content_type '" + *content_type +
+                         "' is not supported; supported: " + kSupportedTypes);
+  }
+  std::optional<std::string> bytes = Base64Decode(*data);
+  if (!bytes) return fail(400, "items[0].data is not base64");
+  json tensor = json::parse(*bytes, nullptr, /*allow_exceptions=*/false);
+  if (tensor.is_discarded()) {
+    return fail(400,
+                "items[0].data decodes to something that is not JSON (application/json "
+                "data is base64 of a JSON nested array)");
+  }
+
+  const int64_t limit = options.max_queued_requests;
+  if (limit > 0 && waiting.load() >= limit) {
+    ++error_total;
+    ojson reply = {{"detail", "the queue is full"},
+                   {"error",
+                    {{"message", "the queue is full: " + std::to_string(limit) +
+                                     " requests are waiting; retry after 1 s"},
+                     {"type", "rate_limit_error"},
+                     {"param", nullptr},
+                     {"code", 429}}},
+                   {"queue_depth", waiting.load()},
+                   {"retry_after", 1}};
+    HttpResponse r = JsonReply(429, reply);
+    r.headers.emplace_back("Retry-After", "1");
+    exchange->Respond(std::move(r));
+    return;
+  }
+  ++waiting;
+  const auto start = std::chrono::steady_clock::now();
+  auto job = [this, exchange, tensor = std::move(tensor), start] {
+    predict::PredictiveModel& m = *model.load();
+    const auto run_start = std::chrono::steady_clock::now();
+    Result<ojson> outputs = m.Predict(tensor);
+    const auto end = std::chrono::steady_clock::now();
+    --waiting;
+    if (!outputs.ok()) {
+      ++error_total;
+      const int status = outputs.status().code() == StatusCode::kInvalidArgument ? 400 : 500;
+      exchange->Respond(Error(status, outputs.status().message()));
+      return;
+    }
+    const double run_ms = std::chrono::duration<double, std::milli>(end - run_start).count();
+    ++ok_total;
+    latency.Observe(std::chrono::duration<double>(end - start).count());
+    batch_size.Observe(1);
+    ojson reply = {
+        {"metadata", {{"model_id", id}, {"batch_size", 1}, {"inference_time_ms", run_ms}}},
+        {"items",
+         ojson::array({{{"content_type", "application/json"},
+                        {"encoder", "base64"},
+                        {"data", Base64Encode(outputs->dump(-1, ' ', false,
+                                                            ojson::error_handler_t::replace))}}})}};
+    exchange->Respond(JsonReply(200, reply));
+  };
+  {
+    std::lock_guard lock(mu);
+    queue.push_back(std::move(job));
+  }
+  cv.notify_one();
+}
+
+std::string PredictServer::State::RenderMetrics() const {
+  const std::string labels = "model_name=\"" + id + "\"";
+  std::string out;
+  out += "# HELP kiln:predict_requests_total Predict requests answered, by outcome.\n";
+  out += "# TYPE kiln:predict_requests_total counter\n";
+  out += "kiln:predict_requests_total{" + labels + ",status=\"ok\"} " +
+         std::to_string(ok_total.load()) + "\n";
+  out += "kiln:predict_requests_total{" + labels + ",status=\"error\"} " +
+         std::to_string(error_total.load()) + "\n";
+  out += "# HELP kiln:predict_queue_depth Predict requests queued or running.\n";
+  out += "# TYPE kiln:predict_queue_depth gauge\n";
+  out += "kiln:predict_queue_depth{" + labels + "} " + std::to_string(waiting.load()) + "\n";
+  out +=
+      "# HELP kiln:predict_request_latency_seconds Time from a predict request's arrival to "
+      "its answer.\n";
+  out += "# TYPE kiln:predict_request_latency_seconds histogram\n";
+  latency.Render("kiln:predict_request_latency_seconds", labels, &out);
+  out += "# HELP kiln:predict_batch_size Requests in the model run each request rode in.\n";
+  out += "# TYPE kiln:predict_batch_size histogram\n";
+  batch_size.Render("kiln:predict_batch_size", labels, &out);
+  return out;
+}
+
+}  // namespace kiln::server
