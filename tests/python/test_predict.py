@@ -86,7 +86,7 @@ def test_iris_classifiers_equal_scikit_learn(kiln_bin, iris, iris_models, kind):
     try:
         body, outputs = predict(server, x.tolist())
         assert body["metadata"]["model_id"] == kind
-        assert body["metadata"]["batch_size"] == 1
+        assert body["metadata"]["batch_size"] == len(x)  # the run's batch: this request's rows
         assert body["metadata"]["inference_time_ms"] >= 0
         assert list(outputs) == ["output_label_0", "output_probability_1"]
         np.testing.assert_array_equal(outputs["output_label_0"], model.predict(x))
@@ -133,6 +133,7 @@ def test_model_card_describes_the_graph(kiln_bin, iris_models):
         assert card["outputs"] == [
             {"name": "output_label", "shape": [-1], "type": "tensor(int64)"},
             {"name": "output_probability", "shape": [], "type": "seq(map(int64,tensor(float)))"}]
+        assert card["batch_size"] == 32  # the batch dimension is open: requests share runs
         assert card["execution_provider"] == "CPUExecutionProvider"
         assert card["status"] == "ready"
         assert get(server, "/health") == (200, {"status": "alive"})
@@ -276,19 +277,99 @@ def test_models_that_cannot_be_served_fail_at_start_naming_why(kiln_bin, tmp_pat
         server.stop()
 
 
+def bursts(server, make_body, clients, check, until, tries=20):
+    """Sends `clients` requests at once, `check(i, status, reply)` for each, until `until(replies)`
+    holds for a burst; fails after `tries` bursts. Requests that arrive while a run is going
+    share the next one, so a burst of concurrent clients is batched in practice; which ones
+    share a run is up to the timing, and every answer is checked whatever it was."""
+    for _ in range(tries):
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            replies = list(pool.map(lambda i: post(server, make_body(i))[:2], range(clients)))
+        for i, (status, reply) in enumerate(replies):
+            check(i, status, reply)
+        if until(replies):
+            return
+    raise AssertionError(f"no burst of {clients} concurrent requests satisfied the condition")
+
+
+def batched(replies):
+    return any(status == 200 and reply["metadata"]["batch_size"] > 1 for status, reply in replies)
+
+
+def outputs_of(reply):
+    return json.loads(base64.b64decode(reply["items"][0]["data"]))
+
+
 def test_concurrent_clients_each_get_their_own_prediction(kiln_bin, iris, iris_models):
     x, _ = iris
     model, path = iris_models["forest"]
     server = serve(kiln_bin, path, "forest")
     try:
         rows = list(range(0, 150, 150 // 64))[:64]
-        with concurrent.futures.ThreadPoolExecutor(64) as pool:
-            results = list(pool.map(lambda i: predict(server, x[i].tolist())[1], rows))
         want = model.predict_proba(x[rows])
-        for i, (row, outputs) in enumerate(zip(rows, results)):
-            assert outputs["output_label_0"] == [int(model.predict(x[row:row + 1])[0])]
+        labels = model.predict(x[rows])
+
+        def check(i, status, reply):
+            assert status == 200, reply
+            outputs = outputs_of(reply)
+            assert outputs["output_label_0"] == [int(labels[i])]
             got = [outputs["output_probability_1"][0][str(c)] for c in model.classes_]
             np.testing.assert_allclose(got, want[i], atol=1e-5, rtol=0)
+
+        bursts(server, lambda i: {"items": [item(x[rows[i]].tolist())]}, 64, check, batched)
+        runs = server.metric("kiln:predict_batch_size_count")
+        requests = server.metric("kiln:predict_requests_total", status="ok")
+        assert runs < requests  # some runs served several requests
+        assert server.metric("kiln:predict_batch_size_sum") == requests  # one row each
+    finally:
+        server.stop()
+
+
+def test_rows_of_different_lengths_run_apart_and_each_is_right(kiln_bin, tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=0)], "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    path = tmp_path / "sum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    server = serve(kiln_bin, path, "sum")
+    try:
+        def row(i):
+            return [float(i + j) for j in range(1 + i % 4)]  # lengths 1 to 4
+
+        def check(i, status, reply):
+            assert status == 200, reply
+            assert outputs_of(reply)["total_0"] == [sum(row(i))]
+
+        bursts(server, lambda i: {"items": [item(row(i))]}, 32, check, batched)
+    finally:
+        server.stop()
+
+
+def test_a_request_the_model_refuses_fails_alone_in_its_batch(kiln_bin, tmp_path):
+    # y = table[x]: an index past the table passes every check but the run's own, so a batch
+    # holding it fails in ONNX Runtime; each request then runs alone and only that one fails.
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "x"], ["y"], axis=0)], "lookup",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [None, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [10], [float(10 * i) for i in range(10)])])
+    path = tmp_path / "lookup.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    server = serve(kiln_bin, path, "lookup")
+    try:
+        bad = 5
+
+        def check(i, status, reply):
+            if i == bad:
+                assert status == 400 and "the model refused the input" in reply["detail"], reply
+            else:
+                assert status == 200, reply
+                assert outputs_of(reply)["y_0"] == [[float(10 * (i % 10))]]
+
+        bursts(server, lambda i: {"items": [item([[50 if i == bad else i % 10]])]}, 32, check,
+               batched)
     finally:
         server.stop()
 

@@ -25,6 +25,8 @@ struct ServeArgs {
   double shutdown_timeout = 30.0;
   int64_t max_seqs_per_request = 256;
   std::string workload = "auto";
+  int64_t max_batch_size = 32;
+  double max_batch_delay_ms = 2.0;
 };
 
 // A single .onnx file, or a folder with .onnx files and neither a GenAI nor a Hugging Face
@@ -85,6 +87,8 @@ int RunPredictive(const ServeArgs& args) {
   options.http.io_threads = args.io_threads;
   options.api_key = ApiKey(args);
   options.max_queued_requests = args.model.max_queued_requests;
+  options.max_batch_size = args.max_batch_size;
+  options.max_batch_delay_us = static_cast<int64_t>(args.max_batch_delay_ms * 1000);
   server::PredictServer srv(options);
   if (Status s = srv.Start(); !s.ok()) {
     LogError(s.message());
@@ -158,6 +162,16 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "auto (from the model's files), generative (the OpenAI API) or predictive "
                   "(/v1/predict for a classic ONNX model)")
       ->check(CLI::IsMember({"auto", "generative", "predictive"}))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-size", args->max_batch_size,
+                  "predictive: most requests one model run takes, where the model's batch "
+                  "dimension is open (1: no batching)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-delay-ms", args->max_batch_delay_ms,
+                  "predictive: how long a run may wait for more requests while they keep coming "
+                  "(a lone client is never held back)")
+      ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   cmd->add_option("--runtime", args->model.runtime,
                   "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "

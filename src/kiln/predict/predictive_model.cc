@@ -2,6 +2,7 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -296,6 +297,41 @@ ojson ToJson(const Ort::ConstValue& value, OrtAllocator* allocator) {
   }
 }
 
+// The length of a value's first dimension: a tensor's first dimension, a sequence's count; -1
+// for anything else.
+int64_t LeadingRows(const Ort::ConstValue& value) {
+  switch (value.GetTypeInfo().GetONNXType()) {
+    case ONNX_TYPE_TENSOR: {
+      std::vector<int64_t> shape = value.GetTensorTypeAndShapeInfo().GetShape();
+      return shape.empty() ? -1 : shape[0];
+    }
+    case ONNX_TYPE_SEQUENCE:
+      return static_cast<int64_t>(value.GetCount());
+    default:
+      return -1;
+  }
+}
+
+// Rows [begin, begin + count) of a tensor or sequence (LeadingRows), as ToJson gives the whole.
+ojson RowsToJson(const Ort::ConstValue& value, int64_t begin, int64_t count,
+                 OrtAllocator* allocator) {
+  if (value.GetTypeInfo().GetONNXType() == ONNX_TYPE_SEQUENCE) {
+    ojson a = ojson::array();
+    for (int64_t i = begin; i < begin + count; ++i) {
+      Ort::Value element = value.GetValue(static_cast<int>(i), allocator);
+      a.push_back(ToJson(element.GetConst(), allocator));
+    }
+    return a;
+  }
+  std::vector<int64_t> shape = value.GetTensorTypeAndShapeInfo().GetShape();
+  std::vector<ojson> flat = TensorElements(value);
+  const int64_t row = shape[0] == 0 ? 0 : static_cast<int64_t>(flat.size()) / shape[0];
+  std::vector<ojson> part(flat.begin() + begin * row, flat.begin() + (begin + count) * row);
+  shape[0] = count;
+  size_t next = 0;
+  return Nest(part, shape, 0, next);
+}
+
 }  // namespace
 
 Result<std::string> FindOnnxFile(const std::string& path) {
@@ -373,15 +409,22 @@ Result<std::unique_ptr<PredictiveModel>> PredictiveModel::Load(const std::string
   }
   model->impl_->input_type = input_info.GetTensorTypeAndShapeInfo().GetElementType();
   model->input_ = inputs[0];
+  model->batchable_ = !inputs[0].shape.empty() && inputs[0].shape[0] == -1;
   for (size_t i = 0; i < s.GetOutputCount(); ++i) {
     std::string name = s.GetOutputNameAllocated(i, allocator).get();
     model->impl_->output_names.push_back(name);
-    model->outputs_.push_back(Describe(std::move(name), s.GetOutputTypeInfo(i)));
+    Ort::TypeInfo info = s.GetOutputTypeInfo(i);
+    ValueInfo v = Describe(std::move(name), info);
+    const bool per_row =
+        info.GetONNXType() == ONNX_TYPE_SEQUENCE ||
+        (info.GetONNXType() == ONNX_TYPE_TENSOR && !v.shape.empty() && v.shape[0] == -1);
+    model->batchable_ = model->batchable_ && per_row;
+    model->outputs_.push_back(std::move(v));
   }
   return model;
 }
 
-Result<nlohmann::ordered_json> PredictiveModel::Predict(const nlohmann::json& tensor) {
+Result<PredictInput> PredictiveModel::Prepare(const nlohmann::json& tensor) const {
   const std::vector<int64_t>& want = input_.shape;
   std::vector<int64_t> shape = NestedShape(tensor);
   const std::string expected = "the input '" + input_.name + "' is " + input_.type + " of shape " +
@@ -392,40 +435,109 @@ Result<nlohmann::ordered_json> PredictiveModel::Predict(const nlohmann::json& te
   }
   // Without the batch dimension: a batch of one.
   const bool add_batch = shape.size() + 1 == want.size() && (want[0] == -1 || want[0] == 1);
-  std::vector<int64_t> full = shape;
-  if (add_batch) full.insert(full.begin(), 1);
-  bool fits = full.size() == want.size();
-  for (size_t i = 0; fits && i < full.size(); ++i) {
-    fits = full[i] > 0 && (want[i] < 0 || want[i] == full[i]);
+  PredictInput input;
+  input.shape = shape;
+  if (add_batch) input.shape.insert(input.shape.begin(), 1);
+  bool fits = input.shape.size() == want.size();
+  for (size_t i = 0; fits && i < input.shape.size(); ++i) {
+    fits = input.shape[i] > 0 && (want[i] < 0 || want[i] == input.shape[i]);
   }
   if (!fits) {
     return Status::InvalidArgument("the data has shape " + ShapeText(shape) + "; " + expected);
   }
-  std::vector<uint8_t> bytes;
   std::vector<int64_t> index;
-  if (std::string err = Flatten(tensor, shape, 0, index, impl_->input_type, bytes); !err.empty()) {
+  if (std::string err = Flatten(tensor, shape, 0, index, impl_->input_type, input.bytes);
+      !err.empty()) {
     return Status::InvalidArgument("the input tensor's " + err + "; " + expected);
+  }
+  return input;
+}
+
+bool PredictiveModel::SameRowShape(const PredictInput& a, const PredictInput& b) {
+  return a.shape.size() == b.shape.size() && !a.shape.empty() &&
+         std::equal(a.shape.begin() + 1, a.shape.end(), b.shape.begin() + 1);
+}
+
+Result<PredictOutput> PredictiveModel::Predict(const nlohmann::json& tensor) {
+  Result<PredictInput> input = Prepare(tensor);
+  if (!input.ok()) return input.status();
+  const PredictInput* one = &input.value();
+  return std::move(Run({&one, 1})[0]);
+}
+
+std::vector<Result<PredictOutput>> PredictiveModel::Run(
+    std::span<const PredictInput* const> inputs) {
+  std::vector<Result<PredictOutput>> results;
+  auto run_each = [&] {
+    std::vector<Result<PredictOutput>> each;
+    for (const PredictInput* in : inputs) each.push_back(std::move(Run({&in, 1})[0]));
+    return each;
+  };
+  if (inputs.size() > 1 && !batchable_) return run_each();
+  // One input tensor of every input's rows, in order.
+  std::vector<int64_t> shape = inputs[0]->shape;
+  int64_t rows = 0;
+  size_t bytes = 0;
+  for (const PredictInput* in : inputs) {
+    rows += in->rows();
+    bytes += in->bytes.size();
+  }
+  std::vector<uint8_t> joined;
+  const std::vector<uint8_t>* data = &inputs[0]->bytes;
+  if (inputs.size() > 1) {
+    shape[0] = rows;
+    joined.reserve(bytes);
+    for (const PredictInput* in : inputs) {
+      joined.insert(joined.end(), in->bytes.begin(), in->bytes.end());
+    }
+    data = &joined;
   }
   try {
     Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-    Ort::Value value = Ort::Value::CreateTensor(memory, bytes.data(), bytes.size(), full.data(),
-                                                full.size(), impl_->input_type);
+    Ort::Value value =
+        Ort::Value::CreateTensor(memory, const_cast<uint8_t*>(data->data()), data->size(),
+                                 shape.data(), shape.size(), impl_->input_type);
     const char* input_name = input_.name.c_str();
     std::vector<const char*> names;
     for (const std::string& n : impl_->output_names) names.push_back(n.c_str());
     std::vector<Ort::Value> outputs = impl_->session.Run(Ort::RunOptions{nullptr}, &input_name,
                                                          &value, 1, names.data(), names.size());
     Ort::AllocatorWithDefaultOptions allocator;
-    nlohmann::ordered_json result = nlohmann::ordered_json::object();
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      result[impl_->output_names[i] + "_" + std::to_string(i)] =
-          ToJson(outputs[i].GetConst(), allocator);
+    if (inputs.size() == 1) {
+      PredictOutput out{nlohmann::ordered_json::object(), rows};
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        out.outputs[impl_->output_names[i] + "_" + std::to_string(i)] =
+            ToJson(outputs[i].GetConst(), allocator);
+      }
+      results.push_back(std::move(out));
+      return results;
     }
-    return result;
+    // Each output must come back one row per input row to be split.
+    for (const Ort::Value& o : outputs) {
+      if (LeadingRows(o.GetConst()) != rows) return run_each();
+    }
+    for (size_t r = 0; r < inputs.size(); ++r) {
+      results.push_back(PredictOutput{nlohmann::ordered_json::object(), rows});
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const std::string key = impl_->output_names[i] + "_" + std::to_string(i);
+      int64_t begin = 0;
+      for (size_t r = 0; r < inputs.size(); ++r) {
+        results[r]->outputs[key] =
+            RowsToJson(outputs[i].GetConst(), begin, inputs[r]->rows(), allocator);
+        begin += inputs[r]->rows();
+      }
+    }
+    return results;
   } catch (const Ort::Exception& e) {
-    // ONNX Runtime checks what the graph's own shape inference could not (e.g. a dimension two
-    // inputs must share); the request's data is what it refused.
-    return Status::InvalidArgument(std::string("the model refused the input: ") + e.what());
+    // One request's data may be what the batch failed on: each runs alone, and only that one
+    // fails.
+    if (inputs.size() > 1) return run_each();
+    // ONNX Runtime checks what the graph's own shape inference could not; the request's data
+    // is what it refused.
+    results.push_back(
+        Status::InvalidArgument(std::string("the model refused the input: ") + e.what()));
+    return results;
   }
 }
 

@@ -31,6 +31,21 @@ struct PredictiveOptions {
 // NotFound / InvalidArgument naming what is there otherwise.
 Result<std::string> FindOnnxFile(const std::string& path);
 
+// One request's input tensor, checked against the model's input and laid out as it takes it:
+// `shape` starts with the batch dimension (added when the data left it out), `rows` long.
+struct PredictInput {
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
+};
+
+// A request's outputs, {"<output name>_<index>": value}, and the batch dimension of the run it
+// rode in.
+struct PredictOutput {
+  nlohmann::ordered_json outputs;
+  int64_t batch_rows = 0;
+};
+
 class PredictiveModel {
  public:
   // Loads `path` (FindOnnxFile). InvalidArgument naming the inputs when there is not exactly one,
@@ -43,11 +58,28 @@ class PredictiveModel {
   const ValueInfo& input() const { return input_; }
   const std::vector<ValueInfo>& outputs() const { return outputs_; }
 
-  // Runs the model on `tensor`, a JSON nested array of numbers holding the input tensor, with
-  // or without its batch dimension (then a batch of one). Returns {"<output name>_<index>":
-  // value} for every output, tensors as nested arrays, maps as objects. InvalidArgument saying
-  // what is wrong for a shape or values the input cannot take; Internal for a failed run.
-  Result<nlohmann::ordered_json> Predict(const nlohmann::json& tensor);
+  // Whether requests can share one run: the input's first dimension is open and every output
+  // is a tensor whose first dimension is open, or a sequence (ONNX-ML's ZipMap: one map per row).
+  bool batchable() const { return batchable_; }
+
+  // Checks `tensor`, a JSON nested array of numbers holding the input tensor, with or without
+  // its batch dimension (then a batch of one). InvalidArgument saying what is wrong: the shape,
+  // an element that is not a number, or a value the input type cannot hold.
+  Result<PredictInput> Prepare(const nlohmann::json& tensor) const;
+
+  // Whether two prepared inputs can go in one run: the same shape past the batch dimension.
+  static bool SameRowShape(const PredictInput& a, const PredictInput& b);
+
+  // Runs `inputs` (all SameRowShape) in one run, their rows concatenated, when the model is
+  // batchable, and gives each request its own rows of every output: tensors as nested arrays,
+  // maps as objects, sequences as arrays. Where one run cannot serve them all (ONNX Runtime
+  // refuses the batch, or an output does not come back one row per input row) each input runs
+  // alone, so a request's answer never depends on the others. An error is InvalidArgument (the
+  // model refused that input).
+  std::vector<Result<PredictOutput>> Run(std::span<const PredictInput* const> inputs);
+
+  // Prepare, then Run alone.
+  Result<PredictOutput> Predict(const nlohmann::json& tensor);
 
  private:
   struct Impl;
@@ -56,6 +88,7 @@ class PredictiveModel {
   std::string file_;
   ValueInfo input_;
   std::vector<ValueInfo> outputs_;
+  bool batchable_ = false;
 };
 
 }  // namespace kiln::predict

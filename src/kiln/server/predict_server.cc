@@ -1,8 +1,8 @@
 #include "kiln/server/predict_server.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -46,11 +46,20 @@ struct PredictServer::State {
   std::unique_ptr<predict::PredictiveModel> owned;
   std::string id;
 
-  // The worker: predictions in arrival order, off the HTTP threads.
+  // A request waiting for its run.
+  struct Pending {
+    predict::PredictInput input;
+    std::shared_ptr<Exchange> exchange;
+    std::chrono::steady_clock::time_point arrived;
+  };
+
+  // The worker: runs in arrival order, off the HTTP threads, each taking the waiting requests
+  // that fit one batch.
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::function<void()>> queue;
-  bool stopping = false;
+  std::deque<Pending> queue;    // guarded by mu
+  int64_t arrivals_in_run = 0;  // guarded by mu: requests that came while the last run ran
+  bool stopping = false;        // guarded by mu
   std::thread worker;
   std::atomic<int64_t> waiting{0};  // queued or running
 
@@ -59,17 +68,77 @@ struct PredictServer::State {
   Histogram latency{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0}};
   Histogram batch_size{{1, 2, 4, 8, 16, 32, 64}};
 
+  int64_t MaxBatch() const {
+    const predict::PredictiveModel* m = model.load();
+    return m != nullptr && m->batchable() ? std::max<int64_t>(1, options.max_batch_size) : 1;
+  }
+
+  // Moves the queued requests that can share `batch`'s run into it, in order, up to `limit`.
+  void TakeCompatible(std::vector<Pending>& batch, size_t limit) {
+    for (auto it = queue.begin(); it != queue.end() && batch.size() < limit;) {
+      if (batch.empty() || predict::PredictiveModel::SameRowShape(batch[0].input, it->input)) {
+        batch.push_back(std::move(*it));
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   void Run() {
     for (;;) {
-      std::function<void()> job;
+      std::vector<Pending> batch;
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stopping || !queue.empty(); });
         if (queue.empty()) return;
-        job = std::move(queue.front());
-        queue.pop_front();
+        const size_t limit = static_cast<size_t>(MaxBatch());
+        TakeCompatible(batch, limit);
+        // Requests came while the last run ran: more are likely on their way, so wait a
+        // moment for them. A lone client (none came) is never held back.
+        if (batch.size() < limit && arrivals_in_run > 0 && options.max_batch_delay_us > 0) {
+          const auto deadline = std::chrono::steady_clock::now() +
+                                std::chrono::microseconds(options.max_batch_delay_us);
+          while (batch.size() < limit && queue.empty() && !stopping &&
+                 cv.wait_until(lock, deadline, [&] { return stopping || !queue.empty(); })) {
+            TakeCompatible(batch, limit);
+          }
+        }
+        arrivals_in_run = 0;
       }
-      job();
+      RunBatch(batch);
+    }
+  }
+
+  void RunBatch(std::vector<Pending>& batch) {
+    std::vector<const predict::PredictInput*> inputs;
+    for (const Pending& p : batch) inputs.push_back(&p.input);
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<Result<predict::PredictOutput>> results = model.load()->Run(inputs);
+    const auto end = std::chrono::steady_clock::now();
+    const double run_ms = std::chrono::duration<double, std::milli>(end - start).count();
+    waiting -= static_cast<int64_t>(batch.size());
+    batch_size.Observe(static_cast<double>(results[0].ok() ? results[0]->batch_rows : 1));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Exchange& exchange = *batch[i].exchange;
+      if (!results[i].ok()) {
+        ++error_total;
+        const bool bad_input = results[i].status().code() == StatusCode::kInvalidArgument;
+        exchange.Respond(Error(bad_input ? 400 : 500, results[i].status().message()));
+        continue;
+      }
+      ++ok_total;
+      latency.Observe(std::chrono::duration<double>(end - batch[i].arrived).count());
+      const predict::PredictOutput& out = *results[i];
+      ojson reply = {
+          {"metadata",
+           {{"model_id", id}, {"batch_size", out.batch_rows}, {"inference_time_ms", run_ms}}},
+          {"items",
+           ojson::array({{{"content_type", "application/json"},
+                          {"encoder", "base64"},
+                          {"data", Base64Encode(out.outputs.dump(
+                                       -1, ' ', false, ojson::error_handler_t::replace))}}})}};
+      exchange.Respond(JsonReply(200, reply));
     }
   }
 
@@ -180,7 +249,7 @@ void PredictServer::State::HandleModel(Exchange& exchange) {
                                    {"input_type", m.input().type},
                                    {"input_shape", m.input().shape},
                                    {"outputs", outputs},
-                                   {"batch_size", 1},
+                                   {"batch_size", MaxBatch()},
                                    {"execution_provider", "CPUExecutionProvider"},
                                    {"status", "ready"}}));
 }
@@ -231,6 +300,8 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
                 "items[0].data decodes to something that is not JSON (application/json "
                 "data is base64 of a JSON nested array)");
   }
+  Result<predict::PredictInput> input = model.load()->Prepare(tensor);
+  if (!input.ok()) return fail(400, input.status().message());
 
   const int64_t limit = options.max_queued_requests;
   if (limit > 0 && waiting.load() >= limit) {
@@ -250,35 +321,11 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
     return;
   }
   ++waiting;
-  const auto start = std::chrono::steady_clock::now();
-  auto job = [this, exchange, tensor = std::move(tensor), start] {
-    predict::PredictiveModel& m = *model.load();
-    const auto run_start = std::chrono::steady_clock::now();
-    Result<ojson> outputs = m.Predict(tensor);
-    const auto end = std::chrono::steady_clock::now();
-    --waiting;
-    if (!outputs.ok()) {
-      ++error_total;
-      const int status = outputs.status().code() == StatusCode::kInvalidArgument ? 400 : 500;
-      exchange->Respond(Error(status, outputs.status().message()));
-      return;
-    }
-    const double run_ms = std::chrono::duration<double, std::milli>(end - run_start).count();
-    ++ok_total;
-    latency.Observe(std::chrono::duration<double>(end - start).count());
-    batch_size.Observe(1);
-    ojson reply = {
-        {"metadata", {{"model_id", id}, {"batch_size", 1}, {"inference_time_ms", run_ms}}},
-        {"items",
-         ojson::array({{{"content_type", "application/json"},
-                        {"encoder", "base64"},
-                        {"data", Base64Encode(outputs->dump(-1, ' ', false,
-                                                            ojson::error_handler_t::replace))}}})}};
-    exchange->Respond(JsonReply(200, reply));
-  };
   {
     std::lock_guard lock(mu);
-    queue.push_back(std::move(job));
+    queue.push_back(
+        Pending{std::move(input).value(), std::move(exchange), std::chrono::steady_clock::now()});
+    ++arrivals_in_run;
   }
   cv.notify_one();
 }

@@ -9,8 +9,10 @@
 // "data"}]}, data being base64 of {"<output name>_<index>": value}. Errors are
 // {"detail": "...", "error": {"message", "type", "param", "code"}}.
 //
-// Predictions run on a worker thread, never on the HTTP threads; requests beyond
-// max_queued_requests waiting at once get 429 with Retry-After.
+// Requests are checked on the HTTP threads and run on a worker thread; concurrent requests share
+// one ONNX Runtime run (dynamic batching) where the model's batch dimension is open, each
+// answered with its own rows. Requests beyond max_queued_requests waiting at once get 429 with
+// Retry-After.
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,10 @@ struct PredictServerOptions {
   HttpServerOptions http;
   std::string api_key;              // empty: no authentication
   int64_t max_queued_requests = 0;  // 0: no limit
+  // Dynamic batching, where the model's batch dimension is open: at most this many requests
+  // share one run, and while requests keep coming the worker waits up to the delay for more.
+  int64_t max_batch_size = 32;
+  int64_t max_batch_delay_us = 2000;
 };
 
 class PredictServer {
