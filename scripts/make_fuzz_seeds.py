@@ -62,7 +62,20 @@ def tokenizer_seed():
     return json.dumps(tok)
 
 
+def image_seeds():
+    """One small image per content type, prefixed with the byte that picks it (in the order of
+    predict::kImageContentTypes)."""
+    import io
+    from PIL import Image
+    img = Image.fromarray((np.arange(16 * 24 * 3) % 251).astype(np.uint8).reshape(16, 24, 3), "RGB")
+    for i, fmt in enumerate(["JPEG", "PNG", "GIF", "WEBP", "BMP"]):
+        out = io.BytesIO()
+        (img.quantize(16) if fmt == "GIF" else img).save(out, format=fmt)
+        write("predict_image_fuzz", "seed_" + fmt.lower(), bytes([i]) + out.getvalue())
+
+
 def main():
+    image_seeds()
     write("formats_gguf_fuzz", "tiny.gguf", gguf_seed())
     write("formats_safetensors_fuzz", "tiny.safetensors", safetensors_seed())
     write("text_tokenizer_json_fuzz", "tiny_bpe.json", tokenizer_seed())

@@ -5,10 +5,15 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <tuple>
 
 #include "kiln/base/log.h"
+#include "kiln/predict/image_input.h"
 #include "kiln/predict/predictive_model.h"
 #include "kiln/server/openai_server.h"
 #include "kiln/server/predict_server.h"
@@ -27,7 +32,79 @@ struct ServeArgs {
   std::string workload = "auto";
   int64_t max_batch_size = 32;
   double max_batch_delay_ms = 2.0;
+  // Image preprocessing flags, over the model's preprocess.json; empty: not given.
+  std::string image_mean, image_std, image_scale, image_resize, image_channel_order, image_size;
+  int64_t max_image_pixels = 0;
 };
+
+// Numbers separated by commas or x ("0.5,0.5,0.5", "224x224") as a JSON array; nullopt when one
+// is not a number.
+std::optional<nlohmann::json> NumberList(const std::string& text) {
+  nlohmann::json list = nlohmann::json::array();
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t end = text.find_first_of(",x", at);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(at, end - at);
+    char* stop = nullptr;
+    const double v = std::strtod(part.c_str(), &stop);
+    if (part.empty() || *stop != '\0') return std::nullopt;
+    if (v == static_cast<int64_t>(v) && part.find('.') == std::string::npos) {
+      list.push_back(static_cast<int64_t>(v));
+    } else {
+      list.push_back(v);
+    }
+    at = end + 1;
+  }
+  return list;
+}
+
+// The image preprocessing: the defaults, then `<model>.preprocess.json` or preprocess.json beside
+// the model file, then the flags.
+Result<predict::ImagePreprocess> ImagePreprocessFor(const ServeArgs& args,
+                                                    const std::string& model_file) {
+  namespace fs = std::filesystem;
+  predict::ImagePreprocess p;
+  const fs::path file(model_file);
+  for (const fs::path& candidate : {fs::path(file).replace_extension(".preprocess.json"),
+                                    file.parent_path() / "preprocess.json"}) {
+    std::error_code ec;
+    if (!fs::exists(candidate, ec)) continue;
+    std::ifstream in(candidate);
+    nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (config.is_discarded()) return Status::InvalidArgument(candidate.string() + " is not JSON");
+    if (Status s = predict::ApplyPreprocessConfig(config, &p); !s.ok()) {
+      return s.WithContext(candidate.string());
+    }
+    LogInfo("image preprocessing from " + candidate.string());
+    break;
+  }
+  nlohmann::json flags = nlohmann::json::object();
+  for (auto [flag, key, text] : {std::tuple{"--image-mean", "mean", &args.image_mean},
+                                 std::tuple{"--image-std", "std", &args.image_std},
+                                 std::tuple{"--image-size", "size", &args.image_size}}) {
+    if (text->empty()) continue;
+    std::optional<nlohmann::json> list = NumberList(*text);
+    if (!list)
+      return Status::InvalidArgument(std::string(flag) + ": '" + *text +
+                                     "' is not a list of numbers");
+    flags[key] = *list;
+  }
+  if (!args.image_scale.empty()) {
+    std::optional<nlohmann::json> list = NumberList(args.image_scale);
+    if (!list || list->size() != 1) {
+      return Status::InvalidArgument("--image-scale: '" + args.image_scale + "' is not a number");
+    }
+    flags["scale"] = (*list)[0];
+  }
+  if (!args.image_resize.empty()) flags["resize"] = args.image_resize;
+  if (!args.image_channel_order.empty()) flags["channel_order"] = args.image_channel_order;
+  if (args.max_image_pixels > 0) flags["max_pixels"] = args.max_image_pixels;
+  if (Status s = predict::ApplyPreprocessConfig(flags, &p); !s.ok()) {
+    return s.WithContext("image preprocessing flags");
+  }
+  return p;
+}
 
 // A single .onnx file, or a folder with .onnx files and neither a GenAI nor a Hugging Face
 // config, is a predictive model.
@@ -104,6 +181,13 @@ int RunPredictive(const ServeArgs& args) {
     srv.Shutdown(std::chrono::milliseconds(0));
     return 1;
   }
+  Result<predict::ImagePreprocess> image = ImagePreprocessFor(args, (*model)->file());
+  if (!image.ok()) {
+    LogError(image.status().message());
+    srv.Shutdown(std::chrono::milliseconds(0));
+    return 1;
+  }
+  srv.SetImagePreprocess(image.value());
   std::string id = args.model.served_model_name;
   if (id.empty()) id = std::filesystem::path((*model)->file()).stem().string();
   srv.SetModel(std::move(model).value(), id);
@@ -173,6 +257,23 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "(a lone client is never held back)")
       ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
+  cmd->add_option("--image-mean", args->image_mean,
+                  "predictive: per-channel mean subtracted from image inputs, R,G,B (default "
+                  "ImageNet's 0.485,0.456,0.406; also 'mean' in <model>.preprocess.json)");
+  cmd->add_option("--image-std", args->image_std,
+                  "predictive: per-channel divisor of image inputs, R,G,B (default "
+                  "0.229,0.224,0.225)");
+  cmd->add_option("--image-scale", args->image_scale,
+                  "predictive: factor applied to 0-255 pixels first (default 1/255)");
+  cmd->add_option("--image-resize", args->image_resize,
+                  "predictive: nearest, bilinear (default) or bicubic, as Pillow resizes");
+  cmd->add_option("--image-channel-order", args->image_channel_order,
+                  "predictive: rgb (default) or bgr, the model's channel order");
+  cmd->add_option("--image-size", args->image_size,
+                  "predictive: HxW for models whose input leaves height and width open "
+                  "(default: the image's own)");
+  cmd->add_option("--max-image-pixels", args->max_image_pixels,
+                  "predictive: largest image accepted, in pixels (default 40000000)");
   cmd->add_option("--runtime", args->model.runtime,
                   "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "
                   "paged engine: Hugging Face folders and GGUF files)")

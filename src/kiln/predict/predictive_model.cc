@@ -410,6 +410,9 @@ Result<std::unique_ptr<PredictiveModel>> PredictiveModel::Load(const std::string
   model->impl_->input_type = input_info.GetTensorTypeAndShapeInfo().GetElementType();
   model->input_ = inputs[0];
   model->batchable_ = !inputs[0].shape.empty() && inputs[0].shape[0] == -1;
+  if (const std::vector<int64_t>& d = inputs[0].shape; d.size() == 4) {
+    model->image_channel_dim_ = d[1] == 3 ? 1 : d[3] == 3 ? 3 : 0;
+  }
   for (size_t i = 0; i < s.GetOutputCount(); ++i) {
     std::string name = s.GetOutputNameAllocated(i, allocator).get();
     model->impl_->output_names.push_back(name);
@@ -451,6 +454,60 @@ Result<PredictInput> PredictiveModel::Prepare(const nlohmann::json& tensor) cons
     return Status::InvalidArgument("the input tensor's " + err + "; " + expected);
   }
   return input;
+}
+
+Result<PredictInput> PredictiveModel::PrepareImage(const RgbImage& image,
+                                                   const ImagePreprocess& p) const {
+  const std::vector<int64_t>& want = input_.shape;
+  if (!takes_images()) {
+    return Status::InvalidArgument("the input '" + input_.name + "' (" + input_.type + " " +
+                                   ShapeText(want) +
+                                   ") does not take an image: image inputs need a 4-D input "
+                                   "with 3 channels, NCHW or NHWC; send application/json");
+  }
+  const bool nchw = image_channel_dim_ == 1;
+  const int64_t want_h = nchw ? want[2] : want[1];
+  const int64_t want_w = nchw ? want[3] : want[2];
+  const int height = want_h > 0 ? static_cast<int>(want_h) : p.height > 0 ? p.height : image.height;
+  const int width = want_w > 0 ? static_cast<int>(want_w) : p.width > 0 ? p.width : image.width;
+  const RgbImage resized = Resize(image, width, height, p.resize);
+  PredictInput in;
+  in.shape =
+      nchw ? std::vector<int64_t>{1, 3, height, width} : std::vector<int64_t>{1, height, width, 3};
+  const size_t pixels = static_cast<size_t>(width) * height;
+  const ONNXTensorElementDataType type = impl_->input_type;
+  in.bytes.resize(pixels * 3 * ElementBytes(type));
+  for (size_t i = 0; i < pixels; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      const int source = p.bgr ? 2 - c : c;  // the model's channel c holds the image's `source`
+      const uint8_t pixel = resized.pixels[i * 3 + source];
+      const size_t at = nchw ? c * pixels + i : i * 3 + c;
+      const float value = (static_cast<float>(pixel) * p.scale - p.mean[source]) / p.std[source];
+      uint8_t* out = in.bytes.data() + at * ElementBytes(type);
+      auto put = [&](auto v) { std::memcpy(out, &v, sizeof(v)); };
+      switch (type) {
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+          put(value);
+          break;
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+          put(FloatToFp16(value));
+          break;
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+          put(static_cast<double>(value));
+          break;
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+          put(static_cast<int32_t>(pixel));
+          break;
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+          put(static_cast<int64_t>(pixel));
+          break;
+        default:  // uint8
+          put(pixel);
+          break;
+      }
+    }
+  }
+  return in;
 }
 
 bool PredictiveModel::SameRowShape(const PredictInput& a, const PredictInput& b) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kiln/base/status.h"
+#include "kiln/predict/image_input.h"
 
 namespace kiln::predict {
 
@@ -67,6 +68,15 @@ class PredictiveModel {
   // an element that is not a number, or a value the input type cannot hold.
   Result<PredictInput> Prepare(const nlohmann::json& tensor) const;
 
+  // Whether the input takes an image: 4-D with 3 channels, NCHW (dimension 1) or NHWC (3).
+  bool takes_images() const { return image_channel_dim_ != 0; }
+
+  // The input tensor of one image: resized to the input's height and width (where it fixes
+  // them; else `preprocess`'s, else the image's own) with `preprocess`'s filter, each value
+  // (pixel * scale - mean[c]) / std[c] in the input's channel order and layout; an integer input
+  // takes the resized pixels as they are. InvalidArgument when the input does not take images.
+  Result<PredictInput> PrepareImage(const RgbImage& image, const ImagePreprocess& preprocess) const;
+
   // Whether two prepared inputs can go in one run: the same shape past the batch dimension.
   static bool SameRowShape(const PredictInput& a, const PredictInput& b);
 
@@ -89,6 +99,7 @@ class PredictiveModel {
   ValueInfo input_;
   std::vector<ValueInfo> outputs_;
   bool batchable_ = false;
+  int image_channel_dim_ = 0;  // 1 (NCHW), 3 (NHWC) or 0 (not an image input)
 };
 
 }  // namespace kiln::predict

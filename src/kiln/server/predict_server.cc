@@ -36,7 +36,8 @@ HttpResponse Error(int status, const std::string& message) {
        {"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", status}}}});
 }
 
-constexpr const char* kSupportedTypes = "application/json";
+constexpr const char* kSupportedTypes =
+    "application/json, image/jpeg, image/png, image/gif, image/webp, image/bmp";
 
 }  // namespace
 
@@ -57,9 +58,10 @@ struct PredictServer::State {
   // that fit one batch.
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Pending> queue;    // guarded by mu
-  int64_t arrivals_in_run = 0;  // guarded by mu: requests that came while the last run ran
-  bool stopping = false;        // guarded by mu
+  std::deque<Pending> queue;           // guarded by mu
+  bool running = false;                // guarded by mu: a run is going
+  bool arrived_while_running = false;  // guarded by mu: since the last batch was taken
+  bool stopping = false;               // guarded by mu
   std::thread worker;
   std::atomic<int64_t> waiting{0};  // queued or running
 
@@ -96,7 +98,7 @@ struct PredictServer::State {
         TakeCompatible(batch, limit);
         // Requests came while the last run ran: more are likely on their way, so wait a
         // moment for them. A lone client (none came) is never held back.
-        if (batch.size() < limit && arrivals_in_run > 0 && options.max_batch_delay_us > 0) {
+        if (batch.size() < limit && arrived_while_running && options.max_batch_delay_us > 0) {
           const auto deadline = std::chrono::steady_clock::now() +
                                 std::chrono::microseconds(options.max_batch_delay_us);
           while (batch.size() < limit && queue.empty() && !stopping &&
@@ -104,9 +106,12 @@ struct PredictServer::State {
             TakeCompatible(batch, limit);
           }
         }
-        arrivals_in_run = 0;
+        arrived_while_running = false;
+        running = true;
       }
       RunBatch(batch);
+      std::lock_guard lock(mu);
+      running = false;
     }
   }
 
@@ -170,6 +175,10 @@ PredictServer::~PredictServer() {
 Status PredictServer::Start() { return http_->Start(); }
 
 uint16_t PredictServer::port() const { return http_->port(); }
+
+void PredictServer::SetImagePreprocess(const predict::ImagePreprocess& image) {
+  state_->options.image = image;
+}
 
 void PredictServer::SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id) {
   state_->id = std::move(id);
@@ -242,16 +251,21 @@ void PredictServer::State::HandleModel(Exchange& exchange) {
   for (const predict::ValueInfo& o : m.outputs()) {
     outputs.push_back({{"name", o.name}, {"shape", o.shape}, {"type", o.type}});
   }
-  exchange.Respond(JsonReply(200, {{"id", id},
-                                   {"name", id},
-                                   {"type", "predictive"},
-                                   {"input_name", m.input().name},
-                                   {"input_type", m.input().type},
-                                   {"input_shape", m.input().shape},
-                                   {"outputs", outputs},
-                                   {"batch_size", MaxBatch()},
-                                   {"execution_provider", "CPUExecutionProvider"},
-                                   {"status", "ready"}}));
+  exchange.Respond(JsonReply(
+      200,
+      {{"id", id},
+       {"name", id},
+       {"type", "predictive"},
+       {"input_name", m.input().name},
+       {"input_type", m.input().type},
+       {"input_shape", m.input().shape},
+       {"outputs", outputs},
+       {"batch_size", MaxBatch()},
+       {"accepts", m.takes_images() ? ojson::array({"application/json", "image/jpeg", "image/png",
+                                                    "image/gif", "image/webp", "image/bmp"})
+                                    : ojson::array({"application/json"})},
+       {"execution_provider", "CPUExecutionProvider"},
+       {"status", "ready"}}));
 }
 
 void PredictServer::State::HandlePredict(const HttpRequest& request,
@@ -288,20 +302,31 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
   std::optional<std::string> data = text_field("data");
   if (!data) return fail(400, "items[0].data is missing (a base64 string)");
   std::string type = content_type->substr(0, content_type->find(';'));
-  if (type != "application/json") {
+  const bool image = predict::IsImageContentType(type);
+  if (type != "application/json" && !image) {
     return fail(415, "content_type '" + *content_type +
                          "' is not supported; supported: " + kSupportedTypes);
   }
   std::optional<std::string> bytes = Base64Decode(*data);
   if (!bytes) return fail(400, "items[0].data is not base64");
-  json tensor = json::parse(*bytes, nullptr, /*allow_exceptions=*/false);
-  if (tensor.is_discarded()) {
-    return fail(400,
-                "items[0].data decodes to something that is not JSON (application/json "
-                "data is base64 of a JSON nested array)");
+  Result<predict::PredictInput> input = Status::Internal("unset");
+  if (image) {
+    Result<predict::RgbImage> decoded =
+        predict::DecodeImage(type, *bytes, options.image.max_pixels);
+    if (!decoded.ok()) return fail(400, decoded.status().message());
+    input = model.load()->PrepareImage(decoded.value(), options.image);
+  } else {
+    json tensor = json::parse(*bytes, nullptr, /*allow_exceptions=*/false);
+    if (tensor.is_discarded()) {
+      return fail(400,
+                  "items[0].data decodes to something that is not JSON (application/json "
+                  "data is base64 of a JSON nested array)");
+    }
+    input = model.load()->Prepare(tensor);
   }
-  Result<predict::PredictInput> input = model.load()->Prepare(tensor);
-  if (!input.ok()) return fail(400, input.status().message());
+  if (!input.ok())
+    return fail(input.status().code() == StatusCode::kInvalidArgument ? 400 : 500,
+                input.status().message());
 
   const int64_t limit = options.max_queued_requests;
   if (limit > 0 && waiting.load() >= limit) {
@@ -325,7 +350,7 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
     std::lock_guard lock(mu);
     queue.push_back(
         Pending{std::move(input).value(), std::move(exchange), std::chrono::steady_clock::now()});
-    ++arrivals_in_run;
+    if (running) arrived_while_running = true;
   }
   cv.notify_one();
 }

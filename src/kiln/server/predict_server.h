@@ -4,9 +4,11 @@
 // Routes: GET /health (alive), GET /ready (the model is loaded), GET /metrics, GET /v1/model,
 // POST /v1/predict. A predict request is {"items": [{"content_type", "encoder": "base64",
 // "data"}]} with exactly one item; application/json data is base64 of a JSON nested array
-// holding the input tensor. The reply is {"metadata": {"model_id", "batch_size",
-// "inference_time_ms"}, "items": [{"content_type": "application/json", "encoder": "base64",
-// "data"}]}, data being base64 of {"<output name>_<index>": value}. Errors are
+// holding the input tensor, and image/jpeg, image/png, image/gif, image/webp and image/bmp data
+// an image, decoded and preprocessed into the input (predict/image_input.h). The reply is
+// {"metadata": {"model_id", "batch_size", "inference_time_ms"}, "items": [{"content_type":
+// "application/json", "encoder": "base64", "data"}]}, data being base64 of {"<output
+// name>_<index>": value}. Errors are
 // {"detail": "...", "error": {"message", "type", "param", "code"}}.
 //
 // Requests are checked on the HTTP threads and run on a worker thread; concurrent requests share
@@ -33,6 +35,8 @@ struct PredictServerOptions {
   // share one run, and while requests keep coming the worker waits up to the delay for more.
   int64_t max_batch_size = 32;
   int64_t max_batch_delay_us = 2000;
+  // How image items become the input tensor.
+  predict::ImagePreprocess image;
 };
 
 class PredictServer {
@@ -42,6 +46,8 @@ class PredictServer {
 
   // Starts listening; /ready answers 503 until SetModel.
   Status Start();
+  // Call before SetModel.
+  void SetImagePreprocess(const predict::ImagePreprocess& image);
   void SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id);
   uint16_t port() const;
 
