@@ -456,6 +456,67 @@ Result<PredictInput> PredictiveModel::Prepare(const nlohmann::json& tensor) cons
   return input;
 }
 
+namespace {
+
+// The leaves of a nested JSON array, in row-major order.
+void Leaves(const nlohmann::json& j, nlohmann::json& out) {
+  if (!j.is_array()) {
+    out.push_back(j);
+    return;
+  }
+  for (const nlohmann::json& e : j) Leaves(e, out);
+}
+
+}  // namespace
+
+Status PredictiveModel::CheckShape(const std::vector<int64_t>& shape) const {
+  const std::vector<int64_t>& want = input_.shape;
+  bool fits = shape.size() == want.size();
+  for (size_t i = 0; fits && i < shape.size(); ++i) {
+    fits = shape[i] > 0 && (want[i] < 0 || want[i] == shape[i]);
+  }
+  if (fits) return Status::Ok();
+  return Status::InvalidArgument("the tensor has shape " + ShapeText(shape) + "; the input '" +
+                                 input_.name + "' is " + input_.type + " of shape " +
+                                 ShapeText(want) + " (-1: any size)");
+}
+
+Result<PredictInput> PredictiveModel::PrepareFlat(const std::vector<int64_t>& shape,
+                                                  const nlohmann::json& data) const {
+  if (Status s = CheckShape(shape); !s.ok()) return s;
+  nlohmann::json flat = nlohmann::json::array();
+  Leaves(data, flat);
+  int64_t count = 1;
+  for (int64_t d : shape) count *= d;
+  if (static_cast<int64_t>(flat.size()) != count) {
+    return Status::InvalidArgument("the data holds " + std::to_string(flat.size()) +
+                                   " elements; shape " + ShapeText(shape) + " has " +
+                                   std::to_string(count));
+  }
+  PredictInput input;
+  input.shape = shape;
+  std::vector<int64_t> index;
+  if (std::string err = Flatten(flat, {count}, 0, index, impl_->input_type, input.bytes);
+      !err.empty()) {
+    return Status::InvalidArgument("the data's " + err);
+  }
+  return input;
+}
+
+Result<PredictInput> PredictiveModel::PrepareRaw(const std::vector<int64_t>& shape,
+                                                 std::vector<uint8_t> bytes) const {
+  if (Status s = CheckShape(shape); !s.ok()) return s;
+  int64_t count = 1;
+  for (int64_t d : shape) count *= d;
+  const size_t want = static_cast<size_t>(count) * ElementBytes(impl_->input_type);
+  if (bytes.size() != want) {
+    return Status::InvalidArgument("the binary data holds " + std::to_string(bytes.size()) +
+                                   " bytes; shape " + ShapeText(shape) + " of " + input_.type +
+                                   " takes " + std::to_string(want));
+  }
+  return PredictInput{shape, std::move(bytes)};
+}
+
 Result<PredictInput> PredictiveModel::PrepareImage(const RgbImage& image,
                                                    const ImagePreprocess& p) const {
   const std::vector<int64_t>& want = input_.shape;

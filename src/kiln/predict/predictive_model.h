@@ -68,6 +68,18 @@ class PredictiveModel {
   // an element that is not a number, or a value the input type cannot hold.
   Result<PredictInput> Prepare(const nlohmann::json& tensor) const;
 
+  // A tensor of `shape` (exactly the input's rank) whose elements, in row-major order, are the
+  // leaves of `data` (a flat or nested JSON array), as the Open Inference Protocol sends them.
+  // InvalidArgument for a shape the input does not take, a count that is not the shape's, or
+  // values the input type cannot hold.
+  Result<PredictInput> PrepareFlat(const std::vector<int64_t>& shape,
+                                   const nlohmann::json& data) const;
+  // A tensor of `shape` given as raw little-endian elements of the input's type (the protocol's
+  // binary data). InvalidArgument for a shape the input does not take or a byte count that is
+  // not the shape's.
+  Result<PredictInput> PrepareRaw(const std::vector<int64_t>& shape,
+                                  std::vector<uint8_t> bytes) const;
+
   // Whether the input takes an image: 4-D with 3 channels, NCHW (dimension 1) or NHWC (3).
   bool takes_images() const { return image_channel_dim_ != 0; }
 
@@ -94,6 +106,8 @@ class PredictiveModel {
  private:
   struct Impl;
   PredictiveModel() = default;
+  // InvalidArgument unless `shape` has the input's rank and its fixed dimensions.
+  Status CheckShape(const std::vector<int64_t>& shape) const;
   std::unique_ptr<Impl> impl_;
   std::string file_;
   ValueInfo input_;

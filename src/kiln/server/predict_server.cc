@@ -11,6 +11,7 @@
 #include "kiln/base/base64.h"
 #include "kiln/base/log.h"
 #include "kiln/server/metrics.h"
+#include "kiln/server/open_inference.h"
 
 namespace kiln::server {
 namespace {
@@ -48,10 +49,13 @@ struct PredictServer::State {
   std::string id;
 
   // A request waiting for its run.
+  // A request waiting for its run, with how its protocol answers (/v1/predict or /v2).
   struct Pending {
     predict::PredictInput input;
     std::shared_ptr<Exchange> exchange;
     std::chrono::steady_clock::time_point arrived;
+    std::function<HttpResponse(const predict::PredictOutput&, double run_ms)> reply;
+    std::function<HttpResponse(int status, const std::string& message)> error;
   };
 
   // The worker: runs in arrival order, off the HTTP threads, each taking the waiting requests
@@ -125,27 +129,63 @@ struct PredictServer::State {
     waiting -= static_cast<int64_t>(batch.size());
     batch_size.Observe(static_cast<double>(results[0].ok() ? results[0]->batch_rows : 1));
     for (size_t i = 0; i < batch.size(); ++i) {
-      Exchange& exchange = *batch[i].exchange;
+      Pending& p = batch[i];
       if (!results[i].ok()) {
         ++error_total;
         const bool bad_input = results[i].status().code() == StatusCode::kInvalidArgument;
-        exchange.Respond(Error(bad_input ? 400 : 500, results[i].status().message()));
+        p.exchange->Respond(p.error(bad_input ? 400 : 500, results[i].status().message()));
         continue;
       }
       ++ok_total;
-      latency.Observe(std::chrono::duration<double>(end - batch[i].arrived).count());
-      const predict::PredictOutput& out = *results[i];
-      ojson reply = {
-          {"metadata",
-           {{"model_id", id}, {"batch_size", out.batch_rows}, {"inference_time_ms", run_ms}}},
-          {"items",
-           ojson::array({{{"content_type", "application/json"},
-                          {"encoder", "base64"},
-                          {"data", Base64Encode(out.outputs.dump(
-                                       -1, ' ', false, ojson::error_handler_t::replace))}}})}};
-      exchange.Respond(JsonReply(200, reply));
+      latency.Observe(std::chrono::duration<double>(end - p.arrived).count());
+      p.exchange->Respond(p.reply(*results[i], run_ms));
     }
   }
+
+  // The /v1/predict reply.
+  HttpResponse PredictReply(const predict::PredictOutput& out, double run_ms) const {
+    ojson reply = {
+        {"metadata",
+         {{"model_id", id}, {"batch_size", out.batch_rows}, {"inference_time_ms", run_ms}}},
+        {"items",
+         ojson::array({{{"content_type", "application/json"},
+                        {"encoder", "base64"},
+                        {"data", Base64Encode(out.outputs.dump(
+                                     -1, ' ', false, ojson::error_handler_t::replace))}}})}};
+    return JsonReply(200, reply);
+  }
+
+  // Queues a checked request for the worker; 429 when the queue is full.
+  void Enqueue(Pending pending) {
+    const int64_t limit = options.max_queued_requests;
+    if (limit > 0 && waiting.load() >= limit) {
+      ++error_total;
+      const std::string message =
+          "the queue is full: " + std::to_string(limit) + " requests are waiting; retry after 1 s";
+      HttpResponse r = pending.error(429, message);
+      if (r.content_type == "application/json") {
+        // Foundry's fields beside the error: how deep the queue is, when to come back.
+        json body = json::parse(r.body, nullptr, false);
+        if (body.is_object()) {
+          body["queue_depth"] = waiting.load();
+          body["retry_after"] = 1;
+          r.body = body.dump();
+        }
+      }
+      r.headers.emplace_back("Retry-After", "1");
+      pending.exchange->Respond(std::move(r));
+      return;
+    }
+    ++waiting;
+    {
+      std::lock_guard lock(mu);
+      queue.push_back(std::move(pending));
+      if (running) arrived_while_running = true;
+    }
+    cv.notify_one();
+  }
+
+  void HandleV2(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
 
   void Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   void HandleModel(Exchange& exchange);
@@ -217,6 +257,10 @@ void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Ex
     if (method_is("GET")) {
       exchange->Respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(), {}});
     }
+    return;
+  }
+  if (path == "/v2" || path.rfind("/v2/", 0) == 0) {
+    HandleV2(request, exchange);
     return;
   }
   if (path != "/v1/model" && path != "/v1/predict") {
@@ -328,31 +372,94 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
     return fail(input.status().code() == StatusCode::kInvalidArgument ? 400 : 500,
                 input.status().message());
 
-  const int64_t limit = options.max_queued_requests;
-  if (limit > 0 && waiting.load() >= limit) {
-    ++error_total;
-    ojson reply = {{"detail", "the queue is full"},
-                   {"error",
-                    {{"message", "the queue is full: " + std::to_string(limit) +
-                                     " requests are waiting; retry after 1 s"},
-                     {"type", "rate_limit_error"},
-                     {"param", nullptr},
-                     {"code", 429}}},
-                   {"queue_depth", waiting.load()},
-                   {"retry_after", 1}};
-    HttpResponse r = JsonReply(429, reply);
-    r.headers.emplace_back("Retry-After", "1");
-    exchange->Respond(std::move(r));
+  Enqueue(Pending{std::move(input).value(), std::move(exchange), std::chrono::steady_clock::now(),
+                  [this](const predict::PredictOutput& out, double run_ms) {
+                    return PredictReply(out, run_ms);
+                  },
+                  [](int status, const std::string& message) { return Error(status, message); }});
+}
+
+// The Open Inference Protocol's routes: /v2 (server metadata), /v2/health/live,
+// /v2/health/ready, and under /v2/models/{name} (or /v2/models/{name}/versions/{version}): the
+// model's metadata, /ready and /infer.
+void PredictServer::State::HandleV2(const HttpRequest& request,
+                                    std::shared_ptr<Exchange> exchange) {
+  const std::string& path = request.path;
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(oip::Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
+  const predict::PredictiveModel* m = model.load();
+  if (path == "/v2/health/live") {
+    if (method_is("GET")) exchange->Respond(JsonReply(200, {{"live", true}}));
     return;
   }
-  ++waiting;
-  {
-    std::lock_guard lock(mu);
-    queue.push_back(
-        Pending{std::move(input).value(), std::move(exchange), std::chrono::steady_clock::now()});
-    if (running) arrived_while_running = true;
+  if (path == "/v2/health/ready") {
+    if (method_is("GET")) exchange->Respond(JsonReply(m ? 200 : 503, {{"ready", m != nullptr}}));
+    return;
   }
-  cv.notify_one();
+  if (!options.api_key.empty()) {
+    std::string auth = request.Header("authorization");
+    std::string key = request.Header("api-key");
+    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+    if (key != options.api_key) {
+      exchange->Respond(oip::Error(401, "invalid or missing API key"));
+      return;
+    }
+  }
+  if (path == "/v2") {
+    if (method_is("GET")) {
+      exchange->Respond(JsonReply(
+          200, {{"name", "kiln"}, {"version", "1"}, {"extensions", {"binary_tensor_data"}}}));
+    }
+    return;
+  }
+  const std::string prefix = "/v2/models/";
+  if (path.rfind(prefix, 0) != 0) {
+    exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
+    return;
+  }
+  // {name}[/versions/{version}][/ready | /infer]
+  std::string rest = path.substr(prefix.size());
+  std::string name = rest.substr(0, rest.find('/'));
+  rest = rest.substr(name.size());
+  if (rest.rfind("/versions/", 0) == 0) {
+    const size_t end = rest.find('/', 10);
+    rest = end == std::string::npos ? "" : rest.substr(end);
+  }
+  if (m == nullptr) {
+    exchange->Respond(oip::Error(503, "the model is loading"));
+    return;
+  }
+  if (name != id) {
+    exchange->Respond(oip::Error(404, "no model '" + name + "'; this server serves '" + id + "'"));
+    return;
+  }
+  if (rest.empty()) {
+    if (method_is("GET")) exchange->Respond(JsonReply(200, oip::ModelMetadata(*m, id)));
+  } else if (rest == "/ready") {
+    if (method_is("GET")) exchange->Respond(JsonReply(200, {{"name", id}, {"ready", true}}));
+  } else if (rest == "/infer") {
+    if (!method_is("POST")) return;
+    Result<oip::InferRequest> parsed =
+        oip::ParseInferRequest(*m, request.body, request.Header("inference-header-content-length"));
+    if (!parsed.ok()) {
+      ++error_total;
+      exchange->Respond(oip::Error(400, parsed.status().message()));
+      return;
+    }
+    auto infer = std::make_shared<oip::InferRequest>(std::move(parsed).value());
+    predict::PredictInput input = std::move(infer->input);
+    Enqueue(Pending{
+        std::move(input), std::move(exchange), std::chrono::steady_clock::now(),
+        [this, infer](const predict::PredictOutput& out, double) {
+          return oip::InferResponse(*model.load(), id, *infer, out.outputs);
+        },
+        [](int status, const std::string& message) { return oip::Error(status, message); }});
+  } else {
+    exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
+  }
 }
 
 std::string PredictServer::State::RenderMetrics() const {
