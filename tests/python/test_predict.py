@@ -12,7 +12,7 @@ import urllib.request
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from kiln_server import KilnServer
 
@@ -385,5 +385,66 @@ def test_api_key_guards_the_v1_routes(kiln_bin, iris, iris_models):
                                 headers={"Authorization": "Bearer sesame"})
         assert status == 200, reply
         assert get(server, "/health")[0] == 200  # probes need no key
+    finally:
+        server.stop()
+
+
+def slow_model(path):
+    """x [1, 1] -> y: x broadcast to 2048 x 2048, then ten 2048^3 matrix products (about 170
+    GFLOP, a second or more on two cores): a request that stays in flight while others come."""
+    w = np.full((2048, 2048), 1.0 / 2048, dtype=np.float32)
+    nodes = [helper.make_node("Expand", ["x", "size"], ["h0"])]
+    for i in range(10):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("ReduceMean", ["h10"], ["y"], keepdims=0))
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [helper.make_tensor("size", TensorProto.INT64, [2], [2048, 2048]),
+         numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_full_queue_answers_429_and_the_request_in_flight_finishes(kiln_bin, tmp_path):
+    server = serve(kiln_bin, slow_model(tmp_path / "slow.onnx"), "slow",
+                   "--max-queued-requests", "1")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post, server, {"items": [item([[2.0]])]})
+            server.wait_for(lambda: server.metric("kiln:predict_queue_depth") == 1,
+                            "the first request is in flight")
+            status, reply, headers = post(server, {"items": [item([[3.0]])]})
+            assert status == 429, reply
+            assert headers["Retry-After"] == "1"
+            assert reply["queue_depth"] == 1 and reply["retry_after"] == 1
+            assert "the queue is full" in reply["detail"]
+            # Bad requests are refused at once, the request in flight goes on.
+            status, reply, _ = post(server, {"items": []})
+            assert status == 400, reply
+            assert not first.done()
+            status, reply, _ = first.result(timeout=600)
+            assert status == 200, reply
+            outputs = json.loads(base64.b64decode(reply["items"][0]["data"]))
+            assert outputs["y_0"] == pytest.approx(2.0, rel=1e-4)
+        assert server.metric("kiln:predict_queue_depth") == 0
+    finally:
+        server.stop()
+
+
+def test_device_cuda_runs_on_cuda_where_onnx_runtime_has_it_else_on_cpu_saying_so(
+        kiln_bin, iris, iris_models):
+    # Kiln loads the ONNX Runtime library of the PyPI wheel this venv has: its providers are
+    # Kiln's.
+    import onnxruntime
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    x, _ = iris
+    server = serve(kiln_bin, iris_models["logistic"][1], "logistic", "--device", "cuda")
+    try:
+        provider = get(server, "/v1/model")[1]["execution_provider"]
+        assert provider == ("CUDAExecutionProvider" if has_cuda else "CPUExecutionProvider")
+        assert has_cuda or "CUDA execution provider unavailable" in server.output()
+        _, outputs = predict(server, x[:2].tolist())
+        assert len(outputs["output_label_0"]) == 2
     finally:
         server.stop()

@@ -118,3 +118,35 @@ def test_bad_requests_say_what_is_wrong(tensor_server, iris_v2):
         inp = triton.InferInput("X", [1, 4], "FP32")
         inp.set_data_from_numpy(x[:1])
         c.infer("iris", [inp], outputs=[triton.InferRequestedOutput("nope")])
+
+
+def test_forest_and_gradient_boosting_through_v2_equal_scikit_learn(kiln_bin, tmp_path):
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(x, y)
+    (tmp_path / "forest.onnx").write_bytes(
+        to_onnx(forest, x[:1], options={"zipmap": False}).SerializeToString())
+    xd, yd = load_diabetes(return_X_y=True)
+    xd = xd.astype(np.float32)
+    boost = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0).fit(xd, yd)
+    (tmp_path / "boost.onnx").write_bytes(to_onnx(boost, xd[:1]).SerializeToString())
+    for name, data, check in [
+            ("forest", x, lambda r: (
+                np.testing.assert_array_equal(r.as_numpy("label"), forest.predict(x)),
+                np.testing.assert_allclose(r.as_numpy("probabilities"), forest.predict_proba(x),
+                                           atol=1e-5, rtol=0))),
+            ("boost", xd, lambda r: np.testing.assert_allclose(
+                r.as_numpy("variable").reshape(-1), boost.predict(xd), rtol=1e-5, atol=0))]:
+        server = KilnServer(kiln_bin, tmp_path / f"{name}.onnx", served_name=name,
+                            ready_path="/ready")
+        try:
+            inp = triton.InferInput(client(server).get_model_metadata(name)["inputs"][0]["name"],
+                                    list(data.shape), "FP32")
+            for binary in (False, True):
+                inp.set_data_from_numpy(data, binary_data=binary)
+                check(client(server).infer(name, [inp]))
+        finally:
+            server.stop()

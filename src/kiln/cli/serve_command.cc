@@ -175,6 +175,7 @@ int RunPredictive(const ServeArgs& args) {
           " (/ready answers 503 until the model is loaded)");
   predict::PredictiveOptions popts;
   popts.threads = args.model.threads;
+  popts.device = args.model.device;
   auto model = predict::PredictiveModel::Load(args.model.path, popts);
   if (!model.ok()) {
     LogError(model.status().message());

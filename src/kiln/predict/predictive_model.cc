@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "kiln/base/half.h"
+#include "kiln/base/log.h"
 
 namespace kiln::onnx {
 Ort::Env& SharedOrtEnvironment();  // executors/onnx/ort_session.cc
@@ -374,10 +375,23 @@ Result<std::unique_ptr<PredictiveModel>> PredictiveModel::Load(const std::string
   model->file_ = file.value();
   model->impl_ = std::make_unique<Impl>();
   try {
+    Ort::Env& env = onnx::SharedOrtEnvironment();  // first: providers log through its logger
     Ort::SessionOptions so;
     if (options.threads > 0) so.SetIntraOpNumThreads(options.threads);
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    model->impl_->session = Ort::Session(onnx::SharedOrtEnvironment(), model->file_.c_str(), so);
+    if (options.device == "cuda") {
+      try {
+        OrtCUDAProviderOptions cuda{};
+        so.AppendExecutionProvider_CUDA(cuda);
+        model->execution_provider_ = "CUDAExecutionProvider";
+      } catch (const Ort::Exception& e) {
+        LogWarning(std::string("CUDA execution provider unavailable (") + e.what() +
+                   "); running on CPU");
+      }
+    } else if (options.device != "cpu") {
+      return Status::InvalidArgument("unknown device '" + options.device + "' (cpu or cuda)");
+    }
+    model->impl_->session = Ort::Session(env, model->file_.c_str(), so);
   } catch (const Ort::Exception& e) {
     return Status::InvalidArgument(model->file_ +
                                    ": ONNX Runtime cannot load the model: " + e.what());

@@ -25,7 +25,8 @@ struct ValueInfo {
 };
 
 struct PredictiveOptions {
-  int threads = 0;  // ONNX Runtime's intra-op threads (0: one per core)
+  int threads = 0;             // ONNX Runtime's intra-op threads (0: one per core)
+  std::string device = "cpu";  // cpu, or cuda: ONNX Runtime's CUDA provider where it has one
 };
 
 // A model file or a folder holding exactly one .onnx file (not a GenAI folder): the file.
@@ -56,6 +57,9 @@ class PredictiveModel {
   ~PredictiveModel();
 
   const std::string& file() const { return file_; }
+  // The ONNX Runtime execution provider the model runs on: CPUExecutionProvider, or
+  // CUDAExecutionProvider when cuda was asked for and this ONNX Runtime has it.
+  const std::string& execution_provider() const { return execution_provider_; }
   const ValueInfo& input() const { return input_; }
   const std::vector<ValueInfo>& outputs() const { return outputs_; }
 
@@ -110,6 +114,7 @@ class PredictiveModel {
   Status CheckShape(const std::vector<int64_t>& shape) const;
   std::unique_ptr<Impl> impl_;
   std::string file_;
+  std::string execution_provider_ = "CPUExecutionProvider";
   ValueInfo input_;
   std::vector<ValueInfo> outputs_;
   bool batchable_ = false;
