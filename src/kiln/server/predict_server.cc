@@ -69,6 +69,37 @@ struct PredictServer::State {
   std::thread worker;
   std::atomic<int64_t> waiting{0};  // queued or running
 
+  // The preparing threads: a request's body is parsed, its data decoded (an image: decoded and
+  // resized) and laid out as the input off the HTTP threads, which go on serving other
+  // connections meanwhile.
+  std::mutex prep_mu;
+  std::condition_variable prep_cv;
+  std::deque<std::function<void()>> prep_queue;  // guarded by prep_mu
+  bool prep_stopping = false;                    // guarded by prep_mu
+  std::vector<std::thread> preparers;
+
+  void PrepLoop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(prep_mu);
+        prep_cv.wait(lock, [&] { return prep_stopping || !prep_queue.empty(); });
+        if (prep_queue.empty()) return;
+        job = std::move(prep_queue.front());
+        prep_queue.pop_front();
+      }
+      job();
+    }
+  }
+
+  void Prepare(std::function<void()> job) {
+    {
+      std::lock_guard lock(prep_mu);
+      prep_queue.push_back(std::move(job));
+    }
+    prep_cv.notify_one();
+  }
+
   std::atomic<int64_t> ok_total{0};
   std::atomic<int64_t> error_total{0};
   Histogram latency{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0}};
@@ -186,6 +217,7 @@ struct PredictServer::State {
   }
 
   void HandleV2(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
+  void HandleInfer(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
 
   void Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   void HandleModel(Exchange& exchange);
@@ -200,10 +232,20 @@ PredictServer::PredictServer(PredictServerOptions options) : state_(std::make_sh
       state_->options.http,
       [state](const HttpRequest& r, std::shared_ptr<Exchange> ex) { state->Handle(r, ex); });
   state_->worker = std::thread([state] { state->Run(); });
+  const int preparers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < preparers; ++i) {
+    state_->preparers.emplace_back([state] { state->PrepLoop(); });
+  }
 }
 
 PredictServer::~PredictServer() {
   if (http_) http_->Stop();
+  {
+    std::lock_guard lock(state_->prep_mu);
+    state_->prep_stopping = true;
+  }
+  state_->prep_cv.notify_all();
+  for (std::thread& t : state_->preparers) t.join();
   {
     std::lock_guard lock(state_->mu);
     state_->stopping = true;
@@ -285,7 +327,8 @@ void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Ex
   if (path == "/v1/model") {
     if (method_is("GET")) HandleModel(*exchange);
   } else if (method_is("POST")) {
-    HandlePredict(request, exchange);
+    auto copy = std::make_shared<HttpRequest>(request);
+    Prepare([this, copy, exchange] { HandlePredict(*copy, exchange); });
   }
 }
 
@@ -442,24 +485,31 @@ void PredictServer::State::HandleV2(const HttpRequest& request,
     if (method_is("GET")) exchange->Respond(JsonReply(200, {{"name", id}, {"ready", true}}));
   } else if (rest == "/infer") {
     if (!method_is("POST")) return;
-    Result<oip::InferRequest> parsed =
-        oip::ParseInferRequest(*m, request.body, request.Header("inference-header-content-length"));
-    if (!parsed.ok()) {
-      ++error_total;
-      exchange->Respond(oip::Error(400, parsed.status().message()));
-      return;
-    }
-    auto infer = std::make_shared<oip::InferRequest>(std::move(parsed).value());
-    predict::PredictInput input = std::move(infer->input);
-    Enqueue(Pending{
-        std::move(input), std::move(exchange), std::chrono::steady_clock::now(),
-        [this, infer](const predict::PredictOutput& out, double) {
-          return oip::InferResponse(*model.load(), id, *infer, out.outputs);
-        },
-        [](int status, const std::string& message) { return oip::Error(status, message); }});
+    auto copy = std::make_shared<HttpRequest>(request);
+    Prepare([this, copy, exchange]() mutable { HandleInfer(*copy, std::move(exchange)); });
   } else {
     exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
   }
+}
+
+void PredictServer::State::HandleInfer(const HttpRequest& request,
+                                       std::shared_ptr<Exchange> exchange) {
+  const predict::PredictiveModel& m = *model.load();
+  Result<oip::InferRequest> parsed =
+      oip::ParseInferRequest(m, request.body, request.Header("inference-header-content-length"));
+  if (!parsed.ok()) {
+    ++error_total;
+    exchange->Respond(oip::Error(400, parsed.status().message()));
+    return;
+  }
+  auto infer = std::make_shared<oip::InferRequest>(std::move(parsed).value());
+  predict::PredictInput input = std::move(infer->input);
+  Enqueue(
+      Pending{std::move(input), std::move(exchange), std::chrono::steady_clock::now(),
+              [this, infer](const predict::PredictOutput& out, double) {
+                return oip::InferResponse(*model.load(), id, *infer, out.outputs);
+              },
+              [](int status, const std::string& message) { return oip::Error(status, message); }});
 }
 
 std::string PredictServer::State::RenderMetrics() const {
