@@ -132,6 +132,14 @@ void BlockSignals(sigset_t* signals) {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
+server::HttpServerOptions HttpOptions(const ServeArgs& args) {
+  server::HttpServerOptions http;
+  http.host = args.host;
+  http.port = args.port;
+  http.io_threads = args.io_threads;
+  return http;
+}
+
 std::string ApiKey(const ServeArgs& args) {
   if (!args.api_key.empty()) return args.api_key;
   const char* env = std::getenv("KILN_API_KEY");
@@ -159,9 +167,7 @@ int RunPredictive(const ServeArgs& args) {
   sigset_t signals;
   BlockSignals(&signals);
   server::PredictServerOptions options;
-  options.http.host = args.host;
-  options.http.port = args.port;
-  options.http.io_threads = args.io_threads;
+  options.http = HttpOptions(args);
   options.api_key = ApiKey(args);
   options.max_queued_requests = args.model.max_queued_requests;
   options.max_batch_size = args.max_batch_size;
@@ -206,9 +212,7 @@ int RunServe(const ServeArgs& args) {
   BlockSignals(&signals);
 
   server::OpenAiServerOptions options;
-  options.http.host = args.host;
-  options.http.port = args.port;
-  options.http.io_threads = args.io_threads;
+  options.http = HttpOptions(args);
   options.api_key = ApiKey(args);
   options.max_seqs_per_request = args.max_seqs_per_request;
   server::OpenAiServer srv(options);

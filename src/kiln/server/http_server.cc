@@ -27,6 +27,14 @@ std::string HttpRequest::Header(std::string_view name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+bool HasApiKey(const HttpRequest& request, const std::string& api_key) {
+  if (api_key.empty()) return true;
+  std::string key = request.Header("api-key");
+  const std::string auth = request.Header("authorization");
+  if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+  return key == api_key;
+}
+
 std::string ErrorBody(std::string_view message, std::string_view type, int code) {
   nlohmann::json body = {{"error",
                           {{"message", std::string(message)},

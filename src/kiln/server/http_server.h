@@ -68,6 +68,10 @@ struct HttpServerOptions {
   std::chrono::seconds read_timeout{600};
 };
 
+// Whether `request` carries `api_key` (as "Authorization: Bearer <key>" or an "api-key" header);
+// true when `api_key` is empty (no authentication).
+bool HasApiKey(const HttpRequest& request, const std::string& api_key);
+
 // Writes an OpenAI-style error body: {"error": {"message", "type", "param", "code"}}.
 std::string ErrorBody(std::string_view message, std::string_view type, int code);
 

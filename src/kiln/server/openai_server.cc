@@ -155,16 +155,11 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> 
     exchange->Respond(Error(404, "no route for " + request.method + " " + path));
     return;
   }
-  if (!options_.api_key.empty()) {
-    std::string auth = request.Header("authorization");
-    std::string key = request.Header("api-key");
-    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
-    if (key != options_.api_key) {
-      exchange->Respond(Error(401,
-                              "invalid or missing API key: send it as 'Authorization: Bearer "
-                              "<key>' or in an 'api-key' header"));
-      return;
-    }
+  if (!HasApiKey(request, options_.api_key)) {
+    exchange->Respond(Error(401,
+                            "invalid or missing API key: send it as 'Authorization: Bearer "
+                            "<key>' or in an 'api-key' header"));
+    return;
   }
   if (model_.load() == nullptr) {
     exchange->Respond(Error(503, "the model is loading"));

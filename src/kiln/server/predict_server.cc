@@ -309,16 +309,11 @@ void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Ex
     exchange->Respond(Error(404, "no route for " + request.method + " " + path));
     return;
   }
-  if (!options.api_key.empty()) {
-    std::string auth = request.Header("authorization");
-    std::string key = request.Header("api-key");
-    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
-    if (key != options.api_key) {
-      exchange->Respond(Error(401,
-                              "invalid or missing API key: send it as 'Authorization: Bearer "
-                              "<key>' or in an 'api-key' header"));
-      return;
-    }
+  if (!HasApiKey(request, options.api_key)) {
+    exchange->Respond(Error(401,
+                            "invalid or missing API key: send it as 'Authorization: Bearer "
+                            "<key>' or in an 'api-key' header"));
+    return;
   }
   if (model.load() == nullptr) {
     exchange->Respond(Error(503, "the model is loading"));
@@ -442,14 +437,9 @@ void PredictServer::State::HandleV2(const HttpRequest& request,
     if (method_is("GET")) exchange->Respond(JsonReply(m ? 200 : 503, {{"ready", m != nullptr}}));
     return;
   }
-  if (!options.api_key.empty()) {
-    std::string auth = request.Header("authorization");
-    std::string key = request.Header("api-key");
-    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
-    if (key != options.api_key) {
-      exchange->Respond(oip::Error(401, "invalid or missing API key"));
-      return;
-    }
+  if (!HasApiKey(request, options.api_key)) {
+    exchange->Respond(oip::Error(401, "invalid or missing API key"));
+    return;
   }
   if (path == "/v2") {
     if (method_is("GET")) {
