@@ -500,20 +500,21 @@ RgbImage ResampleHorizontal(const RgbImage& in, int out_w, int row0, int rows,
 }
 
 RgbImage ResampleVertical(const RgbImage& in, int out_h, const Coefficients& c, int shift) {
-  RgbImage out{in.width, out_h, std::vector<uint8_t>(static_cast<size_t>(in.width) * out_h * 3)};
+  const size_t row_bytes = static_cast<size_t>(in.width) * 3;
+  RgbImage out{in.width, out_h, std::vector<uint8_t>(row_bytes * out_h)};
+  // Whole rows at a time (integer sums: the order of the terms changes nothing).
+  std::vector<int32_t> acc(row_bytes);
   for (int yy = 0; yy < out_h; ++yy) {
     const int ymin = c.bounds[yy * 2] - shift, ymax = c.bounds[yy * 2 + 1];
     const int32_t* k = &c.kk[static_cast<size_t>(yy) * c.ksize];
-    uint8_t* o = out.pixels.data() + static_cast<size_t>(yy) * in.width * 3;
-    for (int xx = 0; xx < in.width; ++xx) {
-      int32_t ss[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1),
-                       1 << (kPrecisionBits - 1)};
-      for (int y = 0; y < ymax; ++y) {
-        const uint8_t* p = in.pixels.data() + (static_cast<size_t>(y + ymin) * in.width + xx) * 3;
-        for (int ch = 0; ch < 3; ++ch) ss[ch] += p[ch] * k[y];
-      }
-      for (int ch = 0; ch < 3; ++ch) o[xx * 3 + ch] = Clip8(ss[ch]);
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int y = 0; y < ymax; ++y) {
+      const uint8_t* p = in.pixels.data() + static_cast<size_t>(y + ymin) * row_bytes;
+      const int32_t w = k[y];
+      for (size_t i = 0; i < row_bytes; ++i) acc[i] += p[i] * w;
     }
+    uint8_t* o = out.pixels.data() + static_cast<size_t>(yy) * row_bytes;
+    for (size_t i = 0; i < row_bytes; ++i) o[i] = Clip8(acc[i]);
   }
   return out;
 }
