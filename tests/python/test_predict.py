@@ -448,3 +448,32 @@ def test_device_cuda_runs_on_cuda_where_onnx_runtime_has_it_else_on_cpu_saying_s
         assert len(outputs["output_label_0"]) == 2
     finally:
         server.stop()
+
+
+def test_folders_and_the_workload_flag_pick_the_predictive_server(kiln_bin, tmp_path, iris,
+                                                                 iris_models, smollm2_genai):
+    import shutil
+    x, _ = iris
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(iris_models["logistic"][1], one / "model.onnx")
+    server = serve(kiln_bin, one, "one")
+    try:
+        _, outputs = predict(server, x[:1].tolist())
+        assert outputs["output_label_0"] == [0]
+    finally:
+        server.stop()
+    two = tmp_path / "two"
+    two.mkdir()
+    shutil.copy(iris_models["logistic"][1], two / "a.onnx")
+    shutil.copy(iris_models["forest"][1], two / "b.onnx")
+    for path, args, needles in [
+            (two, [], ["several .onnx files (a.onnx, b.onnx", "name one"]),
+            (smollm2_genai, ["--workload", "predictive"],
+             ["ONNX Runtime GenAI folder", "not a predictive model"])]:
+        bad = KilnServer(kiln_bin, path, *args, served_name="bad", wait=False,
+                         ready_path="/ready")
+        assert bad.proc.wait(60) == 1
+        for needle in needles:
+            assert needle in bad.output(), bad.output()
+        bad.stop()

@@ -226,3 +226,21 @@ def test_an_image_for_a_model_without_an_image_input_is_refused(kiln_bin, tmp_pa
             assert t in reply["detail"]
     finally:
         server.stop()
+
+
+def test_the_pixel_limit_is_checked_from_each_formats_header(kiln_bin, tmp_path):
+    path = identity_model(tmp_path / "m.onnx", [1, 3, 96, 128])
+    server = serve(kiln_bin, path, "--max-image-pixels", "4000")
+    try:
+        source = photo(80, 60, seed=6)  # 4,800 pixels
+        for content_type, fmt in FORMATS.items():
+            image = source.quantize(64) if fmt == "GIF" else source
+            status, reply, _ = post(server, {"items": [image_item(encode(image, fmt),
+                                                                  content_type)]})
+            assert status == 400, (content_type, reply)
+            assert "is 80x60 (0.0 megapixels); the limit is 0.0 megapixels" in reply["detail"], \
+                reply
+        small = encode(photo(50, 40, seed=6), "PNG")  # 2,000 pixels: under the limit
+        assert tensor_of(server, small, "image/png").shape == (1, 3, 96, 128)
+    finally:
+        server.stop()
