@@ -1,9 +1,10 @@
 #include "kiln/predict/image_input.h"
 
-// clang-format off: jpeglib.h needs stdio.h's FILE first.
-#include <jpeglib.h>
-
+// jpeglib.h needs stdio.h's FILE first, and jerror.h its types.
+// clang-format off
 #include <cstdio>
+#include <jpeglib.h>
+#include <jerror.h>
 // clang-format on
 #include <gif_lib.h>
 #include <png.h>
@@ -43,6 +44,7 @@ struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  bool truncated;  // the data ended before the image did (libjpeg fills the rest and goes on)
 };
 
 void JpegErrorExit(j_common_ptr cinfo) {
@@ -51,7 +53,13 @@ void JpegErrorExit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-void JpegQuiet(j_common_ptr, int) {}
+// Warnings go unreported, but a premature end of the data is remembered: Pillow refuses such a
+// file ("image file is truncated"), and so does Kiln.
+void JpegWarning(j_common_ptr cinfo, int level) {
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+    reinterpret_cast<JpegError*>(cinfo->err)->truncated = true;
+  }
+}
 
 // Runs `fn` (libjpeg calls, no objects with destructors) under libjpeg's error handling, whose
 // error_exit jumps back here; false when libjpeg failed (err->message says why).
@@ -70,8 +78,9 @@ Result<RgbImage> DecodeJpeg(std::string_view bytes, int64_t max_pixels) {
   JpegError err;
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = JpegErrorExit;
-  err.mgr.emit_message = JpegQuiet;  // warnings (e.g. a truncated file) go unreported
+  err.mgr.emit_message = JpegWarning;
   err.message[0] = '\0';
+  err.truncated = false;
   struct Destroy {
     jpeg_decompress_struct* cinfo;
     ~Destroy() { jpeg_destroy_decompress(cinfo); }
@@ -110,6 +119,11 @@ Result<RgbImage> DecodeJpeg(std::string_view bytes, int64_t max_pixels) {
         jpeg_finish_decompress(&cinfo);
       })) {
     return failed();
+  }
+  if (err.truncated) {
+    return Status::InvalidArgument(
+        "the JPEG image is truncated: its data ends before its last row (" +
+        std::to_string(bytes.size()) + " bytes)");
   }
   return image;
 }
