@@ -1,5 +1,6 @@
 #include "kiln/cli/commands.h"
 
+#include "kiln/cli/catalog_command.h"
 #include "kiln/cli/convert_command.h"
 #include "kiln/cli/import_command.h"
 #include "kiln/cli/plan_command.h"
@@ -12,6 +13,7 @@ void RegisterCommands(CLI::App& app, int* exit_code) {
   RegisterConvertCommand(app, exit_code);
   RegisterServeCommand(app, exit_code);
   RegisterPlanCommand(app, exit_code);
+  RegisterCatalogCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "kiln/base/log.h"
+#include "kiln/cli/catalog_command.h"
 #include "kiln/predict/image_input.h"
 #include "kiln/predict/predictive_model.h"
 #include "kiln/server/openai_server.h"
@@ -203,7 +204,42 @@ int RunPredictive(const ServeArgs& args) {
   return WaitAndStop(args, &signals, [&](auto deadline) { return srv.Shutdown(deadline); });
 }
 
-int RunServe(const ServeArgs& args) {
+// A --model that is not a path names a catalog model (alias or id): its files in the model store
+// and the runtime its framework decides, unless --runtime says otherwise.
+Result<ServeArgs> ResolveCatalogModel(ServeArgs args) {
+  std::error_code ec;
+  if (std::filesystem::exists(args.model.path, ec) ||
+      std::filesystem::path(args.model.path).extension() == ".onnx") {
+    return args;
+  }
+  Result<ResolvedModel> resolved = ResolveModel(args.model.path, args.model.device);
+  if (!resolved.ok()) return resolved.status();
+  const catalog::Entry& e = resolved->entry;
+  const std::string runtime = e.Runtime();
+  if (runtime == "predictive") {
+    args.workload = "predictive";
+  } else if (args.model.runtime == "auto") {
+    args.model.runtime = runtime;
+  } else if (args.model.runtime != runtime) {
+    return Status::InvalidArgument("'" + args.model.path + "' is " + e.id + ", which the " +
+                                   runtime + " runtime serves (framework " +
+                                   (e.framework == "onnx" ? "ONNX" : "vllm") +
+                                   "); --runtime asked for " + args.model.runtime);
+  }
+  if (Status s = CheckFiles(args.model.path, *resolved); !s.ok()) return s;
+  LogInfo("'" + args.model.path + "' is " + e.id + " (" + runtime + "): " + resolved->path);
+  if (args.model.served_model_name.empty()) args.model.served_model_name = e.alias;
+  args.model.path = resolved->path;
+  return args;
+}
+
+int RunServe(const ServeArgs& given) {
+  Result<ServeArgs> resolved = ResolveCatalogModel(given);
+  if (!resolved.ok()) {
+    LogError(resolved.status().message());
+    return 1;
+  }
+  const ServeArgs& args = resolved.value();
   if (args.workload == "predictive" ||
       (args.workload == "auto" && LooksPredictive(args.model.path))) {
     return RunPredictive(args);
@@ -244,8 +280,9 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   // A flag given twice takes its last value, so flags after scripts/run.sh's own override them.
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--model,-m", args->model.path,
-                  "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file; or a "
-                  "classic ONNX model (a .onnx file, or a folder with one) for /v1/predict")
+                  "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file; a "
+                  "classic ONNX model (a .onnx file, or a folder with one) for /v1/predict; or a "
+                  "catalog alias or id (kiln catalog list)")
       ->required();
   cmd->add_option("--workload", args->workload,
                   "auto (from the model's files), generative (the OpenAI API) or predictive "
