@@ -73,3 +73,35 @@ def test_serve_by_alias_says_why_it_cannot(kiln_bin, tmp_path):
                              env={"KILN_HOME": str(home)}, timeout=60)
         assert res.returncode == 1, res.stderr
         assert needle in res.stderr, res.stderr
+
+
+def test_added_catalogs_override_by_id_and_bad_ones_are_refused(kiln_bin, tmp_path, smollm2_gguf):
+    home = store(tmp_path, smollm2_gguf=smollm2_gguf)
+    env = {"KILN_HOME": str(home)}
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"models": [
+        {"id": "smollm2-135m-instruct-vllm-cpu:1", "alias": "tiny", "framework": "vllm",
+         "supportedCompute": ["cpu"], "uri": "models/smollm2-135m-instruct.gguf"},
+        {"id": "elsewhere:1", "alias": "elsewhere", "framework": "ONNX",
+         "uri": "https://example.invalid/model.tar.gz"}]}))
+    res = subprocess.run([str(kiln_bin), "catalog", "add", str(mine)], capture_output=True,
+                         text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "added 2 entries" in res.stdout
+    by_id = {m["id"]: m for m in catalog_list(kiln_bin, home)["models"]}
+    assert by_id["smollm2-135m-instruct-vllm-cpu:1"]["alias"] == "tiny"
+    assert by_id["elsewhere:1"]["runtime"] == "onnx-genai"
+    # A bad file names what is wrong and installs nothing.
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"models": [{"id": "x:1", "alias": "x", "framework": "tensorrt"}]}))
+    res = subprocess.run([str(kiln_bin), "catalog", "add", str(bad)], capture_output=True,
+                         text=True, env=env)
+    assert res.returncode == 1
+    assert "models[0] ('x:1'): 'framework' is 'tensorrt'" in res.stderr
+    assert sorted(p.name for p in (home / "catalogs").iterdir()) == ["0001-mine.json"]
+    # The overridden entry serves by its new alias.
+    server = KilnServer(kiln_bin, "tiny", "--max-model-len", "512", served_name="tiny", env=env)
+    try:
+        assert server.client().models.list().data[0].model_extra["runtime"] == "vllm"
+    finally:
+        server.stop()

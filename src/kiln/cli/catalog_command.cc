@@ -1,10 +1,14 @@
 #include "kiln/cli/catalog_command.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
+#include <vector>
 
 namespace kiln::cli {
 namespace {
@@ -17,12 +21,15 @@ std::string StorePath(const catalog::Entry& e) {
   return (fs::path(KilnHome()) / e.uri).string();
 }
 
-catalog::ResolveContext Context(const std::string& device) {
+// The catalogs `kiln catalog add` installed, in the order they were added.
+fs::path CatalogsDir() { return fs::path(KilnHome()) / "catalogs"; }
+
+catalog::ResolveContext Context(const catalog::Catalog& c, const std::string& device) {
   catalog::ResolveContext ctx;
   ctx.device = device == "cuda" ? "gpu" : device == "auto" ? "" : device;
   std::error_code ec;
   ctx.has_cuda_gpu = fs::exists("/dev/nvidiactl", ec);
-  for (const catalog::Entry& e : catalog::Catalog::Builtin().entries()) {
+  for (const catalog::Entry& e : c.entries()) {
     const std::string path = StorePath(e);
     if (!path.empty() && fs::exists(path, ec)) ctx.cached_ids.insert(e.id);
   }
@@ -37,9 +44,29 @@ std::string KilnHome() {
   return (fs::path(user ? user : ".") / ".kiln").string();
 }
 
+Result<catalog::Catalog> InstalledCatalog() {
+  catalog::Catalog all = catalog::Catalog::Builtin();
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (const auto& f : fs::directory_iterator(CatalogsDir(), ec)) {
+    if (f.path().extension() == ".json") files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());  // named in the order they were added
+  for (const fs::path& f : files) {
+    std::ifstream in(f);
+    nlohmann::json doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) return Status::InvalidArgument(f.string() + " is not JSON");
+    Result<catalog::Catalog> c = catalog::Catalog::Parse(doc, f.string());
+    if (!c.ok()) return c.status();
+    all.Merge(*c);
+  }
+  return all;
+}
+
 Result<ResolvedModel> ResolveModel(const std::string& name, const std::string& device) {
-  Result<catalog::Entry> entry =
-      catalog::Resolve(catalog::Catalog::Builtin(), name, Context(device));
+  Result<catalog::Catalog> installed = InstalledCatalog();
+  if (!installed.ok()) return installed.status();
+  Result<catalog::Entry> entry = catalog::Resolve(*installed, name, Context(*installed, device));
   if (!entry.ok()) return entry.status();
   std::string path = StorePath(*entry);
   return ResolvedModel{std::move(entry).value(), std::move(path)};
@@ -70,8 +97,14 @@ void RegisterCatalogCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   list->callback([output, exit_code] {
-    const catalog::Catalog& c = catalog::Catalog::Builtin();
-    const catalog::ResolveContext ctx = Context("auto");
+    Result<catalog::Catalog> installed = InstalledCatalog();
+    if (!installed.ok()) {
+      std::cerr << installed.status().message() << "\n";
+      *exit_code = 1;
+      return;
+    }
+    const catalog::Catalog& c = *installed;
+    const catalog::ResolveContext ctx = Context(c, "auto");
     if (*output == "json") {
       nlohmann::ordered_json models = nlohmann::ordered_json::array();
       for (const catalog::Entry& e : c.entries()) {
@@ -91,6 +124,57 @@ void RegisterCatalogCommand(CLI::App& app, int* exit_code) {
                     ctx.cached_ids.count(e.id) ? "yes" : "no");
       }
     }
+    *exit_code = 0;
+  });
+
+  auto file = std::make_shared<std::string>();
+  CLI::App* add = cmd->add_subcommand(
+      "add", "Add a catalog file; its entries override earlier ones with the same id");
+  add->add_option("file", *file, "A catalog JSON file (docs/catalog-format.md)")->required();
+  add->callback([file, exit_code] {
+    *exit_code = 1;
+    std::ifstream in(*file, std::ios::binary);
+    if (!in) {
+      std::cerr << *file << ": cannot be read\n";
+      return;
+    }
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+      std::cerr << *file << ": not JSON\n";
+      return;
+    }
+    Result<catalog::Catalog> parsed = catalog::Catalog::Parse(doc, *file);
+    if (!parsed.ok()) {
+      std::cerr << parsed.status().message() << "\n";
+      return;
+    }
+    // Numbered in the order added, written whole then renamed: a reader never sees half a file.
+    std::error_code ec;
+    fs::create_directories(CatalogsDir(), ec);
+    size_t n = 0;
+    for (const auto& f : fs::directory_iterator(CatalogsDir(), ec)) {
+      if (f.path().extension() == ".json") ++n;
+    }
+    char prefix[16];
+    std::snprintf(prefix, sizeof(prefix), "%04zu-", n + 1);
+    const fs::path target = CatalogsDir() / (prefix + fs::path(*file).stem().string() + ".json");
+    const fs::path temp = target.string() + ".tmp";
+    {
+      std::ofstream out(temp, std::ios::binary);
+      out << text;
+      if (!out) {
+        std::cerr << temp.string() << ": cannot be written\n";
+        return;
+      }
+    }
+    fs::rename(temp, target, ec);
+    if (ec) {
+      std::cerr << target.string() << ": " << ec.message() << "\n";
+      return;
+    }
+    std::cout << "added " << parsed->entries().size() << " entries from " << *file << " as "
+              << target.string() << "\n";
     *exit_code = 0;
   });
 }
