@@ -17,6 +17,10 @@ PACKAGES=(
   libpng-dev           #   PNG
   libgif-dev           #   GIF
   libwebp-dev          #   WebP
+  libssl-dev           # SHA-256 of model files (OpenSSL's libcrypto)
+  libcurl4-openssl-dev # the model store's downloads (https://, the Hugging Face Hub, OCI registries)
+  libarchive-dev       # OCI directory layers (.tar.gz)
+  docker-registry      # tests: a real OCI registry to pull from
   clang                # libFuzzer targets
   clang-format         # the style check in scripts/test.sh
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang

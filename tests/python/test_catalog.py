@@ -63,16 +63,20 @@ def test_serve_by_alias_picks_the_runtime_its_framework_decides(kiln_bin, tmp_pa
 
 def test_serve_by_alias_says_why_it_cannot(kiln_bin, tmp_path):
     home = store(tmp_path)
-    cases = [(["--model", "nosuch"], "no model 'nosuch' in the catalog (aliases: "),
-             (["--model", "smollm2-135m-vllm"], "which does not exist"),
-             (["--model", "qwen2.5-7b"], "fetching models is not built yet"),
+    # A Hub that cannot be reached: a closed port on loopback.
+    env = {"KILN_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    cases = [(["--model", "nosuch"], "no model 'nosuch' in the catalog (aliases: ", 3),
+             (["--model", "smollm2-135m-vllm"], "which does not exist", 3),
+             (["--model", "qwen2.5-7b"], "pulling Qwen2.5-7B-Instruct-vllm:1: GET "
+              "http://127.0.0.1:9/api/models/Qwen/Qwen2.5-7B-Instruct/revision/main", 1),
              (["--model", "smollm2-135m", "--runtime", "vllm"],
-              "which the onnx-genai runtime serves (framework ONNX); --runtime asked for vllm")]
-    for args, needle in cases:
+              "which the onnx-genai runtime serves (framework ONNX); --runtime asked for vllm", 1)]
+    for args, needle, status in cases:
         res = subprocess.run([str(kiln_bin), "serve", *args], capture_output=True, text=True,
-                             env={"KILN_HOME": str(home)}, timeout=60)
-        assert res.returncode == 1, res.stderr
+                             env=env, timeout=60)
+        assert res.returncode == status, res.stderr
         assert needle in res.stderr, res.stderr
+    assert not (home / "models" / "Qwen2.5-7B-Instruct-vllm").exists()
 
 
 def test_added_catalogs_override_by_id_and_bad_ones_are_refused(kiln_bin, tmp_path, smollm2_gguf):

@@ -10,16 +10,14 @@
 #include <memory>
 #include <vector>
 
+#include "kiln/catalog/http_fetch.h"
+#include "kiln/catalog/model_source.h"
+#include "kiln/cli/exit_codes.h"
+
 namespace kiln::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The entry's files in the store, for entries that live there (a uri without a scheme).
-std::string StorePath(const catalog::Entry& e) {
-  if (e.uri.empty() || e.uri.find("://") != std::string::npos) return "";
-  return (fs::path(KilnHome()) / e.uri).string();
-}
 
 // The catalogs `kiln catalog add` installed, in the order they were added.
 fs::path CatalogsDir() { return fs::path(KilnHome()) / "catalogs"; }
@@ -29,9 +27,9 @@ catalog::ResolveContext Context(const catalog::Catalog& c, const std::string& de
   ctx.device = device == "cuda" ? "gpu" : device == "auto" ? "" : device;
   std::error_code ec;
   ctx.has_cuda_gpu = fs::exists("/dev/nvidiactl", ec);
+  const catalog::ModelStore store(KilnHome());
   for (const catalog::Entry& e : c.entries()) {
-    const std::string path = StorePath(e);
-    if (!path.empty() && fs::exists(path, ec)) ctx.cached_ids.insert(e.id);
+    if (store.InstalledPath(e)) ctx.cached_ids.insert(e.id);
   }
   return ctx;
 }
@@ -63,29 +61,87 @@ Result<catalog::Catalog> InstalledCatalog() {
   return all;
 }
 
+bool IsSourceUri(const std::string& name) {
+  for (const char* scheme : {"hf://", "https://", "http://", "oci://"}) {
+    if (name.rfind(scheme, 0) == 0) return true;
+  }
+  return false;
+}
+
+// A bring-your-own model named by its source: an entry of its own, stored under a name made of
+// the URI and a version of the revision or tag it names.
+Result<catalog::Entry> EntryForUri(const std::string& uri) {
+  Result<catalog::Source> source = catalog::ParseSource(uri);
+  if (!source.ok()) return source.status();
+  catalog::Entry e;
+  e.uri = uri;
+  std::string name, version = "1";
+  switch (source->kind) {
+    case catalog::Source::Kind::kHf:
+      name = "hf/" + source->repo + (source->folder.empty() ? "" : "/" + source->folder);
+      version = source->revision;
+      break;
+    case catalog::Source::Kind::kOci:
+      name = "oci/" + source->registry + "/" + source->repository;
+      version = source->reference;
+      break;
+    default:
+      name = uri.substr(uri.find("://") + 3);
+      break;
+  }
+  for (char& c : name) {
+    if (c == '/' || c == ':') c = '-';
+  }
+  for (char& c : version) {
+    if (c == ':') c = '-';
+  }
+  e.id = name + ":" + version;
+  e.alias = uri.substr(uri.find("://") + 3);  // what clients name it, as vLLM names a Hub repo
+  e.display_name = uri;
+  e.task = "chat-completion";
+  e.source = "uri";
+  return e;
+}
+
 Result<ResolvedModel> ResolveModel(const std::string& name, const std::string& device) {
+  const catalog::ModelStore store(KilnHome());
+  if (IsSourceUri(name)) {
+    Result<catalog::Entry> entry = EntryForUri(name);
+    if (!entry.ok()) return entry.status();
+    std::string path = store.InstalledPath(*entry).value_or("");
+    return ResolvedModel{std::move(entry).value(), std::move(path)};
+  }
   Result<catalog::Catalog> installed = InstalledCatalog();
   if (!installed.ok()) return installed.status();
   Result<catalog::Entry> entry = catalog::Resolve(*installed, name, Context(*installed, device));
   if (!entry.ok()) return entry.status();
-  std::string path = StorePath(*entry);
+  std::string path = store.InstalledPath(*entry).value_or("");
   return ResolvedModel{std::move(entry).value(), std::move(path)};
 }
 
-Status CheckFiles(const std::string& name, const ResolvedModel& model) {
-  if (model.path.empty()) {
-    return Status::Unsupported("'" + name + "' resolves to " + model.entry.id +
-                               ", whose files are at " + model.entry.uri +
-                               "; fetching models is not built yet: give a path");
-  }
-  std::error_code ec;
-  if (!fs::exists(model.path, ec)) {
-    return Status::NotFound("'" + name + "' resolves to " + model.entry.id +
-                            ", whose files belong at " + model.path +
+Result<std::string> EnsureModelFiles(const std::string& name, ResolvedModel* model,
+                                     const catalog::PullOptions& options) {
+  if (!model->path.empty()) return model->path;
+  const catalog::ModelStore store(KilnHome());
+  Result<catalog::Source> source = catalog::ParseSource(model->entry.uri);
+  if (!source.ok()) return source.status().WithContext(model->entry.id);
+  if (!catalog::IsRemote(*source)) {
+    return Status::NotFound("'" + name + "' resolves to " + model->entry.id +
+                            ", whose files belong at " + store.FolderFor(model->entry) +
                             ", which does not exist (bash scripts/setup.sh puts the default "
                             "model there)");
   }
-  return Status::Ok();
+  Result<std::string> path = store.Pull(model->entry, options);
+  if (!path.ok()) return path.status();
+  model->path = *path;
+  return model->path;
+}
+
+catalog::PullOptions TerminalPullOptions() {
+  catalog::PullOptions options;
+  options.out = stderr;
+  options.style = catalog::PullProgress::StyleFor(stderr);
+  return options;
 }
 
 void RegisterCatalogCommand(CLI::App& app, int* exit_code) {
@@ -130,15 +186,36 @@ void RegisterCatalogCommand(CLI::App& app, int* exit_code) {
   auto file = std::make_shared<std::string>();
   CLI::App* add = cmd->add_subcommand(
       "add", "Add a catalog file; its entries override earlier ones with the same id");
-  add->add_option("file", *file, "A catalog JSON file (docs/catalog-format.md)")->required();
+  add->add_option("file", *file,
+                  "A catalog JSON file (docs/catalog-format.md), or an http(s):// URL of one")
+      ->required();
   add->callback([file, exit_code] {
-    *exit_code = 1;
-    std::ifstream in(*file, std::ios::binary);
-    if (!in) {
-      std::cerr << *file << ": cannot be read\n";
-      return;
+    *exit_code = kExitFailure;
+    std::string text;
+    std::string name = fs::path(*file).stem().string();
+    if (file->rfind("https://", 0) == 0 || file->rfind("http://", 0) == 0) {
+      Result<catalog::HttpReply> reply = catalog::HttpGet(*file, {}, 64 << 20);
+      if (!reply.ok()) {
+        std::cerr << reply.status().message() << "\n";
+        return;
+      }
+      if (reply->status != 200) {
+        std::cerr << *file << ": HTTP " << reply->status << "\n";
+        *exit_code = reply->status == 404 ? kExitModelNotFound : kExitFailure;
+        return;
+      }
+      text = std::move(reply->body);
+      name = fs::path(file->substr(0, file->find_first_of("?#"))).stem().string();
+      if (name.empty()) name = "catalog";
+    } else {
+      std::ifstream in(*file, std::ios::binary);
+      if (!in) {
+        std::cerr << *file << ": cannot be read\n";
+        *exit_code = kExitModelNotFound;
+        return;
+      }
+      text.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     }
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) {
       std::cerr << *file << ": not JSON\n";
@@ -158,7 +235,7 @@ void RegisterCatalogCommand(CLI::App& app, int* exit_code) {
     }
     char prefix[16];
     std::snprintf(prefix, sizeof(prefix), "%04zu-", n + 1);
-    const fs::path target = CatalogsDir() / (prefix + fs::path(*file).stem().string() + ".json");
+    const fs::path target = CatalogsDir() / (prefix + name + ".json");
     const fs::path temp = target.string() + ".tmp";
     {
       std::ofstream out(temp, std::ios::binary);

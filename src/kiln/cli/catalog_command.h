@@ -9,6 +9,7 @@
 
 #include "kiln/base/status.h"
 #include "kiln/catalog/catalog.h"
+#include "kiln/catalog/model_store.h"
 
 namespace kiln::cli {
 
@@ -21,16 +22,21 @@ std::string KilnHome();
 // naming the file, entry and field for an added file that no longer parses.
 Result<catalog::Catalog> InstalledCatalog();
 
-// A model named by catalog alias or id: its entry and the path of its files in the model store
-// ("" for an entry whose files are at a remote source). NotFound / InvalidArgument as
-// catalog::Resolve says.
+// A model named by catalog alias or id, or by a source URI (hf://, https://, oci://: a
+// bring-your-own model without a catalog entry): its entry and the path of its files in the
+// model store ("" while they are not there). NotFound / InvalidArgument as catalog::Resolve says.
 struct ResolvedModel {
   catalog::Entry entry;
   std::string path;
 };
 Result<ResolvedModel> ResolveModel(const std::string& name, const std::string& device);
-// Whether the resolved model's files are in the store: Unsupported for a remote source (fetching
-// is not built yet), NotFound for files that are not there.
-Status CheckFiles(const std::string& name, const ResolvedModel& model);
+// Whether `name` is a source URI rather than a catalog name.
+bool IsSourceUri(const std::string& name);
+// The resolved model's files, pulled into the store first when they are not there (progress on
+// stderr). NotFound for a store path that does not exist.
+Result<std::string> EnsureModelFiles(const std::string& name, ResolvedModel* model,
+                                     const catalog::PullOptions& options);
+// The pull options for this terminal: a progress bar when stderr is one, plain lines otherwise.
+catalog::PullOptions TerminalPullOptions();
 
 }  // namespace kiln::cli

@@ -3,6 +3,7 @@
 #include "kiln/cli/catalog_command.h"
 #include "kiln/cli/convert_command.h"
 #include "kiln/cli/import_command.h"
+#include "kiln/cli/model_command.h"
 #include "kiln/cli/plan_command.h"
 #include "kiln/cli/serve_command.h"
 
@@ -14,6 +15,7 @@ void RegisterCommands(CLI::App& app, int* exit_code) {
   RegisterServeCommand(app, exit_code);
   RegisterPlanCommand(app, exit_code);
   RegisterCatalogCommand(app, exit_code);
+  RegisterModelCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "kiln/cli/commands.h"
+#include "kiln/cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Kiln: serve AI models on hardware you own"};
@@ -10,6 +11,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "kiln " KILN_VERSION);
   int exit_code = 0;
   kiln::cli::RegisterCommands(app, &exit_code);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" that exit 0; every other one is a usage error.
+    return app.exit(e) == 0 ? kiln::cli::kExitOk : kiln::cli::kExitUsage;
+  }
   return exit_code;
 }

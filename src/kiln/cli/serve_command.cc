@@ -14,6 +14,7 @@
 
 #include "kiln/base/log.h"
 #include "kiln/cli/catalog_command.h"
+#include "kiln/cli/exit_codes.h"
 #include "kiln/predict/image_input.h"
 #include "kiln/predict/predictive_model.h"
 #include "kiln/server/openai_server.h"
@@ -215,18 +216,21 @@ Result<ServeArgs> ResolveCatalogModel(ServeArgs args) {
   Result<ResolvedModel> resolved = ResolveModel(args.model.path, args.model.device);
   if (!resolved.ok()) return resolved.status();
   const catalog::Entry& e = resolved->entry;
-  const std::string runtime = e.Runtime();
-  if (runtime == "predictive") {
+  const bool by_uri = IsSourceUri(args.model.path);  // no entry: the files decide the runtime
+  const std::string runtime = by_uri ? args.model.runtime : e.Runtime();
+  if (!by_uri && runtime == "predictive") {
     args.workload = "predictive";
-  } else if (args.model.runtime == "auto") {
+  } else if (!by_uri && args.model.runtime == "auto") {
     args.model.runtime = runtime;
-  } else if (args.model.runtime != runtime) {
+  } else if (!by_uri && args.model.runtime != runtime) {
     return Status::InvalidArgument("'" + args.model.path + "' is " + e.id + ", which the " +
                                    runtime + " runtime serves (framework " +
                                    (e.framework == "onnx" ? "ONNX" : "vllm") +
                                    "); --runtime asked for " + args.model.runtime);
   }
-  if (Status s = CheckFiles(args.model.path, *resolved); !s.ok()) return s;
+  Result<std::string> files =
+      EnsureModelFiles(args.model.path, &resolved.value(), TerminalPullOptions());
+  if (!files.ok()) return files.status();
   LogInfo("'" + args.model.path + "' is " + e.id + " (" + runtime + "): " + resolved->path);
   if (args.model.served_model_name.empty()) args.model.served_model_name = e.alias;
   args.model.path = resolved->path;
@@ -237,7 +241,7 @@ int RunServe(const ServeArgs& given) {
   Result<ServeArgs> resolved = ResolveCatalogModel(given);
   if (!resolved.ok()) {
     LogError(resolved.status().message());
-    return 1;
+    return ExitCodeFor(resolved.status());
   }
   const ServeArgs& args = resolved.value();
   if (args.workload == "predictive" ||
