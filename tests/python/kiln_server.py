@@ -57,9 +57,14 @@ class KilnServer:
         self.port = free_port()
         self.served_name = served_name
         self.base_url = f"http://127.0.0.1:{self.port}"
-        args = [str(kiln_bin), "serve", "--model", str(model_dir), "--port", str(self.port),
-                "--served-model-name", served_name, *getattr(model_dir, "serve_args", ()),
-                *map(str, extra_args)]
+        # Several models: a list, each given as --model, and no --served-model-name.
+        models = model_dir if isinstance(model_dir, (list, tuple)) else [model_dir]
+        args = [str(kiln_bin), "serve", "--port", str(self.port)]
+        for m in models:
+            args += ["--model", str(m)]
+        if served_name is not None:
+            args += ["--served-model-name", served_name]
+        args += [*getattr(model_dir, "serve_args", ()), *map(str, extra_args)]
         self.ready_path = ready_path  # a predictive server's /health answers before /ready
         self.log_path = f"/tmp/kiln-serve-{self.port}.log"
         self.log = open(self.log_path, "wb")

@@ -5,6 +5,7 @@
 #include "kiln/cli/import_command.h"
 #include "kiln/cli/model_command.h"
 #include "kiln/cli/plan_command.h"
+#include "kiln/cli/ps_command.h"
 #include "kiln/cli/serve_command.h"
 
 namespace kiln::cli {
@@ -16,6 +17,7 @@ void RegisterCommands(CLI::App& app, int* exit_code) {
   RegisterPlanCommand(app, exit_code);
   RegisterCatalogCommand(app, exit_code);
   RegisterModelCommand(app, exit_code);
+  RegisterPsCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

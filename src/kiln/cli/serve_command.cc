@@ -10,7 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "kiln/base/log.h"
 #include "kiln/cli/catalog_command.h"
@@ -25,6 +28,9 @@ namespace {
 
 struct ServeArgs {
   server::ModelOptions model;
+  // Every model to serve: --model flags, then positional arguments (model.path is the first).
+  std::vector<std::string> models;
+  std::vector<std::string> extra_models;  // positional
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
   std::string api_key;
@@ -237,7 +243,105 @@ Result<ServeArgs> ResolveCatalogModel(ServeArgs args) {
   return args;
 }
 
-int RunServe(const ServeArgs& given) {
+// A --model of the form NAME=MODEL serves MODEL under NAME (NAME holds no '/').
+std::pair<std::string, std::string> SplitName(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || spec.find('/') < eq || spec.find(':') < eq) {
+    return {"", spec};
+  }
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+// Several models in one server: each resolved, loaded with its share of the cores and added to
+// the server's registry under its name; requests are routed by their `model` field.
+int RunMany(const ServeArgs& given) {
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int n = static_cast<int>(given.models.size());
+  if (!given.model.served_model_name.empty()) {
+    LogError("--served-model-name names one model; with several, name each as --model NAME=MODEL");
+    return kExitUsage;
+  }
+  std::vector<ServeArgs> each;
+  for (const std::string& spec : given.models) {
+    auto [name, model] = SplitName(spec);
+    ServeArgs a = given;
+    a.model.path = model;
+    a.model.served_model_name = name;
+    a.model.threads = given.model.threads > 0 ? given.model.threads : std::max(1, cores / n);
+    Result<ServeArgs> resolved = ResolveCatalogModel(a);
+    if (!resolved.ok()) {
+      LogError(resolved.status().message());
+      return ExitCodeFor(resolved.status());
+    }
+    each.push_back(std::move(resolved).value());
+  }
+  sigset_t signals;
+  BlockSignals(&signals);
+  server::OpenAiServerOptions options;
+  options.http = HttpOptions(given);
+  options.api_key = ApiKey(given);
+  options.max_seqs_per_request = given.max_seqs_per_request;
+  server::OpenAiServer srv(options);
+  if (Status s = srv.Start(); !s.ok()) {
+    LogError(s.message());
+    return kExitFailure;
+  }
+  LogInfo("listening on http://" + given.host + ":" + std::to_string(srv.port()) + " for " +
+          std::to_string(n) + " models (/health answers 503 until all are loaded)");
+  auto fail = [&](const Status& s) {
+    LogError(s.message());
+    srv.Shutdown(std::chrono::milliseconds(0));
+    return kExitFailure;
+  };
+  for (const ServeArgs& a : each) {
+    if (a.workload == "predictive" || (a.workload == "auto" && LooksPredictive(a.model.path))) {
+      predict::PredictiveOptions popts;
+      popts.threads = a.model.threads;
+      popts.device = a.model.device;
+      auto model = predict::PredictiveModel::Load(a.model.path, popts);
+      if (!model.ok()) return fail(model.status());
+      Result<predict::ImagePreprocess> image = ImagePreprocessFor(a, (*model)->file());
+      if (!image.ok()) return fail(image.status());
+      server::PredictServerOptions p;
+      p.max_queued_requests = a.model.max_queued_requests;
+      p.max_batch_size = a.max_batch_size;
+      p.max_batch_delay_us = static_cast<int64_t>(a.max_batch_delay_ms * 1000);
+      p.image = image.value();
+      auto service = std::make_unique<server::PredictService>(p);
+      std::string id = a.model.served_model_name;
+      if (id.empty()) id = std::filesystem::path((*model)->file()).stem().string();
+      service->SetModel(std::move(model).value(), id);
+      if (Status s = srv.AddPredictiveModel(std::move(service), a.model.threads); !s.ok()) {
+        return fail(s);
+      }
+      LogInfo("loaded '" + id + "' (predictive, " + std::to_string(a.model.threads) + " threads)");
+      continue;
+    }
+    auto model = server::ServedModel::Load(a.model);
+    if (!model.ok()) return fail(model.status());
+    const std::string id = (*model)->id();
+    const std::string runtime = (*model)->runtime();
+    if (Status s = srv.AddModel(std::move(model).value(), a.model.threads); !s.ok()) {
+      return fail(s);
+    }
+    LogInfo("loaded '" + id + "' (" + runtime + ", " + std::to_string(a.model.threads) +
+            " threads)");
+  }
+  srv.SetReady();
+  LogInfo("ready: serving " + std::to_string(n) + " models at http://" + given.host + ":" +
+          std::to_string(srv.port()) + "/v1");
+  return WaitAndStop(given, &signals, [&](auto deadline) { return srv.Shutdown(deadline); });
+}
+
+int RunServe(ServeArgs given) {
+  if (given.models.empty()) {
+    LogError("no model: give --model (a path, a catalog alias or id, or a source URI)");
+    return kExitUsage;
+  }
+  if (given.models.size() > 1) return RunMany(given);
+  auto [name, spec] = SplitName(given.models[0]);
+  given.model.path = spec;
+  if (!name.empty()) given.model.served_model_name = name;
   Result<ServeArgs> resolved = ResolveCatalogModel(given);
   if (!resolved.ok()) {
     LogError(resolved.status().message());
@@ -283,11 +387,14 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   // A flag given twice takes its last value, so flags after scripts/run.sh's own override them.
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  cmd->add_option("--model,-m", args->model.path,
+  cmd->add_option("--model,-m", args->models,
                   "Model: an ONNX Runtime GenAI folder, a Hugging Face folder or a GGUF file; a "
-                  "classic ONNX model (a .onnx file, or a folder with one) for /v1/predict; or a "
-                  "catalog alias or id (kiln catalog list)")
-      ->required();
+                  "classic ONNX model (a .onnx file, or a folder with one) for /v1/predict; a "
+                  "catalog alias or id (kiln catalog list); or a source URI (hf://, https://, "
+                  "oci://), pulled first. Give several (or list them after the flags) to serve "
+                  "them together, routed by each request's `model`; NAME=MODEL names one")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("models", args->extra_models, "More models, as --model takes them");
   cmd->add_option("--workload", args->workload,
                   "auto (from the model's files), generative (the OpenAI API) or predictive "
                   "(/v1/predict for a classic ONNX model)")
@@ -381,7 +488,11 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "Seconds to let requests finish after SIGTERM; any still running then are "
                   "cut off and the exit status is 1")
       ->capture_default_str();
-  cmd->callback([args, exit_code] { *exit_code = RunServe(*args); });
+  cmd->callback([args, exit_code] {
+    ServeArgs a = *args;
+    a.models.insert(a.models.end(), a.extra_models.begin(), a.extra_models.end());
+    *exit_code = RunServe(std::move(a));
+  });
 }
 
 }  // namespace kiln::cli

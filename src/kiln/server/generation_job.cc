@@ -128,9 +128,11 @@ void GenerationJob::AddEngineRequest(int32_t prompt_index, uint64_t engine_id,
 
 void GenerationJob::Cancel() {
   std::vector<uint64_t> ids;
+  std::shared_ptr<void> hold;  // the model stays loaded while its requests are aborted
   {
     std::lock_guard lock(ids_mu_);
     ids = engine_ids_;
+    hold = hold_;
   }
   for (uint64_t id : ids) {
     if (id != 0) model_->engine().Abort(id);
@@ -410,6 +412,15 @@ void GenerationJob::FinishChoice(int32_t index, const std::string& reason,
 }
 
 void GenerationJob::Complete() {
+  Reply();
+  // Answered: the model may be unloaded now. Nothing here touches it again (Cancel finds no ids).
+  std::shared_ptr<void> hold;
+  std::lock_guard lock(ids_mu_);
+  engine_ids_.clear();
+  hold.swap(hold_);
+}
+
+void GenerationJob::Reply() {
   auto now = std::chrono::steady_clock::now();
   metrics_->e2e_request_latency.Observe(std::chrono::duration<double>(now - arrival_).count());
   int64_t prompt = 0;

@@ -72,6 +72,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void OnEvent(int32_t prompt_index, const engine::TokenEvent& event);
   // Stops every engine request (the client went away).
   void Cancel();
+  // Kept until the job has answered: the lease that keeps its model loaded.
+  void KeepAlive(std::shared_ptr<void> hold) { hold_ = std::move(hold); }
 
  private:
   // Sends the start of a streamed reply (headers, then each choice's role). Runs on the engine
@@ -105,6 +107,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   nlohmann::ordered_json Usage() const;
   void SendChunk(const nlohmann::ordered_json& chunk);
   void Complete();
+  void Reply();
 
   JobSettings settings_;
   ServedModel* model_;
@@ -114,6 +117,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   bool first_token_seen_ = false;
   bool stream_started_ = false;
 
+  std::shared_ptr<void> hold_;
   std::mutex ids_mu_;  // engine ids are read by Cancel on an I/O thread
   std::vector<uint64_t> engine_ids_;
   std::vector<int64_t> prompt_tokens_;

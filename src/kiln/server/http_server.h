@@ -32,6 +32,8 @@ struct HttpRequest {
 
   // The header's value, or "" when absent. `name` must be lowercase.
   std::string Header(std::string_view name) const;
+  // The value of a query parameter (percent-decoded), or "" when it is absent.
+  std::string Query(std::string_view name) const;
 };
 
 struct HttpResponse {

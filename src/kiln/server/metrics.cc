@@ -1,6 +1,7 @@
 #include "kiln/server/metrics.h"
 
 #include <charconv>
+#include <map>
 
 namespace kiln::server {
 namespace {
@@ -121,6 +122,34 @@ std::string Metrics::Render(const GaugeSnapshot& gauges) const {
             request_prompt_tokens);
   histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
             request_generation_tokens);
+  return out;
+}
+
+std::string MergeExpositions(const std::vector<std::string>& texts) {
+  if (texts.size() == 1) return texts[0];
+  std::vector<std::string> order;              // families, first seen first
+  std::map<std::string, std::string> headers;  // family -> its HELP and TYPE lines
+  std::map<std::string, std::string> samples;  // family -> its sample lines
+  for (const std::string& text : texts) {
+    std::string family;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t end = text.find('\n', at);
+      if (end == std::string::npos) end = text.size();
+      const std::string line = text.substr(at, end - at);
+      at = end + 1;
+      if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) {
+        family = line.substr(7, line.find(' ', 7) - 7);
+        if (!headers.count(family)) order.push_back(family);
+        std::string& h = headers[family];
+        if (h.find(line) == std::string::npos) h += line + "\n";
+      } else if (!line.empty()) {
+        samples[family] += line + "\n";
+      }
+    }
+  }
+  std::string out;
+  for (const std::string& family : order) out += headers[family] + samples[family];
   return out;
 }
 

@@ -73,4 +73,8 @@ class Metrics {
   std::atomic<int64_t> success_abort_{0};
 };
 
+// Several models' expositions as one: each family's HELP and TYPE once, followed by every model's
+// samples of it (Prometheus refuses a family that appears twice).
+std::string MergeExpositions(const std::vector<std::string>& texts);
+
 }  // namespace kiln::server

@@ -1,10 +1,12 @@
 #include "kiln/server/openai_server.h"
 
 #include <random>
+#include <thread>
 
 #include "kiln/base/log.h"
 #include "kiln/server/constraints.h"
 #include "kiln/server/generation_job.h"
+#include "kiln/server/open_inference.h"
 #include "kiln/server/openai_protocol.h"
 #include "kiln/server/tool_calls.h"
 
@@ -57,15 +59,6 @@ std::optional<json> ParseBody(const HttpRequest& request, std::shared_ptr<Exchan
 // The job settings every generation request shares.
 JobSettings SettingsFor(JobKind kind, const GenerationOptions& o, const std::string& model_id);
 
-// Answers 404 and returns false unless `requested` names the served model.
-bool ModelMatches(const std::string& requested, const ServedModel& model, Exchange& exchange) {
-  if (requested == model.id()) return true;
-  exchange.Respond(Error(
-      404, "the model '" + requested + "' does not exist; this server serves '" + model.id() + "'",
-      "model"));
-  return false;
-}
-
 // The sampling settings one prompt runs with: the request's, and the model's default max_tokens
 // where the request names none, cut to the context left after the prompt.
 engine::SamplingParams ForPrompt(const engine::SamplingParams& requested, const ServedModel& model,
@@ -114,43 +107,76 @@ OpenAiServer::OpenAiServer(OpenAiServerOptions options) : options_(std::move(opt
 
 OpenAiServer::~OpenAiServer() {
   if (http_) http_->Stop();
+  registry_.Clear();
 }
 
 Status OpenAiServer::Start() { return http_->Start(); }
 
+Status OpenAiServer::AddModel(std::unique_ptr<ServedModel> model, int threads) {
+  auto r = std::make_unique<RegisteredModel>();
+  r->name = model->id();
+  r->runtime = model->runtime();
+  r->threads = threads;
+  r->loaded_at = model->created();
+  r->metrics = std::make_unique<Metrics>(model->id());
+  r->generative = std::move(model);
+  return registry_.Add(std::move(r));
+}
+
+Status OpenAiServer::AddPredictiveModel(std::unique_ptr<PredictService> service, int threads) {
+  auto r = std::make_unique<RegisteredModel>();
+  r->name = service->id();
+  r->runtime = "predictive";
+  r->threads = threads;
+  r->loaded_at = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  r->predictive = std::move(service);
+  return registry_.Add(std::move(r));
+}
+
 void OpenAiServer::SetModel(std::unique_ptr<ServedModel> model) {
-  metrics_ = std::make_unique<Metrics>(model->id());
-  owned_model_ = std::move(model);
-  model_.store(owned_model_.get());
+  if (Status s = AddModel(std::move(model)); !s.ok()) LogError(s.message());
+  SetReady();
 }
 
 bool OpenAiServer::Shutdown(std::chrono::milliseconds deadline) {
   http_->StopAccepting();
   bool idle = http_->WaitForIdle(deadline);
-  if (owned_model_) owned_model_->engine().Stop();
+  registry_.ForEach([](RegisteredModel& m, const ModelRegistry::Usage&) {
+    if (m.generative) m.generative->engine().Stop();
+  });
   http_->Stop();
   return idle;
 }
 
 void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
-  if ((path == "/health" || path == "/metrics") && request.method != "GET") {
-    exchange->Respond(Error(405, "use GET for " + path));
-    return;
-  }
-  if (path == "/health") {
-    if (model_.load() == nullptr) {
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
+  if (path == "/health" || path == "/metrics" || path == "/v2/health/live" ||
+      path == "/v2/health/ready") {
+    if (!method_is("GET")) return;
+    if (path == "/metrics") {
+      exchange->Respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(), {}});
+    } else if (path == "/v2/health/live") {
+      exchange->Respond(JsonResponse(200, {{"live", true}}));
+    } else if (path == "/v2/health/ready") {
+      exchange->Respond(JsonResponse(ready_ ? 200 : 503, {{"ready", ready_.load()}}));
+    } else if (!ready_) {
       exchange->Respond(Error(503, "the model is loading"));
     } else {
       exchange->Respond({200, "application/json", "{}", {}});
     }
     return;
   }
-  if (path == "/metrics") {
-    exchange->Respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(), {}});
-    return;
-  }
-  const bool api_route = path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize";
+  // The Open Inference Protocol's routes exist where a predictive model is loaded.
+  const bool v2_route = (path == "/v2" || path.rfind("/v2/", 0) == 0) && registry_.HasPredictive();
+  const bool api_route = path.rfind("/v1/", 0) == 0 || path == "/tokenize" ||
+                         path == "/detokenize" || v2_route || path.rfind("/openai/", 0) == 0;
   if (!api_route) {
     exchange->Respond(Error(404, "no route for " + request.method + " " + path));
     return;
@@ -161,78 +187,219 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> 
                             "<key>' or in an 'api-key' header"));
     return;
   }
-  if (model_.load() == nullptr) {
+  if (!ready_ && registry_.Names().empty()) {
     exchange->Respond(Error(503, "the model is loading"));
     return;
   }
-  auto method_is = [&](const char* m) {
-    if (request.method == m) return true;
-    exchange->Respond(Error(405, "use " + std::string(m) + " for " + path));
-    return false;
-  };
   if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
     if (method_is("GET")) HandleModels(request, exchange);
-  } else if (path == "/v1/chat/completions") {
-    if (method_is("POST")) HandleChat(request, exchange);
-  } else if (path == "/v1/completions") {
-    if (method_is("POST")) HandleCompletion(request, exchange);
-  } else if (path == "/tokenize") {
-    if (method_is("POST")) HandleTokenize(request, exchange);
-  } else if (path == "/detokenize") {
-    if (method_is("POST")) HandleDetokenize(request, exchange);
+  } else if (path == "/v1/predict" || path == "/v1/model" || v2_route) {
+    HandlePredictive(request, exchange);
+  } else if (path == "/openai/loadedmodels") {
+    if (method_is("GET")) exchange->Respond(JsonResponse(200, registry_.Names()));
+  } else if (path.rfind("/openai/unload/", 0) == 0) {
+    if (request.method != "GET" && request.method != "POST") {
+      exchange->Respond(Error(405, "use GET or POST for " + path));
+      return;
+    }
+    HandleUnload(path.substr(std::string("/openai/unload/").size()), exchange);
+  } else if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/tokenize" ||
+             path == "/detokenize") {
+    if (!method_is("POST")) return;
+    auto body = ParseBody(request, exchange);
+    if (!body) return;
+    Lease lease = GenerativeFor(*body, *exchange);
+    if (!lease) return;
+    if (path == "/v1/chat/completions") {
+      HandleChat(std::move(*body), std::move(lease), exchange);
+    } else if (path == "/v1/completions") {
+      HandleCompletion(std::move(*body), std::move(lease), exchange);
+    } else if (path == "/tokenize") {
+      HandleTokenize(std::move(*body), std::move(lease), exchange);
+    } else {
+      HandleDetokenize(std::move(*body), std::move(lease), exchange);
+    }
   } else {
     exchange->Respond(Error(404, "no route for " + request.method + " " + path));
   }
 }
 
+namespace {
+
+// "'a', 'b'": the names a 404 lists.
+std::string Listing(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+  return out.empty() ? "no model" : out;
+}
+
+// A predictive route's error: Foundry's {"detail"} beside the error object.
+HttpResponse PredictError(int status, const std::string& message) {
+  HttpResponse r = Error(status, message);
+  ojson body = ojson::parse(r.body);
+  body["detail"] = message;
+  r.body = body.dump();
+  return r;
+}
+
+}  // namespace
+
+OpenAiServer::Lease OpenAiServer::GenerativeFor(const ojson& body, Exchange& exchange) {
+  std::string name;
+  if (auto it = body.find("model"); it != body.end() && it->is_string()) name = *it;
+  Lease lease = name.empty() ? registry_.Only(false) : registry_.Acquire(name);
+  if (lease && lease->model().generative) return lease;
+  if (lease) {
+    exchange.Respond(Error(400,
+                           "'" + name +
+                               "' is a predictive model: send its requests to "
+                               "/v1/predict?model=" +
+                               name,
+                           "model"));
+  } else if (name.empty()) {
+    exchange.Respond(Error(
+        400, "'model' is required: this server serves " + Listing(registry_.Names()), "model"));
+  } else {
+    exchange.Respond(Error(
+        404,
+        "the model '" + name + "' does not exist; this server serves " + Listing(registry_.Names()),
+        "model"));
+  }
+  return nullptr;
+}
+
+void OpenAiServer::HandleUnload(const std::string& name, std::shared_ptr<Exchange> exchange) {
+  // Unloading waits for the model's requests to finish: off the I/O threads.
+  std::thread([this, name, exchange] {
+    const auto start = std::chrono::steady_clock::now();
+    Status s = registry_.Unload(name, std::chrono::minutes(10));
+    if (!s.ok()) {
+      exchange->Respond(Error(
+          s.code() == StatusCode::kNotFound ? 404 : 409,
+          s.message() +
+              (s.code() == StatusCode::kNotFound ? "; loaded: " + Listing(registry_.Names()) : ""),
+          "model"));
+      return;
+    }
+    LogInfo("unloaded '" + name + "'");
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    exchange->Respond(JsonResponse(200, {{"unloaded", name}, {"waited_seconds", waited}}));
+  }).detach();
+}
+
+void OpenAiServer::HandlePredictive(const HttpRequest& request,
+                                    std::shared_ptr<Exchange> exchange) {
+  const std::string& path = request.path;
+  if (path == "/v2") {
+    if (request.method != "GET") {
+      exchange->Respond(oip::Error(405, "use GET for /v2"));
+      return;
+    }
+    exchange->Respond(JsonResponse(
+        200, {{"name", "kiln"}, {"version", "1"}, {"extensions", {"binary_tensor_data"}}}));
+    return;
+  }
+  if (path.rfind("/v2/", 0) == 0) {
+    const std::string prefix = "/v2/models/";
+    if (path.rfind(prefix, 0) != 0) {
+      exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
+      return;
+    }
+    // {name}[/versions/{version}][/ready | /infer]
+    std::string rest = path.substr(prefix.size());
+    const std::string name = rest.substr(0, rest.find('/'));
+    rest = rest.substr(name.size());
+    if (rest.rfind("/versions/", 0) == 0) {
+      const size_t end = rest.find('/', 10);
+      rest = end == std::string::npos ? "" : rest.substr(end);
+    }
+    Lease lease = registry_.Acquire(name);
+    if (!lease || !lease->model().predictive) {
+      exchange->Respond(oip::Error(404, "no predictive model '" + name + "'; this server serves " +
+                                            Listing(registry_.Names())));
+      return;
+    }
+    PredictService& service = *lease->model().predictive;
+    service.HandleV2Model(request, std::move(exchange), rest, std::move(lease));
+    return;
+  }
+  const std::string name = request.Query("model");
+  Lease lease = name.empty() ? registry_.Only(true) : registry_.Acquire(name);
+  if (!lease || !lease->model().predictive) {
+    if (name.empty()) {
+      exchange->Respond(
+          PredictError(400, "name the predictive model with ?model=<name>; this server serves " +
+                                Listing(registry_.Names())));
+    } else {
+      exchange->Respond(PredictError(
+          404,
+          "no predictive model '" + name + "'; this server serves " + Listing(registry_.Names())));
+    }
+    return;
+  }
+  PredictService& service = *lease->model().predictive;
+  service.HandleApi(request, std::move(exchange), std::move(lease));
+}
+
 void OpenAiServer::HandleModels(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
-  ServedModel* m = model_.load();
-  ojson card = {{"id", m->id()},
-                {"object", "model"},
-                {"created", m->created()},
-                {"owned_by", "kiln"},
-                {"root", m->id()},
-                {"parent", nullptr},
-                {"max_model_len", m->max_model_len()},
-                {"context_length", m->max_model_len()},
-                {"runtime", m->runtime()},
-                {"supports_tool_calling", m->has_chat_template()}};
-  // What a request's absent sampling fields become, and where each value came from.
-  const GenerationDefaults& defaults = m->generation_defaults();
-  const engine::SamplingParams& p = defaults.params;
-  ojson sampling = {
-      {"temperature", p.temperature},
-      {"top_p", p.top_p},
-      {"top_k", p.top_k},
-      {"min_p", p.min_p},
-      {"repetition_penalty", p.repetition_penalty},
-      {"max_tokens", defaults.max_tokens ? ojson(*defaults.max_tokens) : ojson(nullptr)},
-      {"source", defaults.source},
-      {"from_model", defaults.applied}};
-  card["sampling_defaults"] = sampling;
+  ojson cards = ojson::array();
+  registry_.ForEach([&](RegisteredModel& r, const ModelRegistry::Usage& usage) {
+    ojson card = {{"id", r.name},         {"object", "model"},   {"created", r.loaded_at},
+                  {"owned_by", "kiln"},   {"root", r.name},      {"parent", nullptr},
+                  {"runtime", r.runtime}, {"threads", r.threads}};
+    card["in_flight"] = usage.in_flight;
+    card["idle_seconds"] = usage.idle_seconds;
+    if (r.predictive) {
+      card["max_model_len"] = nullptr;
+      card["context_length"] = nullptr;
+      card["predictive"] = r.predictive->Card();
+      cards.push_back(std::move(card));
+      return;
+    }
+    const ServedModel* m = r.generative.get();
+    card["max_model_len"] = m->max_model_len();
+    card["context_length"] = m->max_model_len();
+    card["supports_tool_calling"] = m->has_chat_template();
+    // What a request's absent sampling fields become, and where each value came from.
+    const GenerationDefaults& defaults = m->generation_defaults();
+    const engine::SamplingParams& p = defaults.params;
+    card["sampling_defaults"] = {
+        {"temperature", p.temperature},
+        {"top_p", p.top_p},
+        {"top_k", p.top_k},
+        {"min_p", p.min_p},
+        {"repetition_penalty", p.repetition_penalty},
+        {"max_tokens", defaults.max_tokens ? ojson(*defaults.max_tokens) : ojson(nullptr)},
+        {"source", defaults.source},
+        {"from_model", defaults.applied}};
+    cards.push_back(std::move(card));
+  });
   if (request.path == "/v1/models") {
-    exchange->Respond(JsonResponse(200, {{"object", "list"}, {"data", ojson::array({card})}}));
+    exchange->Respond(JsonResponse(200, {{"object", "list"}, {"data", cards}}));
     return;
   }
   std::string id = request.path.substr(std::string("/v1/models/").size());
-  if (id != m->id()) {
-    exchange->Respond(Error(404, "the model '" + id + "' does not exist", "model"));
-    return;
+  for (const ojson& card : cards) {
+    if (card["id"] == id) {
+      exchange->Respond(JsonResponse(200, card));
+      return;
+    }
   }
-  exchange->Respond(JsonResponse(200, card));
+  exchange->Respond(Error(
+      404,
+      "the model '" + id + "' does not exist; this server serves " + Listing(registry_.Names()),
+      "model"));
 }
 
-void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
-  ServedModel* model = model_.load();
-  auto body = ParseBody(request, exchange);
-  if (!body) return;
-  auto parsed = ParseChatCompletionRequest(*body, model->generation_defaults().params);
+void OpenAiServer::HandleChat(ojson body, Lease lease, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = lease->model().generative.get();
+  auto parsed = ParseChatCompletionRequest(body, model->generation_defaults().params);
   if (auto* err = std::get_if<RequestError>(&parsed)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
   }
   ChatCompletionRequest& req = std::get<ChatCompletionRequest>(parsed);
-  if (!ModelMatches(req.options.model, *model, *exchange)) return;
   ojson tools = req.tools_json.is_null() ? ojson::array() : req.tools_json;
   const bool use_tools = !req.tools.empty() && req.tool_choice != ToolChoiceMode::kNone;
   ojson messages = TemplateMessages(req, !model->template_renders_tools());
@@ -333,7 +500,8 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
                             "n"));
     return;
   }
-  auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
+  auto job = std::make_shared<GenerationJob>(s, model, lease->model().metrics.get(), exchange);
+  job->KeepAlive(lease);
   auto submitted = model->engine().Submit(
       ids, ForPrompt(req.options.sampling, *model, ids.size()),
       [job](const engine::TokenEvent& e) { job->OnEvent(0, e); }, constraint);
@@ -345,18 +513,14 @@ void OpenAiServer::HandleChat(const HttpRequest& request, std::shared_ptr<Exchan
   exchange->OnCancel([job] { job->Cancel(); });
 }
 
-void OpenAiServer::HandleCompletion(const HttpRequest& request,
-                                    std::shared_ptr<Exchange> exchange) {
-  ServedModel* model = model_.load();
-  auto body = ParseBody(request, exchange);
-  if (!body) return;
-  auto parsed = ParseCompletionRequest(*body, model->generation_defaults().params);
+void OpenAiServer::HandleCompletion(ojson body, Lease lease, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = lease->model().generative.get();
+  auto parsed = ParseCompletionRequest(body, model->generation_defaults().params);
   if (auto* err = std::get_if<RequestError>(&parsed)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
   }
   CompletionRequest& req = std::get<CompletionRequest>(parsed);
-  if (!ModelMatches(req.options.model, *model, *exchange)) return;
   const int64_t sequences = static_cast<int64_t>(req.prompts.size()) * req.options.sampling.n;
   if (sequences > options_.max_seqs_per_request) {
     exchange->Respond(Error(400,
@@ -392,7 +556,8 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   if (req.echo) s.echo_prefixes = texts;
   s.echo_logprobs = req.echo && req.options.logprobs;
   if (req.options.sampling.prompt_logprobs) s.prompt_ids = prompts;
-  auto job = std::make_shared<GenerationJob>(s, model, metrics_.get(), exchange);
+  auto job = std::make_shared<GenerationJob>(s, model, lease->model().metrics.get(), exchange);
+  job->KeepAlive(lease);
   // All prompts are checked before any is queued, so a bad one is a clean 400 before the first
   // token of a good one can start a stream.
   std::vector<engine::Submission> submissions;
@@ -411,11 +576,9 @@ void OpenAiServer::HandleCompletion(const HttpRequest& request,
   exchange->OnCancel([job] { job->Cancel(); });
 }
 
-void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
-  ServedModel* model = model_.load();
-  auto body = ParseBody(request, exchange);
-  if (!body) return;
-  auto parsed = ParseTokenizeRequest(*body, model->id());
+void OpenAiServer::HandleTokenize(ojson body, Lease lease, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = lease->model().generative.get();
+  auto parsed = ParseTokenizeRequest(body, model->id());
   if (auto* err = std::get_if<RequestError>(&parsed)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
@@ -450,12 +613,9 @@ void OpenAiServer::HandleTokenize(const HttpRequest& request, std::shared_ptr<Ex
   exchange->Respond(JsonResponse(200, out));
 }
 
-void OpenAiServer::HandleDetokenize(const HttpRequest& request,
-                                    std::shared_ptr<Exchange> exchange) {
-  ServedModel* model = model_.load();
-  auto body = ParseBody(request, exchange);
-  if (!body) return;
-  auto ids = ParseDetokenizeRequest(*body, model->tokenizer().vocab_size());
+void OpenAiServer::HandleDetokenize(ojson body, Lease lease, std::shared_ptr<Exchange> exchange) {
+  ServedModel* model = lease->model().generative.get();
+  auto ids = ParseDetokenizeRequest(body, model->tokenizer().vocab_size());
   if (auto* err = std::get_if<RequestError>(&ids)) {
     exchange->Respond(Error(400, err->message, err->param));
     return;
@@ -465,15 +625,23 @@ void OpenAiServer::HandleDetokenize(const HttpRequest& request,
 }
 
 std::string OpenAiServer::RenderMetrics() {
-  ServedModel* model = model_.load();
-  if (model == nullptr || !metrics_) return "";
-  engine::EngineStats stats = model->engine().stats();
-  metrics_->SetTokenTotals(stats.prompt_tokens_total, stats.generation_tokens_total);
-  metrics_->SetPreemptions(stats.preemptions_total);
-  metrics_->SetPrefixCache(stats.prefix_cache_queries_total, stats.prefix_cache_hits_total);
-  return metrics_->Render({static_cast<double>(stats.running), static_cast<double>(stats.waiting),
-                           stats.kv_cache_usage, static_cast<double>(stats.kv_cache_slots_used),
-                           static_cast<double>(stats.kv_cache_tokens_held)});
+  std::vector<std::string> texts;
+  registry_.ForEach([&](RegisteredModel& r, const ModelRegistry::Usage&) {
+    if (r.predictive) {
+      texts.push_back(r.predictive->RenderMetrics());
+      return;
+    }
+    engine::EngineStats stats = r.generative->engine().stats();
+    Metrics& metrics = *r.metrics;
+    metrics.SetTokenTotals(stats.prompt_tokens_total, stats.generation_tokens_total);
+    metrics.SetPreemptions(stats.preemptions_total);
+    metrics.SetPrefixCache(stats.prefix_cache_queries_total, stats.prefix_cache_hits_total);
+    texts.push_back(
+        metrics.Render({static_cast<double>(stats.running), static_cast<double>(stats.waiting),
+                        stats.kv_cache_usage, static_cast<double>(stats.kv_cache_slots_used),
+                        static_cast<double>(stats.kv_cache_tokens_held)}));
+  });
+  return MergeExpositions(texts);
 }
 
 }  // namespace kiln::server

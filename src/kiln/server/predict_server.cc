@@ -42,7 +42,7 @@ constexpr const char* kSupportedTypes =
 
 }  // namespace
 
-struct PredictServer::State {
+struct PredictService::State {
   PredictServerOptions options;
   std::atomic<predict::PredictiveModel*> model{nullptr};
   std::unique_ptr<predict::PredictiveModel> owned;
@@ -56,6 +56,7 @@ struct PredictServer::State {
     std::chrono::steady_clock::time_point arrived;
     std::function<HttpResponse(const predict::PredictOutput&, double run_ms)> reply;
     std::function<HttpResponse(int status, const std::string& message)> error;
+    std::shared_ptr<void> hold;  // kept until the request is answered (the model's lease)
   };
 
   // The worker: runs in arrival order, off the HTTP threads, each taking the waiting requests
@@ -217,20 +218,24 @@ struct PredictServer::State {
   }
 
   void HandleV2(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
-  void HandleInfer(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
+  void HandleV2Model(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                     const std::string& rest, std::shared_ptr<void> hold);
+  void HandleInfer(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                   std::shared_ptr<void> hold);
 
   void Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
-  void HandleModel(Exchange& exchange);
-  void HandlePredict(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
+  void HandleApi(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                 std::shared_ptr<void> hold);
+  ojson ModelCard() const;
+  void HandlePredict(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                     std::shared_ptr<void> hold);
   std::string RenderMetrics() const;
+  void Stop();
 };
 
-PredictServer::PredictServer(PredictServerOptions options) : state_(std::make_shared<State>()) {
+PredictService::PredictService(PredictServerOptions options) : state_(std::make_shared<State>()) {
   state_->options = std::move(options);
-  std::shared_ptr<State> state = state_;
-  http_ = std::make_unique<HttpServer>(
-      state_->options.http,
-      [state](const HttpRequest& r, std::shared_ptr<Exchange> ex) { state->Handle(r, ex); });
+  State* state = state_.get();
   state_->worker = std::thread([state] { state->Run(); });
   const int preparers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   for (int i = 0; i < preparers; ++i) {
@@ -238,20 +243,66 @@ PredictServer::PredictServer(PredictServerOptions options) : state_(std::make_sh
   }
 }
 
+PredictService::~PredictService() { state_->Stop(); }
+
+void PredictService::State::Stop() {
+  {
+    std::lock_guard lock(prep_mu);
+    if (prep_stopping) return;
+    prep_stopping = true;
+  }
+  prep_cv.notify_all();
+  for (std::thread& t : preparers) t.join();
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  if (worker.joinable()) worker.join();
+}
+
+void PredictService::SetImagePreprocess(const predict::ImagePreprocess& image) {
+  state_->options.image = image;
+}
+
+void PredictService::SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id) {
+  state_->id = std::move(id);
+  state_->owned = std::move(model);
+  state_->model.store(state_->owned.get());
+}
+
+const std::string& PredictService::id() const { return state_->id; }
+
+bool PredictService::loaded() const { return state_->model.load() != nullptr; }
+
+nlohmann::ordered_json PredictService::Card() const { return state_->ModelCard(); }
+
+void PredictService::HandleApi(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                               std::shared_ptr<void> hold) {
+  state_->HandleApi(request, std::move(exchange), std::move(hold));
+}
+
+void PredictService::HandleV2Model(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                                   const std::string& rest, std::shared_ptr<void> hold) {
+  state_->HandleV2Model(request, std::move(exchange), rest, std::move(hold));
+}
+
+std::string PredictService::RenderMetrics() const { return state_->RenderMetrics(); }
+
+int64_t PredictService::queued() const { return state_->waiting.load(); }
+
+PredictServer::PredictServer(PredictServerOptions options)
+    : service_(std::make_shared<PredictService>(options)) {
+  std::shared_ptr<PredictService> service = service_;
+  http_ = std::make_unique<HttpServer>(
+      options.http, [service](const HttpRequest& r, std::shared_ptr<Exchange> ex) {
+        service->state_->Handle(r, std::move(ex));
+      });
+}
+
 PredictServer::~PredictServer() {
   if (http_) http_->Stop();
-  {
-    std::lock_guard lock(state_->prep_mu);
-    state_->prep_stopping = true;
-  }
-  state_->prep_cv.notify_all();
-  for (std::thread& t : state_->preparers) t.join();
-  {
-    std::lock_guard lock(state_->mu);
-    state_->stopping = true;
-  }
-  state_->cv.notify_all();
-  if (state_->worker.joinable()) state_->worker.join();
+  service_.reset();
 }
 
 Status PredictServer::Start() { return http_->Start(); }
@@ -259,13 +310,11 @@ Status PredictServer::Start() { return http_->Start(); }
 uint16_t PredictServer::port() const { return http_->port(); }
 
 void PredictServer::SetImagePreprocess(const predict::ImagePreprocess& image) {
-  state_->options.image = image;
+  service_->SetImagePreprocess(image);
 }
 
 void PredictServer::SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id) {
-  state_->id = std::move(id);
-  state_->owned = std::move(model);
-  state_->model.store(state_->owned.get());
+  service_->SetModel(std::move(model), std::move(id));
 }
 
 bool PredictServer::Shutdown(std::chrono::milliseconds deadline) {
@@ -275,7 +324,7 @@ bool PredictServer::Shutdown(std::chrono::milliseconds deadline) {
   return idle;
 }
 
-void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+void PredictService::State::Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
   auto method_is = [&](const char* m) {
     if (request.method == m) return true;
@@ -315,26 +364,37 @@ void PredictServer::State::Handle(const HttpRequest& request, std::shared_ptr<Ex
                             "<key>' or in an 'api-key' header"));
     return;
   }
+  HandleApi(request, std::move(exchange), nullptr);
+}
+
+void PredictService::State::HandleApi(const HttpRequest& request,
+                                      std::shared_ptr<Exchange> exchange,
+                                      std::shared_ptr<void> hold) {
+  const std::string& path = request.path;
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
   if (model.load() == nullptr) {
     exchange->Respond(Error(503, "the model is loading"));
     return;
   }
   if (path == "/v1/model") {
-    if (method_is("GET")) HandleModel(*exchange);
+    if (method_is("GET")) exchange->Respond(JsonReply(200, ModelCard()));
   } else if (method_is("POST")) {
     auto copy = std::make_shared<HttpRequest>(request);
-    Prepare([this, copy, exchange] { HandlePredict(*copy, exchange); });
+    Prepare([this, copy, exchange, hold] { HandlePredict(*copy, exchange, hold); });
   }
 }
 
-void PredictServer::State::HandleModel(Exchange& exchange) {
+ojson PredictService::State::ModelCard() const {
   const predict::PredictiveModel& m = *model.load();
   ojson outputs = ojson::array();
   for (const predict::ValueInfo& o : m.outputs()) {
     outputs.push_back({{"name", o.name}, {"shape", o.shape}, {"type", o.type}});
   }
-  exchange.Respond(JsonReply(
-      200,
+  return ojson(
       {{"id", id},
        {"name", id},
        {"type", "predictive"},
@@ -347,11 +407,12 @@ void PredictServer::State::HandleModel(Exchange& exchange) {
                                                     "image/gif", "image/webp", "image/bmp"})
                                     : ojson::array({"application/json"})},
        {"execution_provider", "CPUExecutionProvider"},
-       {"status", "ready"}}));
+       {"status", "ready"}});
 }
 
-void PredictServer::State::HandlePredict(const HttpRequest& request,
-                                         std::shared_ptr<Exchange> exchange) {
+void PredictService::State::HandlePredict(const HttpRequest& request,
+                                          std::shared_ptr<Exchange> exchange,
+                                          std::shared_ptr<void> hold) {
   auto fail = [&](int status, const std::string& message) {
     ++error_total;
     exchange->Respond(Error(status, message));
@@ -414,14 +475,15 @@ void PredictServer::State::HandlePredict(const HttpRequest& request,
                   [this](const predict::PredictOutput& out, double run_ms) {
                     return PredictReply(out, run_ms);
                   },
-                  [](int status, const std::string& message) { return Error(status, message); }});
+                  [](int status, const std::string& message) { return Error(status, message); },
+                  std::move(hold)});
 }
 
 // The Open Inference Protocol's routes: /v2 (server metadata), /v2/health/live,
 // /v2/health/ready, and under /v2/models/{name} (or /v2/models/{name}/versions/{version}): the
 // model's metadata, /ready and /infer.
-void PredictServer::State::HandleV2(const HttpRequest& request,
-                                    std::shared_ptr<Exchange> exchange) {
+void PredictService::State::HandleV2(const HttpRequest& request,
+                                     std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
   auto method_is = [&](const char* m) {
     if (request.method == m) return true;
@@ -469,6 +531,23 @@ void PredictServer::State::HandleV2(const HttpRequest& request,
     exchange->Respond(oip::Error(404, "no model '" + name + "'; this server serves '" + id + "'"));
     return;
   }
+  HandleV2Model(request, std::move(exchange), rest, nullptr);
+}
+
+void PredictService::State::HandleV2Model(const HttpRequest& request,
+                                          std::shared_ptr<Exchange> exchange,
+                                          const std::string& rest, std::shared_ptr<void> hold) {
+  const std::string& path = request.path;
+  auto method_is = [&](const char* m) {
+    if (request.method == m) return true;
+    exchange->Respond(oip::Error(405, "use " + std::string(m) + " for " + path));
+    return false;
+  };
+  const predict::PredictiveModel* m = model.load();
+  if (m == nullptr) {
+    exchange->Respond(oip::Error(503, "the model is loading"));
+    return;
+  }
   if (rest.empty()) {
     if (method_is("GET")) exchange->Respond(JsonReply(200, oip::ModelMetadata(*m, id)));
   } else if (rest == "/ready") {
@@ -476,14 +555,17 @@ void PredictServer::State::HandleV2(const HttpRequest& request,
   } else if (rest == "/infer") {
     if (!method_is("POST")) return;
     auto copy = std::make_shared<HttpRequest>(request);
-    Prepare([this, copy, exchange]() mutable { HandleInfer(*copy, std::move(exchange)); });
+    Prepare([this, copy, exchange, hold]() mutable {
+      HandleInfer(*copy, std::move(exchange), std::move(hold));
+    });
   } else {
     exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
   }
 }
 
-void PredictServer::State::HandleInfer(const HttpRequest& request,
-                                       std::shared_ptr<Exchange> exchange) {
+void PredictService::State::HandleInfer(const HttpRequest& request,
+                                        std::shared_ptr<Exchange> exchange,
+                                        std::shared_ptr<void> hold) {
   const predict::PredictiveModel& m = *model.load();
   Result<oip::InferRequest> parsed =
       oip::ParseInferRequest(m, request.body, request.Header("inference-header-content-length"));
@@ -499,10 +581,11 @@ void PredictServer::State::HandleInfer(const HttpRequest& request,
               [this, infer](const predict::PredictOutput& out, double) {
                 return oip::InferResponse(*model.load(), id, *infer, out.outputs);
               },
-              [](int status, const std::string& message) { return oip::Error(status, message); }});
+              [](int status, const std::string& message) { return oip::Error(status, message); },
+              std::move(hold)});
 }
 
-std::string PredictServer::State::RenderMetrics() const {
+std::string PredictService::State::RenderMetrics() const {
   const std::string labels = "model_name=\"" + id + "\"";
   std::string out;
   out += "# HELP kiln:predict_requests_total Predict requests answered, by outcome.\n";

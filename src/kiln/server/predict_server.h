@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "kiln/predict/predictive_model.h"
@@ -39,6 +40,39 @@ struct PredictServerOptions {
   predict::ImagePreprocess image;
 };
 
+// One predictive model's routes and its worker, without an HTTP server of its own: what
+// PredictServer serves, and what a server of several models hands a predictive model's requests.
+class PredictService {
+ public:
+  explicit PredictService(PredictServerOptions options);  // starts the worker threads
+  ~PredictService();                                      // stops them (requests must be done)
+
+  // Call before SetModel.
+  void SetImagePreprocess(const predict::ImagePreprocess& image);
+  void SetModel(std::unique_ptr<predict::PredictiveModel> model, std::string id);
+  const std::string& id() const;
+  bool loaded() const;
+  // What GET /v1/model answers.
+  nlohmann::ordered_json Card() const;
+  // Requests queued or running.
+  int64_t queued() const;
+
+  // GET /v1/model and POST /v1/predict, the API key already checked. `hold` is kept until the
+  // request is answered.
+  void HandleApi(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                 std::shared_ptr<void> hold);
+  // /v2/models/{name}[/versions/{v}] followed by `rest`: "" (metadata), "/ready" or "/infer".
+  void HandleV2Model(const HttpRequest& request, std::shared_ptr<Exchange> exchange,
+                     const std::string& rest, std::shared_ptr<void> hold);
+  // The kiln:predict_* families, labelled with the model's name.
+  std::string RenderMetrics() const;
+
+ private:
+  friend class PredictServer;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
 class PredictServer {
  public:
   explicit PredictServer(PredictServerOptions options);
@@ -55,8 +89,7 @@ class PredictServer {
   bool Shutdown(std::chrono::milliseconds deadline);
 
  private:
-  struct State;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<PredictService> service_;
   std::unique_ptr<HttpServer> http_;
 };
 
