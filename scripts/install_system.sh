@@ -21,6 +21,7 @@ PACKAGES=(
   libcurl4-openssl-dev # the model store's downloads (https://, the Hugging Face Hub, OCI registries)
   libarchive-dev       # OCI directory layers (.tar.gz)
   docker-registry      # tests: a real OCI registry to pull from
+  tmux                 # tests: kiln run in a real terminal
   clang                # libFuzzer targets
   clang-format         # the style check in scripts/test.sh
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang

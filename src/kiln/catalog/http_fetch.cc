@@ -107,6 +107,34 @@ size_t OnFetchBody(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+struct PostState {
+  CURL* curl;
+  const std::function<void(const char*, size_t)>* on_data;
+  const std::function<bool()>* stop;
+  StreamResult* result;
+  long status = 0;
+};
+
+size_t OnPostBody(char* data, size_t size, size_t n, void* user) {
+  auto* s = static_cast<PostState*>(user);
+  if (s->status == 0) curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &s->status);
+  if (s->status >= 400) {
+    if (s->result->error_body.size() < 4096) s->result->error_body.append(data, size * n);
+  } else {
+    (*s->on_data)(data, size * n);
+  }
+  return size * n;
+}
+
+int OnPostProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* s = static_cast<PostState*>(user);
+  if ((*s->stop)()) {
+    s->result->stopped = true;
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Result<HttpReply> HttpGet(const std::string& url, const std::vector<std::string>& headers,
@@ -151,6 +179,34 @@ Result<FetchResult> HttpFetch(
   result.status = status;
   if (state.stopped) return Status::IoError("GET " + url + ": stopped");
   if (code != CURLE_OK && status < 400) return TransportError(e, code, url);
+  return result;
+}
+
+Result<StreamResult> HttpPostStream(const std::string& url, const std::vector<std::string>& headers,
+                                    const std::string& body,
+                                    const std::function<void(const char*, size_t)>& on_data,
+                                    const std::function<bool()>& stop) {
+  Easy e;
+  std::vector<std::string> all = headers;
+  all.push_back("Content-Type: application/json");
+  all.push_back("Accept: text/event-stream");
+  Configure(e, url, all);
+  curl_easy_setopt(e.curl, CURLOPT_LOW_SPEED_LIMIT, 0L);  // a reply may think for a while
+  curl_easy_setopt(e.curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(e.curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  StreamResult result;
+  PostState state{e.curl, &on_data, &stop, &result};
+  curl_easy_setopt(e.curl, CURLOPT_WRITEFUNCTION, OnPostBody);
+  curl_easy_setopt(e.curl, CURLOPT_WRITEDATA, &state);
+  curl_easy_setopt(e.curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(e.curl, CURLOPT_XFERINFOFUNCTION, OnPostProgress);
+  curl_easy_setopt(e.curl, CURLOPT_XFERINFODATA, &state);
+  const CURLcode code = curl_easy_perform(e.curl);
+  curl_easy_getinfo(e.curl, CURLINFO_RESPONSE_CODE, &result.status);
+  if (code != CURLE_OK && !result.stopped) {
+    std::string detail = e.error[0] ? e.error : curl_easy_strerror(code);
+    return Status::Unavailable("POST " + url + ": " + detail);
+  }
   return result;
 }
 

@@ -39,6 +39,19 @@ Result<FetchResult> HttpFetch(const std::string& url, const std::vector<std::str
                               int64_t offset,
                               const std::function<bool(int64_t start, const char*, size_t)>& write);
 
+// A POST of `body` (JSON) whose reply is handed to `on_data` as it arrives (a stream of
+// server-sent events); `stop` is polled while the transfer runs and ends it when it returns true
+// (FetchResult::stopped). A reply >= 400 is not handed over: its start is in error_body.
+struct StreamResult {
+  long status = 0;
+  bool stopped = false;
+  std::string error_body;
+};
+Result<StreamResult> HttpPostStream(const std::string& url, const std::vector<std::string>& headers,
+                                    const std::string& body,
+                                    const std::function<void(const char*, size_t)>& on_data,
+                                    const std::function<bool()>& stop);
+
 // Percent-encodes a URL path, keeping '/' and unreserved characters.
 std::string EncodePath(const std::string& path);
 

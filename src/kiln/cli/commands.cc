@@ -6,6 +6,7 @@
 #include "kiln/cli/model_command.h"
 #include "kiln/cli/plan_command.h"
 #include "kiln/cli/ps_command.h"
+#include "kiln/cli/run_command.h"
 #include "kiln/cli/serve_command.h"
 
 namespace kiln::cli {
@@ -18,6 +19,7 @@ void RegisterCommands(CLI::App& app, int* exit_code) {
   RegisterCatalogCommand(app, exit_code);
   RegisterModelCommand(app, exit_code);
   RegisterPsCommand(app, exit_code);
+  RegisterRunCommand(app, exit_code);
 }
 
 }  // namespace kiln::cli

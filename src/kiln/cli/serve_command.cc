@@ -382,6 +382,19 @@ int RunServe(ServeArgs given) {
 
 }  // namespace
 
+Result<ModelToServe> ResolveModelToServe(const std::string& spec, server::ModelOptions base) {
+  ServeArgs args;
+  args.model = std::move(base);
+  args.model.path = spec;
+  Result<ServeArgs> resolved = ResolveCatalogModel(args);
+  if (!resolved.ok()) return resolved.status();
+  ModelToServe out;
+  out.options = resolved->model;
+  out.predictive = resolved->workload == "predictive" ||
+                   (resolved->workload == "auto" && LooksPredictive(resolved->model.path));
+  return out;
+}
+
 void RegisterServeCommand(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
