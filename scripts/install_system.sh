@@ -22,6 +22,7 @@ PACKAGES=(
   libarchive-dev       # OCI directory layers (.tar.gz)
   docker-registry      # tests: a real OCI registry to pull from
   tmux                 # tests: kiln run in a real terminal
+  chromium             # tests: the chat page in a real headless browser (driven by Playwright)
   clang                # libFuzzer targets
   clang-format         # the style check in scripts/test.sh
   libclang-rt-14-dev   # AddressSanitizer / UBSan / libFuzzer runtimes for clang

@@ -98,7 +98,7 @@ def test_every_guarded_route_wants_the_key_and_probes_stay_open(kiln_bin, defaul
 
 # --- Routes and methods --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,path", [("GET", "/"), ("GET", "/v2/models"),
+@pytest.mark.parametrize("method,path", [("GET", "/nope"), ("GET", "/v2/models"),
                                          ("POST", "/v1/embeddings"), ("GET", "/v1/nope"),
                                          ("GET", "/v1/models/other-model"),
                                          ("POST", "/healthz")])

@@ -10,6 +10,9 @@
 #include "kiln/server/openai_protocol.h"
 #include "kiln/server/tool_calls.h"
 
+extern const char kChatPage[];  // server/web/chat.html, embedded by the build
+extern const std::size_t kChatPage_size;
+
 namespace kiln::server {
 namespace {
 
@@ -175,6 +178,19 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> 
   }
   // The Open Inference Protocol's routes exist where a predictive model is loaded.
   const bool v2_route = (path == "/v2" || path.rfind("/v2/", 0) == 0) && registry_.HasPredictive();
+  if (path == "/" || path == "/index.html") {
+    // The chat page: static, so open to all; its API calls carry the key the user gives it.
+    if (method_is("GET")) {
+      exchange->Respond({200,
+                         "text/html; charset=utf-8",
+                         std::string(kChatPage, kChatPage_size),
+                         {{"Cache-Control", "no-cache"},
+                          {"Content-Security-Policy",
+                           "default-src 'self'; script-src 'unsafe-inline'; style-src "
+                           "'unsafe-inline'; connect-src 'self'"}}});
+    }
+    return;
+  }
   const bool api_route = path.rfind("/v1/", 0) == 0 || path == "/tokenize" ||
                          path == "/detokenize" || v2_route || path.rfind("/openai/", 0) == 0;
   if (!api_route) {
