@@ -196,3 +196,56 @@ def test_unloading_a_model_loses_nothing_in_flight(server):
     assert unloaded["status"] == 200, unloaded
     assert call(server, "GET", "/openai/loadedmodels")[1] == [IRIS]
     predict(server, [[5.1, 3.5, 1.4, 0.2]])  # the predictive model still answers
+
+
+def test_models_load_on_first_request_and_unload_when_idle_or_for_room(kiln_bin, tmp_path,
+                                                                        smollm2_gguf, iris_onnx):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.gguf").symlink_to(smollm2_gguf)
+    (folder / "flowers.onnx").symlink_to(iris_onnx[0])
+    srv = KilnServer(kiln_bin, [], "--models-dir", folder, "--max-loaded-models", "1",
+                     "--max-model-len", "512", served_name=None,
+                     env={"KILN_HOME": str(tmp_path / "home")})
+    try:
+        assert call(srv, "GET", "/openai/loadedmodels")[1] == []
+        # Two requests for the same model while it loads: one load, both answered.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(lambda q: chat(srv, "tiny", q), ["Hi", "Hello"]))
+        assert all(r.strip() for r in replies)
+        assert srv.output().count("loaded 'tiny' for a request") == 1
+        assert call(srv, "GET", "/openai/loadedmodels")[1] == ["tiny"]
+        # The predictive model takes the one place: the idle generative model makes room.
+        data = base64.b64encode(json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()).decode()
+        status, body = call(srv, "POST", "/v1/predict", {"items": [
+            {"content_type": "application/json", "encoder": "base64", "data": data}]},
+            query="?model=flowers")
+        assert status == 200, body
+        assert call(srv, "GET", "/openai/loadedmodels")[1] == ["flowers"]
+        assert "unloaded 'tiny' to make room for 'flowers'" in srv.output()
+        # While a stream holds one model, the other cannot take its place.
+        conn = stream_in_flight(srv.port, {"model": "tiny", "prompt": "Once", "max_tokens": 200,
+                                           "ignore_eos": True, "stream_options":
+                                           {"include_usage": True}}, events=2)
+        status, body = call(srv, "POST", "/v1/predict", {"items": []}, query="?model=flowers")
+        assert status == 503 and "busy" in body["detail"], body
+        assert read_stream(conn) == ("length", 200)
+        with pytest.raises(openai.NotFoundError) as e:
+            chat(srv, "nothing-here", "Hi")
+        assert "no model 'nothing-here'" in e.value.body["message"]
+    finally:
+        srv.stop()
+
+    srv = KilnServer(kiln_bin, [], "--models-dir", folder, "--idle-unload-seconds", "0.5",
+                     "--max-model-len", "512", served_name=None,
+                     env={"KILN_HOME": str(tmp_path / "home")})
+    try:
+        assert chat(srv, "tiny", "Hi").strip()
+        deadline = time.time() + 30
+        while call(srv, "GET", "/openai/loadedmodels")[1] or \
+                "unloaded 'tiny': idle for" not in srv.output():
+            assert time.time() < deadline, srv.output()
+            time.sleep(0.05)
+        assert chat(srv, "tiny", "Hi again").strip()  # and it comes back when asked for
+    finally:
+        srv.stop()

@@ -31,6 +31,10 @@ struct ServeArgs {
   // Every model to serve: --model flags, then positional arguments (model.path is the first).
   std::vector<std::string> models;
   std::vector<std::string> extra_models;  // positional
+  // Loading on first request.
+  std::string models_dir;
+  int max_loaded_models = 0;
+  double idle_unload_seconds = 0;
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
   std::string api_key;
@@ -252,6 +256,67 @@ std::pair<std::string, std::string> SplitName(const std::string& spec) {
   return {spec.substr(0, eq), spec.substr(eq + 1)};
 }
 
+// What --models-dir (or the model store) holds under `name`: a folder, NAME.gguf or NAME.onnx in
+// the folder, else a catalog name whose files are already in the store (a request never starts a
+// download). NotFound otherwise.
+Result<std::string> OnDemandSpec(const ServeArgs& args, const std::string& name) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool plain = !name.empty() && name.find('/') == std::string::npos && name != "." &&
+                     name != ".." && name.find('\\') == std::string::npos;
+  if (plain && !args.models_dir.empty()) {
+    for (const std::string& candidate : {name, name + ".gguf", name + ".onnx"}) {
+      const fs::path path = fs::path(args.models_dir) / candidate;
+      if (fs::exists(path, ec)) return path.string();
+    }
+  }
+  if (!IsSourceUri(name)) {
+    Result<ResolvedModel> resolved = ResolveModel(name, args.model.device);
+    if (resolved.ok() && !resolved->path.empty()) return name;
+  }
+  return Status::NotFound("no model '" + name + "' in " +
+                          (args.models_dir.empty() ? std::string("the model store")
+                                                   : args.models_dir + " or the model store"));
+}
+
+// Loads a model a request names (kiln serve --models-dir) under that name.
+Result<server::LoadedModel> LoadOnDemand(const ServeArgs& given, const std::string& name) {
+  Result<std::string> spec = OnDemandSpec(given, name);
+  if (!spec.ok()) return spec.status();
+  ServeArgs a = given;
+  a.model.path = *spec;
+  a.model.served_model_name = name;
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  a.model.threads = given.model.threads > 0 ? given.model.threads : cores;
+  Result<ServeArgs> resolved = ResolveCatalogModel(a);
+  if (!resolved.ok()) return resolved.status();
+  a = std::move(resolved).value();
+  a.model.served_model_name = name;
+  server::LoadedModel loaded;
+  loaded.threads = a.model.threads;
+  if (a.workload == "predictive" || (a.workload == "auto" && LooksPredictive(a.model.path))) {
+    predict::PredictiveOptions popts;
+    popts.threads = a.model.threads;
+    popts.device = a.model.device;
+    auto model = predict::PredictiveModel::Load(a.model.path, popts);
+    if (!model.ok()) return model.status();
+    Result<predict::ImagePreprocess> image = ImagePreprocessFor(a, (*model)->file());
+    if (!image.ok()) return image.status();
+    server::PredictServerOptions p;
+    p.max_queued_requests = a.model.max_queued_requests;
+    p.max_batch_size = a.max_batch_size;
+    p.max_batch_delay_us = static_cast<int64_t>(a.max_batch_delay_ms * 1000);
+    p.image = image.value();
+    loaded.predictive = std::make_unique<server::PredictService>(p);
+    loaded.predictive->SetModel(std::move(model).value(), name);
+    return loaded;
+  }
+  auto model = server::ServedModel::Load(a.model);
+  if (!model.ok()) return model.status();
+  loaded.generative = std::move(model).value();
+  return loaded;
+}
+
 // Several models in one server: each resolved, loaded with its share of the cores and added to
 // the server's registry under its name; requests are routed by their `model` field.
 int RunMany(const ServeArgs& given) {
@@ -267,7 +332,8 @@ int RunMany(const ServeArgs& given) {
     ServeArgs a = given;
     a.model.path = model;
     a.model.served_model_name = name;
-    a.model.threads = given.model.threads > 0 ? given.model.threads : std::max(1, cores / n);
+    a.model.threads =
+        given.model.threads > 0 ? given.model.threads : std::max(1, cores / std::max(1, n));
     Result<ServeArgs> resolved = ResolveCatalogModel(a);
     if (!resolved.ok()) {
       LogError(resolved.status().message());
@@ -281,6 +347,11 @@ int RunMany(const ServeArgs& given) {
   options.http = HttpOptions(given);
   options.api_key = ApiKey(given);
   options.max_seqs_per_request = given.max_seqs_per_request;
+  if (!given.models_dir.empty()) {
+    options.loader = [given](const std::string& name) { return LoadOnDemand(given, name); };
+  }
+  options.max_loaded_models = given.max_loaded_models;
+  options.idle_unload_seconds = given.idle_unload_seconds;
   server::OpenAiServer srv(options);
   if (Status s = srv.Start(); !s.ok()) {
     LogError(s.message());
@@ -334,11 +405,13 @@ int RunMany(const ServeArgs& given) {
 }
 
 int RunServe(ServeArgs given) {
-  if (given.models.empty()) {
-    LogError("no model: give --model (a path, a catalog alias or id, or a source URI)");
+  if (given.models.empty() && given.models_dir.empty()) {
+    LogError(
+        "no model: give --model (a path, a catalog alias or id, or a source URI), or "
+        "--models-dir to load models as requests name them");
     return kExitUsage;
   }
-  if (given.models.size() > 1) return RunMany(given);
+  if (given.models.size() != 1 || !given.models_dir.empty()) return RunMany(given);
   auto [name, spec] = SplitName(given.models[0]);
   given.model.path = spec;
   if (!name.empty()) given.model.served_model_name = name;
@@ -408,6 +481,19 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "them together, routed by each request's `model`; NAME=MODEL names one")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("models", args->extra_models, "More models, as --model takes them");
+  cmd->add_option("--models-dir", args->models_dir,
+                  "Load a model a request names when it is not loaded: a folder, NAME.gguf or "
+                  "NAME.onnx in this folder, or a catalog model already in the store");
+  cmd->add_option("--max-loaded-models", args->max_loaded_models,
+                  "With --models-dir: most models loaded at once; the one idle longest that was "
+                  "loaded for a request makes room (0: no limit)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  cmd->add_option("--idle-unload-seconds", args->idle_unload_seconds,
+                  "Unload a model loaded for a request after this long without requests (0: "
+                  "never)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
   cmd->add_option("--workload", args->workload,
                   "auto (from the model's files), generative (the OpenAI API) or predictive "
                   "(/v1/predict for a classic ONNX model)")

@@ -54,6 +54,36 @@ ModelRegistry::LeasePtr ModelRegistry::Only(bool predictive) {
   return std::make_shared<Lease>(this, found->model.get(), true);
 }
 
+std::string ModelRegistry::LeastRecentlyUsedIdle() const {
+  std::lock_guard lock(mu_);
+  const Slot* oldest = nullptr;
+  std::string name;
+  for (const auto& [n, slot] : slots_) {
+    if (slot.unloading || slot.holds > 0 || !slot.model->on_demand) continue;
+    if (!oldest || slot.last_used < oldest->last_used) {
+      oldest = &slot;
+      name = n;
+    }
+  }
+  return name;
+}
+
+std::vector<std::string> ModelRegistry::IdleFor(double seconds) const {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> names;
+  for (const auto& [n, slot] : slots_) {
+    if (slot.unloading || slot.holds > 0 || !slot.model->on_demand) continue;
+    if (std::chrono::duration<double>(now - slot.last_used).count() >= seconds) names.push_back(n);
+  }
+  return names;
+}
+
+size_t ModelRegistry::size() const {
+  std::lock_guard lock(mu_);
+  return slots_.size();
+}
+
 bool ModelRegistry::HasPredictive() const {
   std::lock_guard lock(mu_);
   for (const auto& [name, slot] : slots_) {

@@ -30,6 +30,7 @@ struct RegisteredModel {
   std::unique_ptr<PredictService> predictive;
   std::unique_ptr<Metrics> metrics;  // generative models' vllm:* families
   int64_t loaded_at = 0;             // Unix seconds
+  bool on_demand = false;  // loaded for a request (may be unloaded when idle or for another)
 };
 
 class ModelRegistry {
@@ -68,6 +69,11 @@ class ModelRegistry {
     int in_flight = 0;        // requests holding the model now
     double idle_seconds = 0;  // since the last request ended (0 while one runs)
   };
+  // The on-demand model idle longest (no request holds it), or "" when none is idle.
+  std::string LeastRecentlyUsedIdle() const;
+  // On-demand models idle for at least `seconds`.
+  std::vector<std::string> IdleFor(double seconds) const;
+  size_t size() const;
   // Whether any predictive model is loaded.
   bool HasPredictive() const;
   // Calls `fn` for each loaded model (name order) with a lease that is not counted as a request.

@@ -1,5 +1,6 @@
 #include "kiln/server/openai_server.h"
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -109,14 +110,27 @@ OpenAiServer::OpenAiServer(OpenAiServerOptions options) : options_(std::move(opt
 }
 
 OpenAiServer::~OpenAiServer() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(loading_mu_);
+    stopping_ = true;
+    threads.swap(load_threads_);
+  }
+  idle_cv_.notify_all();
+  if (idle_thread_.joinable()) idle_thread_.join();
+  for (std::thread& t : threads) t.join();
   if (http_) http_->Stop();
   registry_.Clear();
 }
 
-Status OpenAiServer::Start() { return http_->Start(); }
+Status OpenAiServer::Start() {
+  if (options_.idle_unload_seconds > 0) idle_thread_ = std::thread([this] { IdleLoop(); });
+  return http_->Start();
+}
 
-Status OpenAiServer::AddModel(std::unique_ptr<ServedModel> model, int threads) {
+Status OpenAiServer::AddModel(std::unique_ptr<ServedModel> model, int threads, bool on_demand) {
   auto r = std::make_unique<RegisteredModel>();
+  r->on_demand = on_demand;
   r->name = model->id();
   r->runtime = model->runtime();
   r->threads = threads;
@@ -126,8 +140,10 @@ Status OpenAiServer::AddModel(std::unique_ptr<ServedModel> model, int threads) {
   return registry_.Add(std::move(r));
 }
 
-Status OpenAiServer::AddPredictiveModel(std::unique_ptr<PredictService> service, int threads) {
+Status OpenAiServer::AddPredictiveModel(std::unique_ptr<PredictService> service, int threads,
+                                        bool on_demand) {
   auto r = std::make_unique<RegisteredModel>();
+  r->on_demand = on_demand;
   r->name = service->id();
   r->runtime = "predictive";
   r->threads = threads;
@@ -224,7 +240,7 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<Exchange> 
     if (!method_is("POST")) return;
     auto body = ParseBody(request, exchange);
     if (!body) return;
-    Lease lease = GenerativeFor(*body, *exchange);
+    Lease lease = GenerativeFor(request, *body, exchange);
     if (!lease) return;
     if (path == "/v1/chat/completions") {
       HandleChat(std::move(*body), std::move(lease), exchange);
@@ -260,11 +276,14 @@ HttpResponse PredictError(int status, const std::string& message) {
 
 }  // namespace
 
-OpenAiServer::Lease OpenAiServer::GenerativeFor(const ojson& body, Exchange& exchange) {
+OpenAiServer::Lease OpenAiServer::GenerativeFor(const HttpRequest& request, const ojson& body,
+                                                std::shared_ptr<Exchange> exchange_ptr) {
+  Exchange& exchange = *exchange_ptr;
   std::string name;
   if (auto it = body.find("model"); it != body.end() && it->is_string()) name = *it;
   Lease lease = name.empty() ? registry_.Only(false) : registry_.Acquire(name);
   if (lease && lease->model().generative) return lease;
+  if (!lease && !name.empty() && LoadOnDemand(name, request, exchange_ptr)) return nullptr;
   if (lease) {
     exchange.Respond(Error(400,
                            "'" + name +
@@ -304,6 +323,89 @@ void OpenAiServer::HandleUnload(const std::string& name, std::shared_ptr<Exchang
   }).detach();
 }
 
+bool OpenAiServer::LoadOnDemand(const std::string& name, const HttpRequest& request,
+                                std::shared_ptr<Exchange> exchange) {
+  if (!options_.loader) return false;
+  std::lock_guard lock(loading_mu_);
+  if (stopping_) return false;
+  auto [it, first] = loading_.try_emplace(name);
+  it->second.emplace_back(request, std::move(exchange));
+  if (first) load_threads_.emplace_back([this, name] { LoadAndDispatch(name); });
+  return true;
+}
+
+void OpenAiServer::LoadAndDispatch(const std::string& name) {
+  Status status;
+  // Room first: the on-demand model idle longest goes.
+  while (options_.max_loaded_models > 0 &&
+         registry_.size() >= static_cast<size_t>(options_.max_loaded_models)) {
+    const std::string victim = registry_.LeastRecentlyUsedIdle();
+    if (victim.empty() || !registry_.Unload(victim, std::chrono::milliseconds(0)).ok()) {
+      status = Status::Unavailable("all " + std::to_string(options_.max_loaded_models) +
+                                   " loaded models are busy; '" + name +
+                                   "' cannot be loaded now (--max-loaded-models)");
+      break;
+    }
+    LogInfo("unloaded '" + victim + "' to make room for '" + name + "'");
+  }
+  if (status.ok()) {
+    const auto start = std::chrono::steady_clock::now();
+    Result<LoadedModel> loaded = options_.loader(name);
+    if (!loaded.ok()) {
+      status = loaded.status();
+    } else if (loaded->generative) {
+      status = AddModel(std::move(loaded->generative), loaded->threads, /*on_demand=*/true);
+    } else {
+      status = AddPredictiveModel(std::move(loaded->predictive), loaded->threads, true);
+    }
+    if (status.ok()) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      LogInfo("loaded '" + name + "' for a request (" + std::to_string(seconds) + " s)");
+    }
+  }
+  std::vector<std::pair<HttpRequest, std::shared_ptr<Exchange>>> waiting;
+  {
+    std::lock_guard lock(loading_mu_);
+    waiting = std::move(loading_[name]);
+    loading_.erase(name);
+  }
+  for (auto& [request, exchange] : waiting) {
+    if (status.ok()) {
+      Handle(request, exchange);  // now it finds the model
+      continue;
+    }
+    const int code = status.code() == StatusCode::kNotFound      ? 404
+                     : status.code() == StatusCode::kUnavailable ? 503
+                                                                 : 500;
+    std::string message = status.message();
+    if (code == 404) message += "; this server serves " + Listing(registry_.Names());
+    HttpResponse r = request.path.rfind("/v2/", 0) == 0 ? oip::Error(code, message)
+                     : request.path == "/v1/predict"    ? PredictError(code, message)
+                                                        : Error(code, message, "model");
+    if (code == 503) r.headers.emplace_back("Retry-After", "1");
+    exchange->Respond(std::move(r));
+  }
+}
+
+void OpenAiServer::IdleLoop() {
+  const auto period = std::chrono::milliseconds(
+      std::clamp<int64_t>(static_cast<int64_t>(options_.idle_unload_seconds * 250), 10, 1000));
+  std::unique_lock lock(loading_mu_);
+  while (!stopping_) {
+    idle_cv_.wait_for(lock, period, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    for (const std::string& name : registry_.IdleFor(options_.idle_unload_seconds)) {
+      if (registry_.Unload(name, std::chrono::milliseconds(0)).ok()) {
+        LogInfo("unloaded '" + name + "': idle for " +
+                std::to_string(options_.idle_unload_seconds) + " s");
+      }
+    }
+    lock.lock();
+  }
+}
+
 void OpenAiServer::HandlePredictive(const HttpRequest& request,
                                     std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
@@ -331,6 +433,7 @@ void OpenAiServer::HandlePredictive(const HttpRequest& request,
       rest = end == std::string::npos ? "" : rest.substr(end);
     }
     Lease lease = registry_.Acquire(name);
+    if (!lease && LoadOnDemand(name, request, exchange)) return;
     if (!lease || !lease->model().predictive) {
       exchange->Respond(oip::Error(404, "no predictive model '" + name + "'; this server serves " +
                                             Listing(registry_.Names())));
@@ -342,6 +445,7 @@ void OpenAiServer::HandlePredictive(const HttpRequest& request,
   }
   const std::string name = request.Query("model");
   Lease lease = name.empty() ? registry_.Only(true) : registry_.Acquire(name);
+  if (!lease && !name.empty() && LoadOnDemand(name, request, exchange)) return;
   if (!lease || !lease->model().predictive) {
     if (name.empty()) {
       exchange->Respond(

@@ -12,9 +12,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "kiln/server/http_server.h"
 #include "kiln/server/metrics.h"
@@ -24,11 +30,27 @@
 
 namespace kiln::server {
 
+// A model loaded for a request that names one not loaded (kiln serve --models-dir).
+struct LoadedModel {
+  std::unique_ptr<ServedModel> generative;  // or
+  std::unique_ptr<PredictService> predictive;
+  int threads = 0;
+};
+// Loads the model a request names under that name; NotFound when there is no such model.
+using ModelLoader = std::function<Result<LoadedModel>(const std::string& name)>;
+
 struct OpenAiServerOptions {
   HttpServerOptions http;
   std::string api_key;  // empty: no authentication
   // The most sequences one request may ask for (prompts x n); more is a 400.
   int64_t max_seqs_per_request = 256;
+  // Loading on first request: a model a request names that is not loaded is loaded by `loader`
+  // (when set) while the request waits. At most `max_loaded_models` are loaded at once (0: no
+  // limit; the on-demand model idle longest makes room), and on-demand models idle for
+  // `idle_unload_seconds` are unloaded (0: never).
+  ModelLoader loader;
+  int max_loaded_models = 0;
+  double idle_unload_seconds = 0;
 };
 
 class OpenAiServer {
@@ -39,8 +61,9 @@ class OpenAiServer {
   // Starts listening; /health answers 503 until SetReady (or SetModel).
   Status Start();
   // Adds a model under `name`; InvalidArgument when the name is taken.
-  Status AddModel(std::unique_ptr<ServedModel> model, int threads = 0);
-  Status AddPredictiveModel(std::unique_ptr<PredictService> service, int threads = 0);
+  Status AddModel(std::unique_ptr<ServedModel> model, int threads = 0, bool on_demand = false);
+  Status AddPredictiveModel(std::unique_ptr<PredictService> service, int threads = 0,
+                            bool on_demand = false);
   // Every model given at start is loaded: /health answers 200.
   void SetReady() { ready_ = true; }
   // AddModel, then SetReady: one model.
@@ -57,7 +80,8 @@ class OpenAiServer {
   void Handle(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   // The generative model a request body names (or the one generative model when it names none);
   // null after answering 404 / 400.
-  Lease GenerativeFor(const nlohmann::ordered_json& body, Exchange& exchange);
+  Lease GenerativeFor(const HttpRequest& request, const nlohmann::ordered_json& body,
+                      std::shared_ptr<Exchange> exchange);
   void HandleChat(nlohmann::ordered_json body, Lease lease, std::shared_ptr<Exchange> exchange);
   void HandleCompletion(nlohmann::ordered_json body, Lease lease,
                         std::shared_ptr<Exchange> exchange);
@@ -67,6 +91,12 @@ class OpenAiServer {
   void HandleModels(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   void HandlePredictive(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   void HandleUnload(const std::string& name, std::shared_ptr<Exchange> exchange);
+  // Loads `name` for a request that named it (off the I/O threads), then hands the request back
+  // to Handle; true when a load was started or joined, false when there is no loader.
+  bool LoadOnDemand(const std::string& name, const HttpRequest& request,
+                    std::shared_ptr<Exchange> exchange);
+  void IdleLoop();
+  void LoadAndDispatch(const std::string& name);
   std::string RenderMetrics();
 
   OpenAiServerOptions options_;
@@ -74,6 +104,13 @@ class OpenAiServer {
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> next_id_{1};
+  // On-demand loads in progress: the requests waiting for each.
+  std::mutex loading_mu_;
+  std::map<std::string, std::vector<std::pair<HttpRequest, std::shared_ptr<Exchange>>>> loading_;
+  std::condition_variable idle_cv_;
+  bool stopping_ = false;  // guarded by loading_mu_
+  std::thread idle_thread_;
+  std::vector<std::thread> load_threads_;  // guarded by loading_mu_; joined at the end
 };
 
 }  // namespace kiln::server

@@ -92,6 +92,26 @@ TEST(ModelRegistry, LeasesFromManyThreads) {
   EXPECT_TRUE(registry.Unload("a", std::chrono::seconds(5)).ok());
 }
 
+TEST(ModelRegistry, OnlyIdleOnDemandModelsMakeRoom) {
+  ModelRegistry registry;
+  auto pinned = Model("pinned");
+  auto first = Model("first");
+  first->on_demand = true;
+  auto second = Model("second");
+  second->on_demand = true;
+  ASSERT_TRUE(registry.Add(std::move(pinned)).ok());
+  ASSERT_TRUE(registry.Add(std::move(first)).ok());
+  ASSERT_TRUE(registry.Add(std::move(second)).ok());
+  registry.Acquire("first");  // used (and released) after "second" was added: "second" is older
+  EXPECT_EQ(registry.LeastRecentlyUsedIdle(), "second");
+  ModelRegistry::LeasePtr busy = registry.Acquire("second");
+  EXPECT_EQ(registry.LeastRecentlyUsedIdle(), "first");
+  EXPECT_EQ(registry.IdleFor(0), (std::vector<std::string>{"first"}));
+  EXPECT_TRUE(registry.IdleFor(3600).empty());
+  ModelRegistry::LeasePtr also_busy = registry.Acquire("first");
+  EXPECT_EQ(registry.LeastRecentlyUsedIdle(), "");  // the pinned model never makes room
+}
+
 TEST(MergeExpositions, EachFamilyOnceWithEveryModelsSamples) {
   const std::string a =
       "# HELP x_total X.\n# TYPE x_total counter\nx_total{model_name=\"a\"} 1\n"
