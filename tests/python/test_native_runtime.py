@@ -247,7 +247,7 @@ def test_gemma3_folder_is_served_with_its_tokenizer(kiln_bin, gemma3_hf, gemma3_
 
     def tokenize(server, text):
         req = urllib.request.Request(
-            server.base_url + "/tokenize", data=json.dumps({"model": "m", "prompt": text}).encode(),
+            server.base_url + "/tokenize", data=json.dumps({"model": server.served_name, "prompt": text}).encode(),
             headers={"content-type": "application/json"})
         with urllib.request.urlopen(req) as r:
             return json.loads(r.read())["tokens"]

@@ -256,6 +256,40 @@ std::pair<std::string, std::string> SplitName(const std::string& spec) {
   return {spec.substr(0, eq), spec.substr(eq + 1)};
 }
 
+bool IsPredictive(const ServeArgs& a) {
+  return a.workload == "predictive" || (a.workload == "auto" && LooksPredictive(a.model.path));
+}
+
+// Loads one resolved model, generative or predictive, under its served name (a predictive
+// model's default: its file's stem).
+Result<server::LoadedModel> LoadModel(const ServeArgs& a) {
+  server::LoadedModel loaded;
+  loaded.threads = a.model.threads;
+  if (IsPredictive(a)) {
+    predict::PredictiveOptions popts;
+    popts.threads = a.model.threads;
+    popts.device = a.model.device;
+    auto model = predict::PredictiveModel::Load(a.model.path, popts);
+    if (!model.ok()) return model.status();
+    Result<predict::ImagePreprocess> image = ImagePreprocessFor(a, (*model)->file());
+    if (!image.ok()) return image.status();
+    server::PredictServerOptions p;
+    p.max_queued_requests = a.model.max_queued_requests;
+    p.max_batch_size = a.max_batch_size;
+    p.max_batch_delay_us = static_cast<int64_t>(a.max_batch_delay_ms * 1000);
+    p.image = image.value();
+    std::string id = a.model.served_model_name;
+    if (id.empty()) id = std::filesystem::path((*model)->file()).stem().string();
+    loaded.predictive = std::make_unique<server::PredictService>(p);
+    loaded.predictive->SetModel(std::move(model).value(), id);
+    return loaded;
+  }
+  auto model = server::ServedModel::Load(a.model);
+  if (!model.ok()) return model.status();
+  loaded.generative = std::move(model).value();
+  return loaded;
+}
+
 // What --models-dir (or the model store) holds under `name`: a folder, NAME.gguf or NAME.onnx in
 // the folder, else a catalog name whose files are already in the store (a request never starts a
 // download). NotFound otherwise.
@@ -292,29 +326,7 @@ Result<server::LoadedModel> LoadOnDemand(const ServeArgs& given, const std::stri
   if (!resolved.ok()) return resolved.status();
   a = std::move(resolved).value();
   a.model.served_model_name = name;
-  server::LoadedModel loaded;
-  loaded.threads = a.model.threads;
-  if (a.workload == "predictive" || (a.workload == "auto" && LooksPredictive(a.model.path))) {
-    predict::PredictiveOptions popts;
-    popts.threads = a.model.threads;
-    popts.device = a.model.device;
-    auto model = predict::PredictiveModel::Load(a.model.path, popts);
-    if (!model.ok()) return model.status();
-    Result<predict::ImagePreprocess> image = ImagePreprocessFor(a, (*model)->file());
-    if (!image.ok()) return image.status();
-    server::PredictServerOptions p;
-    p.max_queued_requests = a.model.max_queued_requests;
-    p.max_batch_size = a.max_batch_size;
-    p.max_batch_delay_us = static_cast<int64_t>(a.max_batch_delay_ms * 1000);
-    p.image = image.value();
-    loaded.predictive = std::make_unique<server::PredictService>(p);
-    loaded.predictive->SetModel(std::move(model).value(), name);
-    return loaded;
-  }
-  auto model = server::ServedModel::Load(a.model);
-  if (!model.ok()) return model.status();
-  loaded.generative = std::move(model).value();
-  return loaded;
+  return LoadModel(a);
 }
 
 // Several models in one server: each resolved, loaded with its share of the cores and added to
@@ -365,37 +377,16 @@ int RunMany(const ServeArgs& given) {
     return kExitFailure;
   };
   for (const ServeArgs& a : each) {
-    if (a.workload == "predictive" || (a.workload == "auto" && LooksPredictive(a.model.path))) {
-      predict::PredictiveOptions popts;
-      popts.threads = a.model.threads;
-      popts.device = a.model.device;
-      auto model = predict::PredictiveModel::Load(a.model.path, popts);
-      if (!model.ok()) return fail(model.status());
-      Result<predict::ImagePreprocess> image = ImagePreprocessFor(a, (*model)->file());
-      if (!image.ok()) return fail(image.status());
-      server::PredictServerOptions p;
-      p.max_queued_requests = a.model.max_queued_requests;
-      p.max_batch_size = a.max_batch_size;
-      p.max_batch_delay_us = static_cast<int64_t>(a.max_batch_delay_ms * 1000);
-      p.image = image.value();
-      auto service = std::make_unique<server::PredictService>(p);
-      std::string id = a.model.served_model_name;
-      if (id.empty()) id = std::filesystem::path((*model)->file()).stem().string();
-      service->SetModel(std::move(model).value(), id);
-      if (Status s = srv.AddPredictiveModel(std::move(service), a.model.threads); !s.ok()) {
-        return fail(s);
-      }
-      LogInfo("loaded '" + id + "' (predictive, " + std::to_string(a.model.threads) + " threads)");
-      continue;
-    }
-    auto model = server::ServedModel::Load(a.model);
-    if (!model.ok()) return fail(model.status());
-    const std::string id = (*model)->id();
-    const std::string runtime = (*model)->runtime();
-    if (Status s = srv.AddModel(std::move(model).value(), a.model.threads); !s.ok()) {
-      return fail(s);
-    }
-    LogInfo("loaded '" + id + "' (" + runtime + ", " + std::to_string(a.model.threads) +
+    Result<server::LoadedModel> loaded = LoadModel(a);
+    if (!loaded.ok()) return fail(loaded.status());
+    const bool predictive = loaded->predictive != nullptr;
+    const std::string id = predictive ? loaded->predictive->id() : loaded->generative->id();
+    const std::string runtime = predictive ? "predictive" : loaded->generative->runtime();
+    Status added = predictive
+                       ? srv.AddPredictiveModel(std::move(loaded->predictive), loaded->threads)
+                       : srv.AddModel(std::move(loaded->generative), loaded->threads);
+    if (!added.ok()) return fail(added);
+    LogInfo("loaded '" + id + "' (" + runtime + ", " + std::to_string(loaded->threads) +
             " threads)");
   }
   srv.SetReady();
@@ -421,10 +412,7 @@ int RunServe(ServeArgs given) {
     return ExitCodeFor(resolved.status());
   }
   const ServeArgs& args = resolved.value();
-  if (args.workload == "predictive" ||
-      (args.workload == "auto" && LooksPredictive(args.model.path))) {
-    return RunPredictive(args);
-  }
+  if (IsPredictive(args)) return RunPredictive(args);
   sigset_t signals;
   BlockSignals(&signals);
 
@@ -463,8 +451,7 @@ Result<ModelToServe> ResolveModelToServe(const std::string& spec, server::ModelO
   if (!resolved.ok()) return resolved.status();
   ModelToServe out;
   out.options = resolved->model;
-  out.predictive = resolved->workload == "predictive" ||
-                   (resolved->workload == "auto" && LooksPredictive(resolved->model.path));
+  out.predictive = IsPredictive(*resolved);
   return out;
 }
 

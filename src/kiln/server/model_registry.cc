@@ -129,12 +129,20 @@ Status ModelRegistry::Unload(const std::string& name, std::chrono::milliseconds 
   std::unique_ptr<RegisteredModel> freed;
   {
     std::unique_lock lock(mu_);
+    if (closing_) return Status::Unavailable("the server is shutting down");
     auto it = slots_.find(name);
     if (it == slots_.end() || it->second.unloading) {
       return Status::NotFound("no model '" + name + "' is loaded");
     }
     it->second.unloading = true;  // new requests for it are refused from now on
-    const bool drained = released_.wait_for(lock, deadline, [&] { return it->second.holds == 0; });
+    ++unloads_;
+    const bool drained =
+        released_.wait_for(lock, deadline, [&] { return closing_ || it->second.holds == 0; });
+    --unloads_;
+    if (closing_) {
+      released_.notify_all();  // Clear waits for the unloads to give up
+      return Status::Unavailable("the server is shutting down");
+    }
     if (!drained) {
       it->second.unloading = false;
       return Status::Unavailable("'" + name + "' still has " + std::to_string(it->second.requests) +
@@ -150,7 +158,10 @@ Status ModelRegistry::Unload(const std::string& name, std::chrono::milliseconds 
 void ModelRegistry::Clear() {
   std::map<std::string, Slot> slots;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    closing_ = true;
+    released_.notify_all();
+    released_.wait(lock, [&] { return unloads_ == 0; });
     slots.swap(slots_);
   }
   for (auto& [name, slot] : slots) Free(std::move(slot.model));

@@ -83,7 +83,8 @@ class ModelRegistry {
   // stops and frees the model (on this thread). NotFound when it is not loaded; Unavailable when
   // requests were still running at the deadline (the model then stays loaded).
   Status Unload(const std::string& name, std::chrono::milliseconds deadline);
-  // Stops every model's engine and worker (at shutdown, after requests finished).
+  // Stops every model's engine and worker (at shutdown, after requests finished); an Unload still
+  // waiting gives up first.
   void Clear();
 
  private:
@@ -99,6 +100,8 @@ class ModelRegistry {
 
   mutable std::mutex mu_;
   std::condition_variable released_;
+  int unloads_ = 0;                    // Unload calls waiting
+  bool closing_ = false;               // Clear has begun
   std::map<std::string, Slot> slots_;  // by name
 };
 

@@ -252,4 +252,17 @@ ojson ModelMetadata(const predict::PredictiveModel& model, const std::string& mo
           {"outputs", outputs}};
 }
 
+bool SplitModelPath(const std::string& path, std::string* name, std::string* rest) {
+  const std::string prefix = "/v2/models/";
+  if (path.rfind(prefix, 0) != 0) return false;
+  *rest = path.substr(prefix.size());
+  *name = rest->substr(0, rest->find('/'));
+  *rest = rest->substr(name->size());
+  if (rest->rfind("/versions/", 0) == 0) {
+    const size_t end = rest->find('/', 10);
+    *rest = end == std::string::npos ? "" : rest->substr(end);
+  }
+  return true;
+}
+
 }  // namespace kiln::server::oip

@@ -49,6 +49,10 @@ nlohmann::ordered_json ModelMetadata(const predict::PredictiveModel& model,
                                      const std::string& model_name);
 
 // An error reply as the protocol has it: {"error": "..."}.
+// Splits /v2/models/{name}[/versions/{version}]{rest} into the name and the rest ("", "/ready",
+// "/infer", ...); false for a path not under /v2/models/.
+bool SplitModelPath(const std::string& path, std::string* name, std::string* rest);
+
 HttpResponse Error(int status, const std::string& message);
 
 }  // namespace kiln::server::oip

@@ -419,18 +419,10 @@ void OpenAiServer::HandlePredictive(const HttpRequest& request,
     return;
   }
   if (path.rfind("/v2/", 0) == 0) {
-    const std::string prefix = "/v2/models/";
-    if (path.rfind(prefix, 0) != 0) {
+    std::string name, rest;
+    if (!oip::SplitModelPath(path, &name, &rest)) {
       exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
       return;
-    }
-    // {name}[/versions/{version}][/ready | /infer]
-    std::string rest = path.substr(prefix.size());
-    const std::string name = rest.substr(0, rest.find('/'));
-    rest = rest.substr(name.size());
-    if (rest.rfind("/versions/", 0) == 0) {
-      const size_t end = rest.find('/', 10);
-      rest = end == std::string::npos ? "" : rest.substr(end);
     }
     Lease lease = registry_.Acquire(name);
     if (!lease && LoadOnDemand(name, request, exchange)) return;

@@ -510,18 +510,10 @@ void PredictService::State::HandleV2(const HttpRequest& request,
     }
     return;
   }
-  const std::string prefix = "/v2/models/";
-  if (path.rfind(prefix, 0) != 0) {
+  std::string name, rest;
+  if (!oip::SplitModelPath(path, &name, &rest)) {
     exchange->Respond(oip::Error(404, "no route for " + request.method + " " + path));
     return;
-  }
-  // {name}[/versions/{version}][/ready | /infer]
-  std::string rest = path.substr(prefix.size());
-  std::string name = rest.substr(0, rest.find('/'));
-  rest = rest.substr(name.size());
-  if (rest.rfind("/versions/", 0) == 0) {
-    const size_t end = rest.find('/', 10);
-    rest = end == std::string::npos ? "" : rest.substr(end);
   }
   if (m == nullptr) {
     exchange->Respond(oip::Error(503, "the model is loading"));

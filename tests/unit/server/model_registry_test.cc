@@ -112,6 +112,20 @@ TEST(ModelRegistry, OnlyIdleOnDemandModelsMakeRoom) {
   EXPECT_EQ(registry.LeastRecentlyUsedIdle(), "");  // the pinned model never makes room
 }
 
+TEST(ModelRegistry, ClearEndsAnUnloadThatIsStillWaiting) {
+  ModelRegistry registry;
+  ASSERT_TRUE(registry.Add(Model("a")).ok());
+  ModelRegistry::LeasePtr lease = registry.Acquire("a");  // a request that never ends
+  Status result;
+  std::thread unloader([&] { result = registry.Unload("a", std::chrono::minutes(10)); });
+  while (!registry.Names().empty()) std::this_thread::yield();  // the unload is waiting
+  registry.Clear();
+  unloader.join();
+  EXPECT_EQ(result.code(), StatusCode::kUnavailable) << result.message();
+  lease.reset();  // released by name, after its model is gone
+  EXPECT_EQ(registry.Acquire("a"), nullptr);
+}
+
 TEST(MergeExpositions, EachFamilyOnceWithEveryModelsSamples) {
   const std::string a =
       "# HELP x_total X.\n# TYPE x_total counter\nx_total{model_name=\"a\"} 1\n"
