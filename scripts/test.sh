@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds everything (warnings are errors), runs the C++
-# unit tests (ctest), the Python tests that compare Kiln with reference implementations (pytest),
+# unit tests (ctest), the Kubernetes operator's tests (Go, on a real kube-apiserver and etcd), the
+# Python tests that compare Kiln with reference implementations (pytest),
 # the engine and server tests again under ThreadSanitizer, and a short run of each fuzz target under
 # AddressSanitizer and UBSan.
 #
@@ -22,6 +23,9 @@ export KILN_SMOLLM2_GGUF
 
 log "Tests: C++ unit tests (ctest)"
 ctest --test-dir "$KILN_BUILD_DIR" --output-on-failure -j "$(nproc)"
+
+log "Tests: the Kubernetes operator (envtest on kube-apiserver and etcd, helm lint)"
+bash "$KILN_ROOT/scripts/test_operator.sh"
 
 bash "$KILN_ROOT/scripts/tsan.sh"
 

@@ -109,3 +109,39 @@ def test_added_catalogs_override_by_id_and_bad_ones_are_refused(kiln_bin, tmp_pa
         assert server.client().models.list().data[0].model_extra["runtime"] == "vllm"
     finally:
         server.stop()
+
+
+def test_kiln_catalog_adds_the_helm_charts_catalog(kiln_bin, tmp_path):
+    """The catalog the Kubernetes chart ships is schema-valid, and $KILN_CATALOG (how a pod
+    mounts its model's entry) merges it over the built-in one; a missing file is an error."""
+    chart_catalog = ROOT / "deploy" / "helm" / "kiln" / "catalog.json"
+    doc = json.loads(chart_catalog.read_text())
+    schema = json.loads((ROOT / "docs" / "catalog.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    home = tmp_path / "home"
+    env = {"KILN_HOME": str(home), "KILN_CATALOG": str(chart_catalog)}
+    res = subprocess.run([str(kiln_bin), "catalog", "list", "--output", "json"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    by_id = {m["id"]: m for m in json.loads(res.stdout)["models"]}
+    for entry in doc["models"]:
+        assert by_id[entry["id"]]["uri"] == entry["uri"]
+        assert by_id[entry["id"]]["runtime"] in ("vllm", "onnx-genai")
+    # Every entry with a config plans on a GPU, as the operator plans it.
+    for entry in doc["models"]:
+        if "hfConfig" not in entry:
+            continue
+        config = tmp_path / f"{entry['alias']}.json"
+        config.write_text(json.dumps(entry["hfConfig"]))
+        plan = subprocess.run([str(kiln_bin), "plan", str(config), "--device", "gpu:81559",
+                               "--output", "json"], capture_output=True, text=True)
+        assert plan.returncode == 0, (entry["alias"], plan.stderr)
+        parsed = json.loads(plan.stdout)
+        assert parsed["plan"]["max_model_len"] == entry["contextLength"], entry["alias"]
+        assert "--device" in parsed["serve_args"]
+
+    env["KILN_CATALOG"] = str(tmp_path / "missing.json")
+    res = subprocess.run([str(kiln_bin), "catalog", "list"], capture_output=True, text=True,
+                         env=env)
+    assert res.returncode != 0
+    assert "KILN_CATALOG names" in res.stderr and "missing.json" in res.stderr

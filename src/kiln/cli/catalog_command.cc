@@ -50,6 +50,22 @@ Result<catalog::Catalog> InstalledCatalog() {
     if (f.path().extension() == ".json") files.push_back(f.path());
   }
   std::sort(files.begin(), files.end());  // named in the order they were added
+  // Then the files $KILN_CATALOG names (':'-separated), such as a catalog a Kubernetes ConfigMap
+  // mounts; a file named there must exist.
+  if (const char* extra = std::getenv("KILN_CATALOG"); extra && *extra) {
+    std::string list = extra;
+    for (size_t start = 0; start <= list.size();) {
+      const size_t colon = std::min(list.find(':', start), list.size());
+      if (colon > start) {
+        const fs::path f = list.substr(start, colon - start);
+        if (!fs::is_regular_file(f, ec)) {
+          return Status::NotFound("KILN_CATALOG names " + f.string() + ", which is not a file");
+        }
+        files.push_back(f);
+      }
+      start = colon + 1;
+    }
+  }
   for (const fs::path& f : files) {
     std::ifstream in(f);
     nlohmann::json doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);

@@ -56,7 +56,7 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"name", plan.device.name},
       {"kind", plan.device.kind == DeviceKind::kCpu ? "cpu" : "gpu"},
       {"memory_bytes", plan.device.memory_bytes},
-      {"count", plan.tensor_parallel_size},
+      {"count", plan.tensor_parallel_size * plan.pipeline_parallel_size},
   };
   j["preferences"] = {
       {"memory_utilization",
@@ -68,6 +68,7 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"block_size", prefs.block_size},
       {"enable_prefix_caching", prefs.enable_prefix_caching},
       {"tensor_parallel_size", prefs.tensor_parallel_size},
+      {"pipeline_parallel_size", prefs.pipeline_parallel_size},
       {"quantization", prefs.quantization},
   };
   ordered_json notes = ordered_json::array();
@@ -75,6 +76,7 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
   j["plan"] = {
       {"memory_utilization", plan.memory_utilization},
       {"tensor_parallel_size", plan.tensor_parallel_size},
+      {"pipeline_parallel_size", plan.pipeline_parallel_size},
       {"budget_bytes", plan.budget_bytes},
       {"weight_bytes", plan.weight_bytes},
       {"activation_bytes", plan.activation_bytes},
@@ -92,7 +94,35 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
       {"max_concurrency_at_max_model_len", plan.max_concurrency_at_max_model_len},
       {"notes", notes},
   };
+  j["serve_args"] = PlanToServeArgs(plan);
   return j.dump(2) + "\n";
+}
+
+std::vector<std::string> PlanToServeArgs(const Plan& plan) {
+  const bool cpu = plan.device.kind == DeviceKind::kCpu;
+  std::vector<std::string> args = {"--max-model-len",
+                                   std::to_string(plan.max_model_len),
+                                   "--max-num-seqs",
+                                   std::to_string(plan.max_num_seqs),
+                                   "--max-num-batched-tokens",
+                                   std::to_string(plan.max_num_batched_tokens),
+                                   "--kv-cache-memory",
+                                   std::to_string(plan.kv_cache_bytes),
+                                   "--kv-cache-dtype",
+                                   plan.kv_cache_dtype == KvCacheDtype::kF32
+                                       ? std::string("auto")
+                                       : std::string(KvCacheDtypeName(plan.kv_cache_dtype))};
+  if (!cpu) {
+    args.push_back("--device");
+    args.push_back("cuda");
+  }
+  args.push_back(plan.enable_prefix_caching ? "--enable-prefix-caching"
+                                            : "--no-enable-prefix-caching");
+  if (plan.quantization != "none") {
+    args.push_back("--quantization");
+    args.push_back(plan.quantization);
+  }
+  return args;
 }
 
 std::string PlanToTable(const ModelFacts& model, const Plan& plan) {
@@ -143,8 +173,11 @@ std::string PlanToArgs(const Plan& plan) {
     char util[32];
     std::snprintf(util, sizeof(util), "%g", plan.memory_utilization);
     out += " --gpu-memory-utilization " + std::string(util) + " --tensor-parallel-size " +
-           std::to_string(plan.tensor_parallel_size) + " --block-size " +
-           std::to_string(plan.block_size) + " --kv-cache-dtype " +
+           std::to_string(plan.tensor_parallel_size) +
+           (plan.pipeline_parallel_size > 1
+                ? " --pipeline-parallel-size " + std::to_string(plan.pipeline_parallel_size)
+                : std::string()) +
+           " --block-size " + std::to_string(plan.block_size) + " --kv-cache-dtype " +
            VllmKvCacheDtype(plan.kv_cache_dtype);
   }
   out += plan.enable_prefix_caching ? " --enable-prefix-caching" : " --no-enable-prefix-caching";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "kiln/planner/planner.h"
 
@@ -17,5 +18,8 @@ std::string PlanToTable(const ModelFacts& model, const Plan& plan);
 // On a GPU, vLLM's arguments (`--max-model-len 8192 --max-num-seqs 256 ...`); on the CPU,
 // `kiln serve`'s, which share vLLM's names and take the KV cache as --kv-cache-memory bytes.
 std::string PlanToArgs(const Plan& plan);
+// `kiln serve`'s arguments for the plan, on the CPU and on a GPU (`--device cuda`): the limits,
+// the KV cache as --kv-cache-memory bytes, its dtype. PlanToJson writes them as "serve_args".
+std::vector<std::string> PlanToServeArgs(const Plan& plan);
 
 }  // namespace kiln::planner

@@ -50,21 +50,25 @@ int64_t ActivationBytes(const formats::ModelConfig& c, int64_t batched_tokens) {
 }
 
 Sizes SizeFor(const ModelFacts& model, const Device& device, double utilization, int64_t tp,
-              int64_t kv_dtype_bytes, int64_t block_size, int64_t batched_tokens, bool int8) {
+              int64_t pp, int64_t kv_dtype_bytes, int64_t block_size, int64_t batched_tokens,
+              bool int8) {
   const formats::ModelConfig& c = model.config;
   Sizes s;
   s.budget = static_cast<int64_t>(static_cast<double>(device.memory_bytes) * utilization);
   const bool cpu = device.kind == DeviceKind::kCpu;
   const int64_t weights = int8 ? (cpu ? model.cpu_int8_weight_bytes : model.int8_weight_bytes)
                                : (cpu ? model.cpu_weight_bytes : model.weight_bytes);
-  s.weights = CeilDiv(weights, tp);
+  // Tensor parallelism splits every matrix, pipeline parallelism the layers: each GPU holds
+  // 1 / (tp x pp) of the weights, and the KV cache of its stage's layers.
+  s.weights = CeilDiv(weights, tp * pp);
+  const int64_t layers = CeilDiv(c.num_hidden_layers, pp);
   s.activations = ActivationBytes(c, batched_tokens);
   // As vLLM: each GPU holds num_kv_heads / tp heads, at least one (replicated when tp > heads).
   const int64_t kv_heads = std::max<int64_t>(1, c.num_key_value_heads / tp);
-  s.kv_per_token = 2 * c.num_hidden_layers * kv_heads * c.head_dim * kv_dtype_bytes;
+  s.kv_per_token = 2 * layers * kv_heads * c.head_dim * kv_dtype_bytes;
   // Kiln's CPU fp8 cache keeps one f32 scale per token and head (vLLM's GPU one, per layer).
   if (device.kind == DeviceKind::kCpu && kv_dtype_bytes == 1) {
-    s.kv_per_token += 2 * c.num_hidden_layers * kv_heads * 4;
+    s.kv_per_token += 2 * layers * kv_heads * 4;
   }
   const int64_t free = s.budget - s.weights - s.activations;
   s.kv_blocks = free > 0 ? free / (block_size * s.kv_per_token) : 0;
@@ -113,7 +117,20 @@ Result<Device> DeviceByName(const std::string& name, const std::string& meminfo_
     KILN_ASSIGN_OR_RETURN(int64_t ram, ReadMemTotal(meminfo_path));
     return Device{"cpu", DeviceKind::kCpu, ram};
   }
-  std::string known = "cpu";
+  // "cpu:<MiB>" or "gpu:<MiB>": a device of that much memory (a pod's memory limit; a GPU's
+  // memory as nvidia.com/gpu.memory node labels state it).
+  if (name.rfind("cpu:", 0) == 0 || name.rfind("gpu:", 0) == 0) {
+    const std::string mib = name.substr(4);
+    char* end = nullptr;
+    const long long n = std::strtoll(mib.c_str(), &end, 10);
+    if (mib.empty() || *end != '\0' || n <= 0 || n > (1LL << 40)) {
+      return Status::InvalidArgument("device '" + name +
+                                     "': expected cpu:<MiB> or gpu:<MiB> with a positive count");
+    }
+    const bool gpu = name[0] == 'g';
+    return Device{name, gpu ? DeviceKind::kGpu : DeviceKind::kCpu, n * 1024 * 1024};
+  }
+  std::string known = "cpu, cpu:<MiB>, gpu:<MiB>";
   for (const Device& d : KnownGpus()) {
     if (d.name == name) return d;
     known += ", " + d.name;
@@ -158,7 +175,8 @@ Status SetPreference(const std::string& key, const std::string& value, Preferenc
     }
     prefs->memory_utilization = f;
   } else if (key == "max_model_len" || key == "max_num_seqs" || key == "max_num_batched_tokens" ||
-             key == "block_size" || key == "tensor_parallel_size") {
+             key == "block_size" || key == "tensor_parallel_size" ||
+             key == "pipeline_parallel_size") {
     KILN_ASSIGN_OR_RETURN(int64_t n, ParseInt(key, value));
     if (n < 1) return Status::InvalidArgument(key + ": must be at least 1, got " + value);
     if (key == "max_model_len") prefs->max_model_len = n;
@@ -172,6 +190,7 @@ Status SetPreference(const std::string& key, const std::string& value, Preferenc
       prefs->block_size = n;
     }
     if (key == "tensor_parallel_size") prefs->tensor_parallel_size = n;
+    if (key == "pipeline_parallel_size") prefs->pipeline_parallel_size = n;
   } else if (key == "kv_cache_dtype") {
     if (value == "auto") {
       prefs->kv_cache_dtype = KvCacheDtype::kAuto;
@@ -203,7 +222,8 @@ Status SetPreference(const std::string& key, const std::string& value, Preferenc
     return Status::InvalidArgument(
         "unknown preference '" + key +
         "'; known: max_model_len, max_num_seqs, max_num_batched_tokens, kv_cache_dtype, "
-        "block_size, enable_prefix_caching, tensor_parallel_size, quantization, "
+        "block_size, enable_prefix_caching, tensor_parallel_size, pipeline_parallel_size, "
+        "quantization, "
         "memory_utilization (gpu_memory_utilization)");
   }
   return Status::Ok();
@@ -234,6 +254,20 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
     return Status::InvalidArgument("tensor_parallel_size " +
                                    std::to_string(plan.tensor_parallel_size) +
                                    ": the CPU runtime runs on one device");
+  }
+  plan.pipeline_parallel_size = prefs.pipeline_parallel_size;
+  if (plan.pipeline_parallel_size < 1) {
+    return Status::InvalidArgument("pipeline_parallel_size must be at least 1");
+  }
+  if (cpu && plan.pipeline_parallel_size != 1) {
+    return Status::InvalidArgument("pipeline_parallel_size " +
+                                   std::to_string(plan.pipeline_parallel_size) +
+                                   ": the CPU runtime runs on one device");
+  }
+  if (plan.pipeline_parallel_size > c.num_hidden_layers) {
+    return Status::InvalidArgument(
+        "pipeline_parallel_size " + std::to_string(plan.pipeline_parallel_size) +
+        " exceeds the model's " + std::to_string(c.num_hidden_layers) + " layers");
   }
   if (c.num_attention_heads % plan.tensor_parallel_size != 0) {
     return Status::InvalidArgument("tensor_parallel_size " +
@@ -282,8 +316,9 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
   const int64_t needed_blocks = CeilDiv(needed_len, plan.block_size);
   const int64_t dtype_bytes = KvCacheDtypeBytes(plan.kv_cache_dtype);
   auto size_for = [&](int64_t tp) {
-    return SizeFor(model, device, plan.memory_utilization, tp, dtype_bytes, plan.block_size,
-                   plan.max_num_batched_tokens, plan.quantization == "int8");
+    return SizeFor(model, device, plan.memory_utilization, tp, plan.pipeline_parallel_size,
+                   dtype_bytes, plan.block_size, plan.max_num_batched_tokens,
+                   plan.quantization == "int8");
   };
   const Sizes s = size_for(plan.tensor_parallel_size);
   if (s.kv_blocks < needed_blocks) {

@@ -92,8 +92,9 @@ struct Preferences {
   KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;  // auto: f32 on the CPU, bf16 on a GPU
   int64_t block_size = 16;
   bool enable_prefix_caching = true;
-  int64_t tensor_parallel_size = 1;   // GPUs that split the weights and the KV cache
-  std::string quantization = "none";  // vLLM's --quantization: none or int8
+  int64_t tensor_parallel_size = 1;    // GPUs that split the weights and the KV cache
+  int64_t pipeline_parallel_size = 1;  // stages that split the layers (and their KV cache)
+  std::string quantization = "none";   // vLLM's --quantization: none or int8
 };
 
 // Sets one preference from `key=value` text (vLLM's snake_case key; kv_cache_dtype also takes
@@ -110,8 +111,10 @@ struct Plan {
   Device device;
   double memory_utilization = 0;
   int64_t tensor_parallel_size = 1;
+  int64_t pipeline_parallel_size = 1;
   int64_t budget_bytes = 0;  // per device: memory x memory_utilization
-  // Per device below (each of tensor_parallel_size GPUs holds this much).
+  // Per device below (each of tensor_parallel_size x pipeline_parallel_size GPUs holds this
+  // much).
   int64_t weight_bytes = 0;
   int64_t activation_bytes = 0;
   int64_t kv_bytes_per_token = 0;

@@ -248,6 +248,27 @@ TEST(MakePlan, RejectsWhatCannotBeServed) {
   fails(Gpu("l4"), "kv_cache_dtype=f32", "bf16 or fp8_e4m3");
   fails(Gpu("l4"), "tensor_parallel_size=2", "does not divide the model's 9 attention heads");
   fails(Gpu("l4"), "max_num_seqs=512 max_num_batched_tokens=256", "less than max_num_seqs");
+  fails(Cpu(16 * kGiB), "pipeline_parallel_size=2", "one device");
+  fails(Gpu("l4"), "pipeline_parallel_size=31", "exceeds the model's 30 layers");
+}
+
+TEST(MakePlan, PipelineParallelismSplitsLayersAndWeights) {
+  // Llama-3.1-8B: 32 layers. Two stages each hold half the weights and 16 layers' KV cache; with
+  // tensor parallelism 2 as well, four GPUs hold a quarter of the weights each.
+  ModelFacts f = FactsFromConfig(Llama31_8B(), "llama");
+  Plan one = MakePlan(f, Gpu("l4"), {}).value();
+  Plan pp2 = MakePlan(f, Gpu("l4"), Parse("pipeline_parallel_size=2")).value();
+  EXPECT_EQ(pp2.pipeline_parallel_size, 2);
+  EXPECT_EQ(pp2.weight_bytes, (one.weight_bytes + 1) / 2);
+  EXPECT_EQ(pp2.kv_bytes_per_token * 2, one.kv_bytes_per_token);
+  Plan both =
+      MakePlan(f, Gpu("l4"), Parse("tensor_parallel_size=2 pipeline_parallel_size=2")).value();
+  EXPECT_EQ(both.weight_bytes, (one.weight_bytes + 3) / 4);
+  EXPECT_NE(PlanToArgs(both).find("--tensor-parallel-size 2 --pipeline-parallel-size 2 "),
+            std::string::npos)
+      << PlanToArgs(both);
+  EXPECT_NE(PlanToJson(f, Parse("pipeline_parallel_size=2"), pp2).find("\"count\": 2"),
+            std::string::npos);
 }
 
 TEST(MakePlan, StepBudgetRisesToMaxNumSeqs) {
@@ -290,6 +311,18 @@ TEST(Devices, KnownGpusAndMeminfo) {
   std::ofstream(path) << "MemFree: 1000 kB\n";
   EXPECT_FALSE(ReadMemTotal(path).ok());
   EXPECT_TRUE(ReadMemTotal("/proc/meminfo").ok());
+
+  Result<Device> pod = DeviceByName("cpu:4096");
+  ASSERT_TRUE(pod.ok()) << pod.status().ToString();
+  EXPECT_EQ(pod.value().kind, DeviceKind::kCpu);
+  EXPECT_EQ(pod.value().memory_bytes, 4096 * kMiB);
+  Result<Device> gpu = DeviceByName("gpu:81559");
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  EXPECT_EQ(gpu.value().kind, DeviceKind::kGpu);
+  EXPECT_EQ(gpu.value().memory_bytes, 81559 * kMiB);
+  for (const char* bad : {"gpu:", "gpu:-1", "gpu:0", "cpu:12x", "tpu:100"}) {
+    EXPECT_FALSE(DeviceByName(bad).ok()) << bad;
+  }
 }
 
 TEST(ReadModelFacts, BareConfigJson) {
@@ -326,6 +359,22 @@ TEST(PlanOutput, ArgsCarryThePlan) {
   const std::string json = PlanToJson(f, prefs, p);
   EXPECT_NE(json.find("\"format_version\": 1"), std::string::npos);
   EXPECT_NE(json.find("\"kv_blocks\": " + std::to_string(p.kv_blocks)), std::string::npos);
+  EXPECT_NE(json.find("\"serve_args\": ["), std::string::npos);
+
+  const std::vector<std::string> cpu_args = PlanToServeArgs(cpu);
+  const std::vector<std::string> want_cpu = {
+      "--max-model-len",          "8192",
+      "--max-num-seqs",           "16",
+      "--max-num-batched-tokens", "2048",
+      "--kv-cache-memory",        std::to_string(cpu.kv_cache_bytes),
+      "--kv-cache-dtype",         "auto",
+      "--enable-prefix-caching"};
+  EXPECT_EQ(cpu_args, want_cpu);
+  const std::vector<std::string> gpu_args = PlanToServeArgs(p);
+  ASSERT_GE(gpu_args.size(), 12u);
+  EXPECT_EQ(gpu_args[9], "fp8_e4m3");
+  EXPECT_EQ(gpu_args[10], "--device");
+  EXPECT_EQ(gpu_args[11], "cuda");
 }
 
 }  // namespace

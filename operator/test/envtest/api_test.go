@@ -1,0 +1,116 @@
+package envtest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+)
+
+// readManifest reads one YAML object.
+func readManifest(t *testing.T, path string) *unstructured.Unstructured {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return obj
+}
+
+// placeholder matches the <...> values the documentation leaves for the reader to fill in.
+var placeholder = regexp.MustCompile(`<[^>]*>`)
+
+// fillPlaceholders replaces each <...> in string values with a DNS-safe word, as a reader of
+// the documentation would.
+func fillPlaceholders(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = fillPlaceholders(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = fillPlaceholders(e)
+		}
+	case string:
+		return placeholder.ReplaceAllString(x, "example")
+	}
+	return v
+}
+
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// Foundry Local's documented manifests, with only apiVersion changed (and the documentation's
+// <placeholders> filled in), are accepted by the API server under strict field validation.
+func TestFoundryManifestsAccepted(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "foundry", "*.yaml"))
+	if err != nil || len(files) < 18 {
+		t.Fatalf("want the 18 documented examples, found %d (%v)", len(files), err)
+	}
+	ensureNamespace(t, "foundry-local-operator")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			obj := readManifest(t, f)
+			if got := obj.GetAPIVersion(); got != "foundrylocal.azure.com/v1" {
+				t.Fatalf("the fixture should be Foundry's own manifest, apiVersion %q", got)
+			}
+			obj.SetAPIVersion("kiln.dev/v1alpha1")
+			obj.Object = fillPlaceholders(obj.Object).(map[string]any)
+			if obj.GetNamespace() == "" {
+				obj.SetNamespace("foundry-local-operator")
+			}
+			err := k8s.Create(context.Background(), obj, client.DryRunAll, client.FieldValidation("Strict"))
+			if err != nil {
+				t.Fatalf("the API server refused %s: %v", filepath.Base(f), err)
+			}
+		})
+	}
+}
+
+// Invalid manifests are refused with a message that names the field; each fixture's first line
+// holds the message expected.
+func TestInvalidManifestsRefused(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "invalid", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatal("no invalid fixtures")
+	}
+	ensureNamespace(t, "invalid")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, _ := os.ReadFile(f)
+			first, _, _ := strings.Cut(string(raw), "\n")
+			want := strings.TrimPrefix(first, "# want: ")
+			if want == first {
+				t.Fatal("the fixture's first line must be '# want: <message>'")
+			}
+			obj := readManifest(t, f)
+			obj.SetNamespace("invalid")
+			err := k8s.Create(context.Background(), obj, client.DryRunAll, client.FieldValidation("Strict"))
+			if err == nil {
+				t.Fatalf("the API server accepted %s", filepath.Base(f))
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("refused, but the message does not say %q:\n%v", want, err)
+			}
+		})
+	}
+}
