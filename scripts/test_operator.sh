@@ -32,5 +32,6 @@ log "Operator: helm lint and helm template ($("$BIN/helm" version --short))"
   --set gateway.name=inference-gateway,apiKeys.enabled=false >/dev/null
 
 log "Operator: Go tests on kube-apiserver and etcd (envtest)"
-KUBEBUILDER_ASSETS="$BIN" KILN_BINARY="$KILN_BINARY" go test -count=1 ./... "$@"
+KUBEBUILDER_ASSETS="$BIN" KUBE_TOOLS="$(dirname "$BIN")" KILN_BINARY="$KILN_BINARY" \
+  go test -count=1 -timeout 20m ./... "$@"
 log "Operator: all passed"

@@ -44,6 +44,9 @@ const (
 // (GPUs freed on a node, a registry) is looked at again.
 const pendingRecheck = 30 * time.Second
 
+// cacheRecheck is how soon a deployment waiting for its model cache is looked at again.
+const cacheRecheck = 5 * time.Second
+
 const indexModelRef = "spec.model.ref"
 
 // ModelDeploymentReconciler turns a ModelDeployment into a model cache, a Deployment of Kiln
@@ -158,7 +161,9 @@ func (r *ModelDeploymentReconciler) reconcile(ctx context.Context, md *kilnv1.Mo
 		r.setCondition(md, st, CondAvailable, metav1.ConditionFalse, "WaitingForCache",
 			"the server starts once the model is in its cache", gen)
 		setState(st, kilnv1.StateCreating, cacheMsg)
-		return ctrl.Result{}, nil
+		// The Job's progress re-queues this deployment; a cache still being deleted (its last
+		// owner went away) does not, so look again shortly.
+		return ctrl.Result{RequeueAfter: cacheRecheck}, nil
 	}
 	r.setCondition(md, st, CondCached, metav1.ConditionTrue, "Cached", cacheMsg, gen)
 
@@ -415,6 +420,15 @@ func (r *ModelDeploymentReconciler) ensureCache(ctx context.Context, md *kilnv1.
 		return false, "", false, err
 	}
 	job := RenderPullJob(md, res, &r.Options)
+	if live.Annotations[AnnotationCached] == res.URI {
+		// Pulled before. The Job, if still there, is no longer needed: its finished pod would
+		// otherwise hold the claim (and so its deletion) as long as the Job exists.
+		if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
+			!apierrors.IsNotFound(err) {
+			return false, "", false, err
+		}
+		return true, fmt.Sprintf("%s is in volume claim %s", res.URI, pvc.Name), false, nil
+	}
 	var liveJob batchv1.Job
 	err = r.Get(ctx, client.ObjectKeyFromObject(job), &liveJob)
 	if apierrors.IsNotFound(err) {
@@ -439,6 +453,22 @@ func (r *ModelDeploymentReconciler) ensureCache(ctx context.Context, md *kilnv1.
 		}
 		switch c.Type {
 		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
+			// Record the pull on the claim, then let the Job go.
+			if live.Annotations == nil {
+				live.Annotations = map[string]string{}
+			}
+			live.Annotations[AnnotationCached] = res.URI
+			if err := r.Update(ctx, &live); err != nil {
+				return false, "", false, err
+			}
+			if r.Recorder != nil {
+				r.Recorder.Eventf(md, &live, corev1.EventTypeNormal, "Cached", "Pull", "%s is in volume claim %s",
+					res.URI, live.Name)
+			}
+			if err := r.Delete(ctx, &liveJob, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
+				!apierrors.IsNotFound(err) {
+				return false, "", false, err
+			}
 			return true, fmt.Sprintf("%s is in volume claim %s", res.URI, pvc.Name), false, nil
 		case batchv1.JobFailed:
 			return false, fmt.Sprintf("pulling %s failed (Job %s: %s); see `kubectl logs job/%s`. "+

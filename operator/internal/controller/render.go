@@ -30,12 +30,16 @@ const (
 	// AnnotationSpecHash is the hash of what the operator rendered; an object whose hash matches
 	// is left alone, so a reconcile with nothing changed writes nothing.
 	AnnotationSpecHash = "kiln.dev/spec-hash"
-	ManagerName        = "kiln-operator"
+	// AnnotationCached on a cache volume claim is the URI its pull Job finished fetching.
+	AnnotationCached = "kiln.dev/cached"
+	ManagerName      = "kiln-operator"
 
 	// GPUResource is the extended resource GPU pods ask for.
 	GPUResource = corev1.ResourceName("nvidia.com/gpu")
 	// GPUMemoryLabel is the per-GPU memory in MiB that GPU feature discovery puts on nodes.
 	GPUMemoryLabel = "nvidia.com/gpu.memory"
+	// GPUPresentLabel marks GPU nodes (GPU feature discovery).
+	GPUPresentLabel = "nvidia.com/gpu.present"
 	// GPUProductLabel names the GPU model.
 	GPUProductLabel = "nvidia.com/gpu.product"
 
@@ -265,6 +269,12 @@ func RenderDeployment(md *kilnv1.ModelDeployment, r *Resolved, s *Sizing, opts *
 		Tolerations:  append([]corev1.Toleration(nil), md.Spec.Tolerations...),
 		Affinity:     md.Spec.Affinity.DeepCopy(),
 	}
+	if md.Spec.Compute == "cpu" {
+		// Keep CPU models off GPU nodes while other nodes have room (preferred, so a cluster of
+		// GPU nodes alone still runs them).
+		addPreferredNodeTerm(&pod, corev1.NodeSelectorRequirement{
+			Key: GPUPresentLabel, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"true"}})
+	}
 	if md.Spec.Compute == "gpu" {
 		// GPU nodes carry the nvidia.com/gpu taint; GPU pods tolerate it.
 		pod.Tolerations = append(pod.Tolerations, corev1.Toleration{
@@ -288,6 +298,19 @@ func RenderDeployment(md *kilnv1.ModelDeployment, r *Resolved, s *Sizing, opts *
 		},
 	}
 	return d
+}
+
+func addPreferredNodeTerm(pod *corev1.PodSpec, req corev1.NodeSelectorRequirement) {
+	if pod.Affinity == nil {
+		pod.Affinity = &corev1.Affinity{}
+	}
+	if pod.Affinity.NodeAffinity == nil {
+		pod.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	na := pod.Affinity.NodeAffinity
+	na.PreferredDuringSchedulingIgnoredDuringExecution = append(na.PreferredDuringSchedulingIgnoredDuringExecution,
+		corev1.PreferredSchedulingTerm{Weight: 100, Preference: corev1.NodeSelectorTerm{
+			MatchExpressions: []corev1.NodeSelectorRequirement{req}}})
 }
 
 func addRequiredNodeTerm(pod *corev1.PodSpec, req corev1.NodeSelectorRequirement) {
@@ -379,6 +402,9 @@ func RenderPullJob(md *kilnv1.ModelDeployment, r *Resolved, opts *Options) *batc
 		ObjectMeta: metav1.ObjectMeta{Name: pullJobName(r), Namespace: md.Namespace, Labels: labels},
 		Spec: batchv1.JobSpec{
 			BackoffLimit: ptr.To(int32(4)),
+			// The operator deletes a finished Job once it recorded the pull on the claim; this
+			// removes one it could not (a failed pull stays an hour for its logs).
+			TTLSecondsAfterFinished: ptr.To(int32(3600)),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
