@@ -423,9 +423,12 @@ func (r *ModelDeploymentReconciler) ensureCache(ctx context.Context, md *kilnv1.
 	if live.Annotations[AnnotationCached] == res.URI {
 		// Pulled before. The Job, if still there, is no longer needed: its finished pod would
 		// otherwise hold the claim (and so its deletion) as long as the Job exists.
-		if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
-			!apierrors.IsNotFound(err) {
-			return false, "", false, err
+		var old batchv1.Job
+		if err := r.Get(ctx, client.ObjectKeyFromObject(job), &old); err == nil && old.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, &old, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
+				!apierrors.IsNotFound(err) {
+				return false, "", false, err
+			}
 		}
 		return true, fmt.Sprintf("%s is in volume claim %s", res.URI, pvc.Name), false, nil
 	}

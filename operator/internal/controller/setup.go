@@ -27,12 +27,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if cat.Key == "" {
 		cat.Key = "catalog.json"
 	}
+	writer := countingClient{mgr.GetClient()}
 	md := &ModelDeploymentReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("kiln-operator"),
+		Client: writer, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("kiln-operator"),
 		Catalog: cat, Planner: cfg.Planner, Options: cfg.Options, Gateway: GatewayServed(mgr.GetRESTMapper()),
 	}
 	if err := md.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
-	return (&ModelReconciler{Client: mgr.GetClient(), Catalog: cat}).SetupWithManager(mgr)
+	return (&ModelReconciler{Client: writer, Catalog: cat}).SetupWithManager(mgr)
 }

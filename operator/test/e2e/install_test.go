@@ -190,7 +190,7 @@ func (o *operatorProcess) start() error {
 	}
 	done := make(chan struct{})
 	o.mu.Lock()
-	o.cmd, o.done = cmd, done
+	o.cmd, o.done, o.stopping = cmd, done, false
 	o.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
