@@ -31,7 +31,13 @@ log "Operator: helm lint and helm template ($("$BIN/helm" version --short))"
 "$BIN/helm" template kiln "$CHART" --namespace kiln-system \
   --set gateway.name=inference-gateway,apiKeys.enabled=false >/dev/null
 
-log "Operator: Go tests on kube-apiserver and etcd (envtest)"
+# The Gateway API's CRDs (HTTPRoute), from its Go module.
+GATEWAY_API_VERSION=v1.4.0
+KILN_GATEWAY_API_CRDS="$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+  sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/config/crd/standard"
+export KILN_GATEWAY_API_CRDS
+
+log "Operator: Go tests on kube-apiserver and etcd (envtest), and on a control plane with kwok nodes (e2e)"
 KUBEBUILDER_ASSETS="$BIN" KUBE_TOOLS="$(dirname "$BIN")" KILN_BINARY="$KILN_BINARY" \
   go test -count=1 -timeout 20m ./... "$@"
 log "Operator: all passed"

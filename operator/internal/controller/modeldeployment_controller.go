@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -601,7 +602,7 @@ func (r *ModelDeploymentReconciler) SetupWithManager(ctx context.Context, mgr ct
 				a.Spec.Unschedulable != b.Spec.Unschedulable || nodeReady(a) != nodeReady(b)
 		},
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&kilnv1.ModelDeployment{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
@@ -609,9 +610,14 @@ func (r *ModelDeploymentReconciler) SetupWithManager(ctx context.Context, mgr ct
 		Watches(&corev1.PersistentVolumeClaim{}, pvcToDeployments).
 		Watches(&batchv1.Job{}, jobToDeployments).
 		Watches(&kilnv1.Model{}, modelToDeployments).
-		Watches(&corev1.Node{}, nodeToWaiting, builder.WithPredicates(nodeChanged)).
-		Named("modeldeployment").
-		Complete(r)
+		Watches(&corev1.Node{}, nodeToWaiting, builder.WithPredicates(nodeChanged))
+	if r.Gateway != nil && r.Gateway() {
+		// A gateway accepting a route changes the deployment's endpointReady.
+		route := &unstructured.Unstructured{}
+		route.SetGroupVersionKind(HTTPRouteKind)
+		b = b.Owns(route)
+	}
+	return b.Named("modeldeployment").Complete(r)
 }
 
 // deploymentsUsing are the ModelDeployments that own `pvc`, or that use the Model owning it.

@@ -431,6 +431,26 @@ spec:
 	if err == nil || !strings.Contains(err.Error(), "spec.resources.limits.gpu") {
 		t.Fatalf("want a refusal naming spec.resources.limits.gpu, got %v", err)
 	}
+	// The chart's admission policy refuses a catalog model without a CPU variant on compute cpu
+	// (Kiln's vllm runtime runs on CPUs, but not a model the catalog offers only for GPUs).
+	onCPU := &kilnv1.ModelDeployment{}
+	_ = yaml.Unmarshal([]byte(`
+metadata: {name: mistral-cpu, namespace: e2e-invalid}
+spec:
+  model: {catalog: {name: Mistral-7B}}
+  workloadType: generative
+  compute: cpu
+  runtime: vllm
+`), onCPU)
+	err = k8s.Create(context.Background(), onCPU)
+	if err == nil || !strings.Contains(err.Error(), "spec.compute: catalog model Mistral-7B runs only on GPUs") {
+		t.Fatalf("want the admission policy's refusal, got %v", err)
+	}
+	onCPU.Spec.Model.Catalog.Name = "qwen2.5-7b" // has a CPU variant: accepted
+	onCPU.ResourceVersion = ""
+	if err := k8s.Create(context.Background(), onCPU, client.DryRunAll); err != nil {
+		t.Fatalf("a model with a CPU variant on compute cpu: %v", err)
+	}
 }
 
 // Faults: the operator killed in the middle of reconciling a batch of deployments and started

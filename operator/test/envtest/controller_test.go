@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -221,15 +222,19 @@ spec:
   workloadType: generative
   compute: cpu
 `)
-	got := waitCondition(t, md, controller.CondModelResolved, metav1.ConditionFalse, "ModelNotAvailable")
-	if !strings.Contains(got.Status.Message, `Secret "regcred"`) {
-		t.Fatalf("message %q should say what the Model waits for", got.Status.Message)
-	}
+	waitCondition(t, md, controller.CondModelResolved, metav1.ConditionFalse, "ModelNotAvailable")
+	// Once the Model controller has looked, the deployment's message says what the Model waits for.
+	eventually(t, 30*time.Second, "the Model's reason in the deployment's message", func() error {
+		if got := getDeployment(t, md); !strings.Contains(got.Status.Message, `Secret "regcred"`) {
+			return fmt.Errorf("message %q", got.Status.Message)
+		}
+		return nil
+	})
 	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "byo"},
 		StringData: map[string]string{"username": "u", "password": "p"}}); err != nil {
 		t.Fatal(err)
 	}
-	got = waitCondition(t, md, controller.CondModelResolved, metav1.ConditionTrue, "Resolved")
+	got := waitCondition(t, md, controller.CondModelResolved, metav1.ConditionTrue, "Resolved")
 	if got.Status.ResolvedModel.URI != "oci://registry.example.com/models/my-model:v1" || got.Status.Runtime != "onnx-genai" {
 		t.Fatalf("resolved %+v runtime %s", got.Status.ResolvedModel, got.Status.Runtime)
 	}
@@ -344,4 +349,79 @@ func addNode(t *testing.T, name string, gpus int64, memMiB string, taints []core
 	if err := k8s.Update(ctx, node); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// endpoint.exposure external makes an HTTPRoute on the configured Gateway (path prefix rewritten,
+// host, annotations, the deprecated endpoint.annotations read as gatewayAnnotations); the
+// endpoint is ready once the gateway accepts the route; exposure internal removes it.
+func TestExternalExposure(t *testing.T) {
+	ctx := context.Background()
+	md := newDeployment(t, "exposure", `
+metadata: {name: phi}
+spec:
+  model: {custom: {registry: registry.example.com, repository: models/phi, tag: "1"}}
+  workloadType: generative
+  compute: cpu
+  endpoint:
+    exposure: external
+    host: phi.example.com
+    path: /phi-4
+    gatewayAnnotations: {networking.istio.io/timeout: "600s"}
+    annotations: {legacy.example.com/kept: "yes"}
+`)
+	finishJob(t, cacheJob(t, md))
+	markReady(t, serverDeployment(t, md), 1)
+	route := &unstructured.Unstructured{}
+	route.SetGroupVersionKind(controller.HTTPRouteKind)
+	eventually(t, 30*time.Second, "the HTTPRoute", func() error {
+		return k8s.Get(ctx, types.NamespacedName{Namespace: "exposure", Name: "phi"}, route)
+	})
+	spec := route.Object["spec"].(map[string]any)
+	parent := spec["parentRefs"].([]any)[0].(map[string]any)
+	rule := spec["rules"].([]any)[0].(map[string]any)
+	match := rule["matches"].([]any)[0].(map[string]any)["path"].(map[string]any)
+	rewrite := rule["filters"].([]any)[0].(map[string]any)["urlRewrite"].(map[string]any)["path"].(map[string]any)
+	backend := rule["backendRefs"].([]any)[0].(map[string]any)
+	if parent["name"] != "inference-gateway" || parent["namespace"] != "gateway-system" ||
+		match["type"] != "PathPrefix" || match["value"] != "/phi-4" || rewrite["replacePrefixMatch"] != "/" ||
+		backend["name"] != "phi" || fmt.Sprint(backend["port"]) != "8080" ||
+		spec["hostnames"].([]any)[0] != "phi.example.com" {
+		t.Fatalf("HTTPRoute spec %v", spec)
+	}
+	if a := route.GetAnnotations(); a["networking.istio.io/timeout"] != "600s" || a["legacy.example.com/kept"] != "yes" {
+		t.Fatalf("annotations %v", a)
+	}
+	got := waitState(t, md, kilnv1.StateRunning)
+	if got.Status.ExternalEndpoint != "http://phi.example.com/phi-4" || got.Status.EndpointReady {
+		t.Fatalf("before the gateway accepts it: %+v", got.Status)
+	}
+	// The gateway accepts the route (envtest runs no gateway controller: the test writes its
+	// status as one would).
+	_ = unstructured.SetNestedSlice(route.Object, []any{map[string]any{
+		"parentRef":      map[string]any{"name": "inference-gateway", "namespace": "gateway-system"},
+		"controllerName": "example.com/gateway-controller",
+		"conditions": []any{map[string]any{"type": "Accepted", "status": "True", "reason": "Accepted",
+			"message": "", "lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339), "observedGeneration": route.GetGeneration()}},
+	}}, "status", "parents")
+	if err := k8s.Status().Update(ctx, route); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "endpointReady", func() error {
+		if g := getDeployment(t, md); !g.Status.EndpointReady || !g.Status.HTTPRouteReady {
+			return fmt.Errorf("%+v", g.Status)
+		}
+		return nil
+	})
+	got = getDeployment(t, md)
+	got.Spec.Endpoint.Exposure = "internal"
+	if err := k8s.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the HTTPRoute removed", func() error {
+		err := k8s.Get(ctx, types.NamespacedName{Namespace: "exposure", Name: "phi"}, route)
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
 }

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	for _, v := range []string{"KUBEBUILDER_ASSETS", "KILN_BINARY"} {
+	for _, v := range []string{"KUBEBUILDER_ASSETS", "KILN_BINARY", "KILN_GATEWAY_API_CRDS"} {
 		if os.Getenv(v) == "" {
 			fmt.Fprintf(os.Stderr, "%s is not set: run scripts/test_operator.sh, which builds and names it\n", v)
 			return 1
@@ -56,7 +56,10 @@ func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
 
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "deploy", "helm", "kiln", "crds")},
+		// Kiln's CRDs, and the Gateway API's (the standard channel, from the
+		// sigs.k8s.io/gateway-api module) so external exposure has HTTPRoutes to make.
+		CRDDirectoryPaths: []string{filepath.Join("..", "..", "..", "deploy", "helm", "kiln", "crds"),
+			os.Getenv("KILN_GATEWAY_API_CRDS")},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := env.Start()
@@ -94,6 +97,7 @@ func run(m *testing.M) int {
 		Options: controller.Options{
 			ServerImage: serverImage, ImagePullPolicy: corev1.PullIfNotPresent, APIKeys: true,
 			CacheAccessMode: corev1.ReadWriteOnce, DefaultGPUMemoryMiB: 81559,
+			GatewayName: "inference-gateway", GatewayNamespace: "gateway-system",
 		},
 		Catalog: controller.CatalogRef{Namespace: operatorNamespace, Name: "kiln-catalog", Key: "catalog.json"},
 		Planner: &planner.Planner{Binary: os.Getenv("KILN_BINARY"), Timeout: 30 * time.Second},
