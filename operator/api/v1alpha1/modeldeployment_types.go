@@ -153,13 +153,14 @@ type Endpoint struct {
 	// +optional
 	TLS *EndpointTLS `json:"tls,omitempty"`
 
-	// Enabled is deprecated: true means exposure external, false exposure internal.
+	// Enabled is deprecated: honored only without exposure, true means exposure internal (the
+	// default).
 	// +optional
 	Enabled *bool `json:"enabled,omitempty"`
-	// IngressClassName is deprecated: it names the gateway class of the HTTPRoute's parent.
+	// IngressClassName is deprecated and ignored.
 	// +optional
 	IngressClassName string `json:"ingressClassName,omitempty"`
-	// Annotations is deprecated: it is read as gatewayAnnotations.
+	// Annotations is deprecated and ignored: gatewayAnnotations replace them.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// PathType is deprecated: Prefix or Exact, the HTTPRoute's path match.

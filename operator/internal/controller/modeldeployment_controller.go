@@ -99,17 +99,7 @@ func (r *ModelDeploymentReconciler) reconcile(ctx context.Context, md *kilnv1.Mo
 
 	resolved, err := ResolveModel(ctx, r.Client, r.Catalog, md)
 	if err != nil {
-		var re *ResolveError
-		if !errors.As(err, &re) {
-			return ctrl.Result{}, err
-		}
-		r.setCondition(md, st, CondModelResolved, metav1.ConditionFalse, re.Reason, re.Message, gen)
-		if re.Retry {
-			setState(st, kilnv1.StatePending, re.Message)
-			return ctrl.Result{RequeueAfter: pendingRecheck}, nil
-		}
-		setState(st, kilnv1.StateError, re.Message)
-		return ctrl.Result{}, nil
+		return r.stopAt(md, st, CondModelResolved, err)
 	}
 	st.Runtime = resolved.Runtime
 	st.ResolvedModel = &kilnv1.ResolvedModel{Name: resolved.Name, Variant: resolved.Variant,
@@ -119,17 +109,7 @@ func (r *ModelDeploymentReconciler) reconcile(ctx context.Context, md *kilnv1.Mo
 
 	sizing, err := Size(ctx, r.Client, r.Planner, md, resolved, &r.Options)
 	if err != nil {
-		var se *SizingError
-		if !errors.As(err, &se) {
-			return ctrl.Result{}, err
-		}
-		r.setCondition(md, st, CondResourcesAvailable, metav1.ConditionFalse, se.Reason, se.Message, gen)
-		if se.Retry {
-			setState(st, kilnv1.StatePending, se.Message)
-			return ctrl.Result{RequeueAfter: pendingRecheck}, nil
-		}
-		setState(st, kilnv1.StateError, se.Message)
-		return ctrl.Result{}, nil
+		return r.stopAt(md, st, CondResourcesAvailable, err)
 	}
 	st.Limits = nil
 	sizeMsg := fmt.Sprintf("requests %s, limits %s", describe(sizing.Requests), describe(sizing.Limits))
@@ -234,6 +214,24 @@ func (r *ModelDeploymentReconciler) reconcile(ctx context.Context, md *kilnv1.Mo
 		r.setCondition(md, st, CondAvailable, metav1.ConditionFalse, "ReplicasNotReady", msg, gen)
 		setState(st, kilnv1.StateCreating, msg)
 	}
+	return ctrl.Result{}, nil
+}
+
+// stopAt ends a reconcile at condition `typ` when `err` is a ConditionError: the condition False
+// with its reason, and state Pending (looked at again later) or Error. Other errors go back to
+// the work queue.
+func (r *ModelDeploymentReconciler) stopAt(md *kilnv1.ModelDeployment, st *kilnv1.ModelDeploymentStatus,
+	typ string, err error) (ctrl.Result, error) {
+	var ce *ConditionError
+	if !errors.As(err, &ce) {
+		return ctrl.Result{}, err
+	}
+	r.setCondition(md, st, typ, metav1.ConditionFalse, ce.Reason, ce.Message, md.Generation)
+	if ce.Retry {
+		setState(st, kilnv1.StatePending, ce.Message)
+		return ctrl.Result{RequeueAfter: pendingRecheck}, nil
+	}
+	setState(st, kilnv1.StateError, ce.Message)
 	return ctrl.Result{}, nil
 }
 

@@ -444,17 +444,12 @@ func endpointPath(md *kilnv1.ModelDeployment) string {
 	return "/" + md.Name
 }
 
-// Exposure is endpoint.exposure with the deprecated endpoint.enabled mapped onto it.
+// Exposure is endpoint.exposure, internal when unset. As Foundry's reference maps it, the
+// deprecated endpoint.enabled (honored only without exposure) means internal, which is also
+// the default.
 func Exposure(md *kilnv1.ModelDeployment) string {
-	e := md.Spec.Endpoint
-	if e == nil {
-		return "internal"
-	}
-	if e.Exposure != "" {
+	if e := md.Spec.Endpoint; e != nil && e.Exposure != "" {
 		return e.Exposure
-	}
-	if e.Enabled != nil && *e.Enabled {
-		return "external"
 	}
 	return "internal"
 }

@@ -50,15 +50,16 @@ func (r *Resolved) CacheKey() string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-// ResolveError is a model that cannot be resolved; Reason goes on the ModelResolved condition.
-type ResolveError struct {
+// ConditionError is why a deployment cannot go on: Reason goes on the condition it stopped at
+// (ModelResolved, ResourcesAvailable), Message says what to do.
+type ConditionError struct {
 	Reason  string
 	Message string
-	// Retry: the cause may go away by itself (a Model not yet Available).
+	// Retry: the cause may go away by itself (a Model not yet Available, GPUs in use).
 	Retry bool
 }
 
-func (e *ResolveError) Error() string { return e.Message }
+func (e *ConditionError) Error() string { return e.Message }
 
 // CatalogSource loads the catalog the Helm chart puts in a ConfigMap.
 type CatalogSource struct {
@@ -139,15 +140,15 @@ func ResolveModel(ctx context.Context, c client.Reader, cat *CatalogSource,
 	case src.Catalog != nil:
 		loaded, err := cat.Load(ctx)
 		if err != nil {
-			return nil, &ResolveError{Reason: "CatalogUnavailable", Message: err.Error(), Retry: true}
+			return nil, &ConditionError{Reason: "CatalogUnavailable", Message: err.Error(), Retry: true}
 		}
 		entry, err := loaded.Resolve(src.Catalog.Name, src.Catalog.Version, md.Spec.Compute, md.Spec.Runtime)
 		if err != nil {
-			return nil, &ResolveError{Reason: "ModelNotInCatalog", Message: err.Error()}
+			return nil, &ConditionError{Reason: "ModelNotInCatalog", Message: err.Error()}
 		}
 		rt := runtimeFor(md, entry.Runtime())
 		if entry.Runtime() == "predictive" && md.Spec.WorkloadType != "predictive" {
-			return nil, &ResolveError{Reason: "WorkloadMismatch", Message: fmt.Sprintf(
+			return nil, &ConditionError{Reason: "WorkloadMismatch", Message: fmt.Sprintf(
 				"catalog model %s is predictive: set workloadType predictive", entry.ID)}
 		}
 		return &Resolved{
@@ -167,7 +168,7 @@ func ResolveModel(ctx context.Context, c client.Reader, cat *CatalogSource,
 		var m kilnv1.Model
 		err := c.Get(ctx, types.NamespacedName{Namespace: md.Namespace, Name: src.Ref}, &m)
 		if apierrors.IsNotFound(err) {
-			return nil, &ResolveError{Reason: "ModelNotFound", Retry: true, Message: fmt.Sprintf(
+			return nil, &ConditionError{Reason: "ModelNotFound", Retry: true, Message: fmt.Sprintf(
 				"model.ref names Model %q, which does not exist in namespace %s", src.Ref, md.Namespace)}
 		}
 		if err != nil {
@@ -178,11 +179,11 @@ func ResolveModel(ctx context.Context, c client.Reader, cat *CatalogSource,
 			if m.Status.Message != "" {
 				msg += ": " + m.Status.Message
 			}
-			return nil, &ResolveError{Reason: "ModelNotAvailable", Message: msg, Retry: true}
+			return nil, &ConditionError{Reason: "ModelNotAvailable", Message: msg, Retry: true}
 		}
 		if m.Spec.Requirements != nil && len(m.Spec.Requirements.SupportedCompute) > 0 &&
 			!contains(m.Spec.Requirements.SupportedCompute, md.Spec.Compute) {
-			return nil, &ResolveError{Reason: "ComputeNotSupported", Message: fmt.Sprintf(
+			return nil, &ConditionError{Reason: "ComputeNotSupported", Message: fmt.Sprintf(
 				"Model %s supports compute %s, not %s", m.Name,
 				strings.Join(m.Spec.Requirements.SupportedCompute, ", "), md.Spec.Compute)}
 		}
@@ -202,12 +203,12 @@ func ResolveModel(ctx context.Context, c client.Reader, cat *CatalogSource,
 		if m.Spec.Source.Type == "catalog" && m.Spec.Source.Catalog != nil {
 			loaded, err := cat.Load(ctx)
 			if err != nil {
-				return nil, &ResolveError{Reason: "CatalogUnavailable", Message: err.Error(), Retry: true}
+				return nil, &ConditionError{Reason: "CatalogUnavailable", Message: err.Error(), Retry: true}
 			}
 			name := orDefault(m.Spec.Source.Catalog.ModelID, m.Spec.Source.Catalog.Alias)
 			entry, err := loaded.Resolve(name, "", md.Spec.Compute, md.Spec.Runtime)
 			if err != nil {
-				return nil, &ResolveError{Reason: "ModelNotInCatalog", Message: fmt.Sprintf(
+				return nil, &ConditionError{Reason: "ModelNotInCatalog", Message: fmt.Sprintf(
 					"Model %s: %v", m.Name, err)}
 			}
 			r.Runtime = runtimeFor(md, entry.Runtime())

@@ -25,8 +25,8 @@ func GatewayServed(mapper meta.RESTMapper) func() bool {
 }
 
 // RenderHTTPRoute is the route of an externally exposed deployment: endpoint.path (PathPrefix,
-// or Exact when the deprecated pathType says so) rewritten to endpoint.rewritePath, to the
-// Service.
+// or Exact when the deprecated pathType says so; Foundry documents no mapping for it) rewritten
+// to endpoint.rewritePath, to the Service.
 func RenderHTTPRoute(md *kilnv1.ModelDeployment, opts *Options) *unstructured.Unstructured {
 	e := md.Spec.Endpoint
 	if e == nil {
@@ -61,10 +61,9 @@ func RenderHTTPRoute(md *kilnv1.ModelDeployment, opts *Options) *unstructured.Un
 	u.SetName(md.Name)
 	u.SetNamespace(md.Namespace)
 	u.SetLabels(labelsFor(md))
+	// The deprecated endpoint.annotations and ingressClassName configured an nginx Ingress; as
+	// Foundry's reference says, they are accepted and ignored (gatewayAnnotations replace them).
 	ann := map[string]string{}
-	for k, v := range e.Annotations { // deprecated endpoint.annotations, read as gatewayAnnotations
-		ann[k] = v
-	}
 	for k, v := range e.GatewayAnnotations {
 		ann[k] = v
 	}

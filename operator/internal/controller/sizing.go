@@ -25,17 +25,6 @@ var blockedPreferences = []string{
 	"scheduler_cls",
 }
 
-// SizingError is a deployment that cannot be sized or placed; Reason goes on the
-// ResourcesAvailable condition.
-type SizingError struct {
-	Reason  string
-	Message string
-	// Retry: capacity may free up (a GPU node joins, another deployment goes away).
-	Retry bool
-}
-
-func (e *SizingError) Error() string { return e.Message }
-
 // preferencesOf are vllm.preferences as plain values.
 func preferencesOf(md *kilnv1.ModelDeployment) (map[string]any, error) {
 	if md.Spec.Vllm == nil || md.Spec.Vllm.Preferences == nil {
@@ -47,7 +36,7 @@ func preferencesOf(md *kilnv1.ModelDeployment) (map[string]any, error) {
 	}
 	for _, key := range blockedPreferences {
 		if _, ok := prefs[key]; ok {
-			return nil, &SizingError{Reason: "PreferenceNotAllowed", Message: fmt.Sprintf(
+			return nil, &ConditionError{Reason: "PreferenceNotAllowed", Message: fmt.Sprintf(
 				"vllm.preferences.%s is not allowed: it would let a manifest run code or read files "+
 					"on the node", key)}
 		}
@@ -200,7 +189,7 @@ func Size(ctx context.Context, c client.Reader, p *planner.Planner, md *kilnv1.M
 			return nil, err
 		}
 		if len(nodes) == 0 {
-			return nil, &SizingError{Reason: "InsufficientGPU", Retry: true, Message: fmt.Sprintf(
+			return nil, &ConditionError{Reason: "InsufficientGPU", Retry: true, Message: fmt.Sprintf(
 				"no node can hold a replica needing %d GPU(s): %s", gpus, why)}
 		}
 		if !canPlan {
@@ -239,7 +228,7 @@ func Size(ctx context.Context, c client.Reader, p *planner.Planner, md *kilnv1.M
 			}
 			return s, nil
 		}
-		return nil, &SizingError{Reason: "PlanDoesNotFit", Message: fmt.Sprintf(
+		return nil, &ConditionError{Reason: "PlanDoesNotFit", Message: fmt.Sprintf(
 			"the model does not fit the GPUs of the nodes that have room (%s): %v",
 			joinMiB(ordered), lastErr)}
 	}
@@ -291,7 +280,7 @@ func joinMiB(sizes []int64) string {
 func planFailure(err error) error {
 	var pe *planner.Error
 	if errors.As(err, &pe) {
-		return &SizingError{Reason: "PlanDoesNotFit", Message: "kiln plan: " + pe.Message}
+		return &ConditionError{Reason: "PlanDoesNotFit", Message: "kiln plan: " + pe.Message}
 	}
 	return err
 }

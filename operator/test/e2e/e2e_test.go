@@ -29,6 +29,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	kilnv1 "kiln.dev/operator/api/v1alpha1"
+	"kiln.dev/operator/test/testutil"
 )
 
 var (
@@ -131,39 +132,14 @@ func run(m *testing.M) int {
 
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = check(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, 250*time.Millisecond, what, check)
 }
 
-func ensureNamespace(t *testing.T, name string) {
-	t.Helper()
-	err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-}
+func ensureNamespace(t *testing.T, name string) { testutil.EnsureNamespace(t, k8s, name) }
 
 func apply(t *testing.T, ns, manifest string) *kilnv1.ModelDeployment {
 	t.Helper()
-	ensureNamespace(t, ns)
-	md := &kilnv1.ModelDeployment{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), md); err != nil {
-		t.Fatal(err)
-	}
-	md.APIVersion, md.Kind, md.Namespace = "kiln.dev/v1alpha1", "ModelDeployment", ns
-	if err := k8s.Create(context.Background(), md); err != nil {
-		t.Fatal(err)
-	}
-	return md
+	return testutil.CreateDeployment(t, k8s, ns, manifest)
 }
 
 func get(t *testing.T, md *kilnv1.ModelDeployment) *kilnv1.ModelDeployment {

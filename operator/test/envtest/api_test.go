@@ -8,12 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"kiln.dev/operator/test/testutil"
 )
 
 // readManifest reads one YAML object.
@@ -51,13 +50,7 @@ func fillPlaceholders(v any) any {
 	return v
 }
 
-func ensureNamespace(t *testing.T, name string) {
-	t.Helper()
-	err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-}
+func ensureNamespace(t *testing.T, name string) { testutil.EnsureNamespace(t, k8s, name) }
 
 // Foundry Local's documented manifests, with only apiVersion changed (and the documentation's
 // <placeholders> filled in), are accepted by the API server under strict field validation.

@@ -352,7 +352,7 @@ func addNode(t *testing.T, name string, gpus int64, memMiB string, taints []core
 }
 
 // endpoint.exposure external makes an HTTPRoute on the configured Gateway (path prefix rewritten,
-// host, annotations, the deprecated endpoint.annotations read as gatewayAnnotations); the
+// host, gatewayAnnotations; the deprecated endpoint.annotations ignored, as Foundry does); the
 // endpoint is ready once the gateway accepts the route; exposure internal removes it.
 func TestExternalExposure(t *testing.T) {
 	ctx := context.Background()
@@ -367,7 +367,7 @@ spec:
     host: phi.example.com
     path: /phi-4
     gatewayAnnotations: {networking.istio.io/timeout: "600s"}
-    annotations: {legacy.example.com/kept: "yes"}
+    annotations: {legacy.example.com/ignored: "yes"}
 `)
 	finishJob(t, cacheJob(t, md))
 	markReady(t, serverDeployment(t, md), 1)
@@ -388,7 +388,7 @@ spec:
 		spec["hostnames"].([]any)[0] != "phi.example.com" {
 		t.Fatalf("HTTPRoute spec %v", spec)
 	}
-	if a := route.GetAnnotations(); a["networking.istio.io/timeout"] != "600s" || a["legacy.example.com/kept"] != "yes" {
+	if a := route.GetAnnotations(); a["networking.istio.io/timeout"] != "600s" || a["legacy.example.com/ignored"] != "" {
 		t.Fatalf("annotations %v", a)
 	}
 	got := waitState(t, md, kilnv1.StateRunning)

@@ -13,42 +13,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	kilnv1 "kiln.dev/operator/api/v1alpha1"
 	"kiln.dev/operator/internal/controller"
+	"kiln.dev/operator/test/testutil"
 )
 
-// eventually retries `check` until it returns nil or `timeout` passes; the last error fails the
-// test.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = check(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, 100*time.Millisecond, what, check)
 }
 
-// newDeployment parses a ModelDeployment from YAML and creates it in `ns`.
 func newDeployment(t *testing.T, ns, manifest string) *kilnv1.ModelDeployment {
 	t.Helper()
-	ensureNamespace(t, ns)
-	md := &kilnv1.ModelDeployment{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), md); err != nil {
-		t.Fatal(err)
-	}
-	md.Namespace = ns
-	if err := k8s.Create(context.Background(), md); err != nil {
-		t.Fatal(err)
-	}
-	return md
+	return testutil.CreateDeployment(t, k8s, ns, manifest)
 }
 
 func getDeployment(t *testing.T, md *kilnv1.ModelDeployment) *kilnv1.ModelDeployment {
