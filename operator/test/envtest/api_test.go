@@ -2,13 +2,18 @@ package envtest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -105,5 +110,45 @@ func TestInvalidManifestsRefused(t *testing.T) {
 				t.Fatalf("refused, but the message does not say %q:\n%v", want, err)
 			}
 		})
+	}
+}
+
+// kubectl get mdep prints what the API server's table for the resource holds: the CRD's
+// printer columns (State, Runtime, Compute, Ready, Endpoint) filled from each object.
+func TestGetMdepColumns(t *testing.T) {
+	ctx := context.Background()
+	md := testutil.CreateDeployment(t, k8s, "columns", `
+metadata: {name: smol}
+spec: {model: {catalog: {name: smollm2-135m}}, workloadType: generative, compute: cpu}
+`)
+	eventually(t, 30*time.Second, "a state", func() error {
+		if got := getDeployment(t, md); got.Status.State == "" {
+			return fmt.Errorf("no state yet")
+		}
+		return nil
+	})
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := cs.RESTClient().Get().AbsPath("/apis/kiln.dev/v1alpha1/namespaces/columns/modeldeployments").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range table.ColumnDefinitions {
+		names = append(names, c.Name)
+	}
+	if strings.Join(names, ",") != "Name,State,Runtime,Compute,Ready,Endpoint,Age" || len(table.Rows) != 1 {
+		t.Fatalf("columns %v, %d rows", names, len(table.Rows))
+	}
+	cells := table.Rows[0].Cells
+	if cells[0] != "smol" || cells[1] != "Creating" || cells[2] != "vllm" || cells[3] != "cpu" {
+		t.Fatalf("row %v", cells)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -32,8 +33,9 @@ import (
 )
 
 var (
-	k8s    client.Client
-	scheme = runtime.NewScheme()
+	k8s        client.Client
+	restConfig *rest.Config
+	scheme     = runtime.NewScheme()
 	// operatorNamespace holds the catalog ConfigMap.
 	operatorNamespace = "kiln-system"
 )
@@ -69,6 +71,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 
+	restConfig = cfg
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
