@@ -189,11 +189,15 @@ func envFor(md *kilnv1.ModelDeployment, opts *Options) []corev1.EnvVar {
 		{Name: "KILN_CATALOG", Value: CatalogDir + "/catalog.json"},
 	}
 	if opts.APIKeys {
-		env = append(env, corev1.EnvVar{Name: "KILN_API_KEY", ValueFrom: &corev1.EnvVarSource{
-			SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: APIKeysSecretName(md)},
-				Key:                  "primary-key",
-			}}})
+		// Both keys of the Secret are accepted (kiln serve takes comma-separated keys), so either
+		// can be rotated while clients use the other; the kubelet expands $(...) from the env above.
+		fromSecret := func(name, key string) corev1.EnvVar {
+			return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: APIKeysSecretName(md)}, Key: key}}}
+		}
+		env = append(env, fromSecret("KILN_API_KEY_PRIMARY", "primary-key"),
+			fromSecret("KILN_API_KEY_SECONDARY", "secondary-key"),
+			corev1.EnvVar{Name: "KILN_API_KEY", Value: "$(KILN_API_KEY_PRIMARY),$(KILN_API_KEY_SECONDARY)"})
 	}
 	return append(env, md.Spec.Env...)
 }

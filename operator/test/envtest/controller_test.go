@@ -82,8 +82,9 @@ spec:
 	for _, e := range ctr.Env {
 		envs[e.Name] = e
 	}
-	if envs["KILN_HOME"].Value != controller.KilnHome || envs["KILN_API_KEY"].ValueFrom == nil ||
-		envs["KILN_API_KEY"].ValueFrom.SecretKeyRef.Name != "smollm2-api-keys" {
+	if envs["KILN_HOME"].Value != controller.KilnHome || envs["KILN_API_KEY_PRIMARY"].ValueFrom == nil ||
+		envs["KILN_API_KEY_PRIMARY"].ValueFrom.SecretKeyRef.Name != "smollm2-api-keys" ||
+		envs["KILN_API_KEY"].Value != "$(KILN_API_KEY_PRIMARY),$(KILN_API_KEY_SECONDARY)" {
 		t.Fatalf("server env %+v", ctr.Env)
 	}
 	if !metav1.IsControlledBy(d, got) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,8 @@ spec:
 	if !strings.Contains(models, `"id":"smollm2-local"`) {
 		t.Fatalf("/v1/models: %s", models)
 	}
+	// The secondary key is accepted too, so either can be rotated.
+	call(t, "GET", base+"/v1/models", string(keys.Data["secondary-key"]), "")
 	if resp, err := http.Get(base + "/v1/models"); err != nil || resp.StatusCode != 401 {
 		t.Fatalf("without the Secret's API key the server should answer 401: %v %v", err, resp)
 	}
@@ -158,6 +161,8 @@ spec:
 		t.Fatalf("chat reply: %s", reply)
 	}
 }
+
+var dollarRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
 
 // hostCommand is a container's command with its env, run here: volume paths mapped to local
 // folders, secretKeyRef values read from `secret`.
@@ -178,15 +183,25 @@ func hostCommand(t *testing.T, c corev1.Container, mounts map[string]string, sec
 	}
 	cmd := exec.Command(os.Getenv("KILN_BINARY"), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	// As the kubelet does: values from Secrets, and $(NAME) expanded from the variables before.
+	defined := map[string]string{}
 	for _, e := range c.Env {
+		var value string
 		switch {
 		case e.ValueFrom == nil:
-			cmd.Env = append(cmd.Env, e.Name+"="+mapPath(e.Value))
+			value = dollarRef.ReplaceAllStringFunc(mapPath(e.Value), func(ref string) string {
+				if v, ok := defined[ref[2:len(ref)-1]]; ok {
+					return v
+				}
+				return ref
+			})
 		case e.ValueFrom.SecretKeyRef != nil && secret != nil && e.ValueFrom.SecretKeyRef.Name == secret.Name:
-			cmd.Env = append(cmd.Env, e.Name+"="+string(secret.Data[e.ValueFrom.SecretKeyRef.Key]))
+			value = string(secret.Data[e.ValueFrom.SecretKeyRef.Key])
 		default:
 			t.Fatalf("env %s comes from somewhere this test does not map: %+v", e.Name, e.ValueFrom)
 		}
+		defined[e.Name] = value
+		cmd.Env = append(cmd.Env, e.Name+"="+value)
 	}
 	return cmd
 }

@@ -80,7 +80,8 @@ spec:
 		t.Fatalf("args %q", args)
 	}
 	env := pod.Containers[0].Env
-	if env[len(env)-1].Name != "A" || env[2].Name != "KILN_API_KEY" || env[2].ValueFrom.SecretKeyRef.Name != "small-api-keys" {
+	if env[len(env)-1].Name != "A" || env[2].Name != "KILN_API_KEY_PRIMARY" || env[2].ValueFrom.SecretKeyRef.Name != "small-api-keys" ||
+		env[3].ValueFrom.SecretKeyRef.Key != "secondary-key" || env[4].Value != "$(KILN_API_KEY_PRIMARY),$(KILN_API_KEY_SECONDARY)" {
 		t.Fatalf("env %+v", env)
 	}
 }

@@ -534,7 +534,8 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port,-p", args->port, "Port to listen on")->capture_default_str();
   cmd->add_option("--api-key", args->api_key,
-                  "Require this key (Authorization: Bearer, or api-key header); also KILN_API_KEY");
+                  "Require this key (Authorization: Bearer, or api-key header); several, "
+                  "comma-separated, are each accepted; also KILN_API_KEY");
   cmd->add_option("--served-model-name", args->model.served_model_name,
                   "Model id clients use (default: the folder's name)");
   cmd->add_option("--max-model-len", args->model.max_model_len,

@@ -60,12 +60,35 @@ std::string HttpRequest::Header(std::string_view name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+namespace {
+
+// Compares in time that depends on the lengths only, not on where the bytes differ.
+bool SameKey(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
 bool HasApiKey(const HttpRequest& request, const std::string& api_key) {
   if (api_key.empty()) return true;
   std::string key = request.Header("api-key");
   const std::string auth = request.Header("authorization");
   if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
-  return key == api_key;
+  if (key.empty()) return false;
+  // Several keys, comma-separated, are each accepted (a rotation keeps the old one a while).
+  bool match = false;
+  std::string_view keys = api_key;
+  while (true) {
+    const size_t comma = keys.find(',');
+    const std::string_view one = keys.substr(0, comma);
+    if (!one.empty() && SameKey(one, key)) match = true;
+    if (comma == std::string_view::npos) break;
+    keys.remove_prefix(comma + 1);
+  }
+  return match;
 }
 
 std::string ErrorBody(std::string_view message, std::string_view type, int code) {

@@ -71,7 +71,8 @@ struct HttpServerOptions {
 };
 
 // Whether `request` carries `api_key` (as "Authorization: Bearer <key>" or an "api-key" header);
-// true when `api_key` is empty (no authentication).
+// true when `api_key` is empty (no authentication). `api_key` may list several keys separated
+// by commas, each accepted.
 bool HasApiKey(const HttpRequest& request, const std::string& api_key);
 
 // Writes an OpenAI-style error body: {"error": {"message", "type", "param", "code"}}.

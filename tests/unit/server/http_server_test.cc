@@ -137,6 +137,25 @@ TEST_F(HttpServerTest, ClientThatLeavesCancelsItsExchange) {
 // StopAccepting while clients keep connecting, on two io threads: the acceptor's close must not
 // run while another thread completes an accept on it (a race the ThreadSanitizer build reports,
 // and that once crashed the server on SIGTERM).
+TEST(ApiKeyTest, AcceptsAnyOfSeveralKeysAndNothingElse) {
+  auto request = [](const std::string& header, const std::string& value) {
+    HttpRequest r;
+    if (!header.empty()) r.headers[header] = value;
+    return r;
+  };
+  EXPECT_TRUE(HasApiKey(request("", ""), ""));
+  EXPECT_TRUE(HasApiKey(request("authorization", "Bearer k1"), "k1"));
+  EXPECT_TRUE(HasApiKey(request("api-key", "k1"), "k1"));
+  EXPECT_FALSE(HasApiKey(request("authorization", "Bearer k2"), "k1"));
+  EXPECT_FALSE(HasApiKey(request("", ""), "k1"));
+  // Rotation: either of two keys.
+  EXPECT_TRUE(HasApiKey(request("authorization", "Bearer old-key"), "new-key,old-key"));
+  EXPECT_TRUE(HasApiKey(request("authorization", "Bearer new-key"), "new-key,old-key"));
+  EXPECT_FALSE(HasApiKey(request("authorization", "Bearer new-key,old-key"), "new-key,old-key"));
+  EXPECT_FALSE(HasApiKey(request("authorization", "Bearer "), "new-key,,old-key"));
+  EXPECT_FALSE(HasApiKey(request("authorization", "Bearer key"), "new-key,old-key"));
+}
+
 TEST(HttpServerShutdownTest, StopAcceptingWhileClientsConnect) {
   for (int round = 0; round < 20; ++round) {
     HttpServerOptions options;
