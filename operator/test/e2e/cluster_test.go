@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -24,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -288,6 +286,3 @@ func (c *cluster) logTail(name string) string {
 	b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
 	return tail(strings.TrimSpace(string(b)), 4000)
 }
-
-var _ = context.Background
-var _ testing.T

@@ -151,7 +151,6 @@ spec:
 // A GPU model that no node can hold waits with ResourcesAvailable=False and no pods; when a GPU
 // node joins, it is planned for that node's GPU memory and deployed there.
 func TestGPUModelWaitsForGPUs(t *testing.T) {
-	ctx := context.Background()
 	md := newDeployment(t, "gpu-catalog", `
 metadata: {name: qwen7b}
 spec:
@@ -199,7 +198,6 @@ spec:
 		argValue(pod.Containers[0].Args, "--kv-cache-dtype") != "fp8_e4m3" {
 		t.Fatalf("pod %+v", pod)
 	}
-	_ = ctx
 }
 
 // A bring-your-own model through a Model: Pending while its registry Secret is missing, the
