@@ -9,6 +9,7 @@ source "$(dirname "$0")/common.sh"
 
 bash "$KILN_ROOT/scripts/install_system.sh"
 bash "$KILN_ROOT/scripts/install_onnxruntime.sh"
+bash "$KILN_ROOT/scripts/install_cuda.sh"  # the vllm runtime's GPU kernels (--device cuda)
 bash "$KILN_ROOT/scripts/build.sh" kiln
 bash "$KILN_ROOT/scripts/install_model.sh"
 exec "$KILN_BUILD_DIR/src/kiln/kiln" serve \

@@ -6,5 +6,6 @@ source "$(dirname "$0")/common.sh"
 
 bash "$KILN_ROOT/scripts/install_system.sh"
 bash "$KILN_ROOT/scripts/install_onnxruntime.sh"
+bash "$KILN_ROOT/scripts/install_cuda.sh"
 bash "$KILN_ROOT/scripts/install_python.sh"
 bash "$KILN_ROOT/scripts/install_node.sh"

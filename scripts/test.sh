@@ -14,7 +14,7 @@ bash "$KILN_ROOT/scripts/setup.sh"
 bash "$KILN_ROOT/scripts/build.sh"
 
 log "Tests: clang-format (the .clang-format at the root)"
-(cd "$KILN_ROOT" && git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' |
+(cd "$KILN_ROOT" && git ls-files 'src/*.cc' 'src/*.h' 'src/*.cu' 'tests/*.cc' 'tests/*.h' |
   xargs clang-format --dry-run -Werror)
 
 # Tests that need the default model's GGUF find it here.

@@ -48,7 +48,9 @@ struct NativeSizes {
   std::optional<planner::Plan> plan;
 };
 
-Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDtype kv_dtype) {
+// `device`: "cpu", or "gpu:<MiB>" for the GPU the vllm runtime runs on.
+Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDtype kv_dtype,
+                                      const std::string& device_name) {
   NativeSizes sizes;
   sizes.max_model_len = options.max_model_len;
   sizes.kv_cache_bytes = options.kv_cache_bytes;
@@ -58,7 +60,7 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDty
             (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB"));
     return sizes;
   }
-  KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName("cpu"));
+  KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName(device_name));
   planner::Preferences prefs;
   if (options.max_model_len > 0) prefs.max_model_len = options.max_model_len;
   prefs.max_num_seqs = options.max_num_seqs;
@@ -71,7 +73,10 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDty
   constexpr int64_t kDefaultKvCap = int64_t{4} << 30;
   sizes.max_model_len = plan.max_model_len;
   if (options.kv_cache_bytes == 0) {
-    sizes.kv_cache_bytes = std::min(plan.kv_cache_bytes, kDefaultKvCap);
+    // A GPU's cache takes all the room the plan leaves, as vLLM's does.
+    sizes.kv_cache_bytes = device.kind == planner::DeviceKind::kCpu
+                               ? std::min(plan.kv_cache_bytes, kDefaultKvCap)
+                               : plan.kv_cache_bytes;
   }
   LogInfo("memory plan (kiln plan): weights " + std::to_string(plan.weight_bytes >> 20) +
           " MiB, activations " + std::to_string(plan.activation_bytes >> 20) +
@@ -118,17 +123,31 @@ Result<LoadedExecutor> LoadOnnxGenai(const ModelOptions& options) {
 // Two phases: plan, load the weights, then make the KV cache the plan leaves room for, in the
 // bytes per token the executor states.
 Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
-  if (options.device != "cpu") {
+  std::string device = "cpu", plan_device = "cpu";
+#ifdef KILN_WITH_CUDA
+  native::cuda::DeviceInfo gpu;
+  if (options.device == "cuda" && native::CudaLlama::Available() &&
+      native::cuda::QueryDevice(&gpu)) {
+    device = "cuda";
+    plan_device = "gpu:" + std::to_string(gpu.total_bytes >> 20);
+  }
+#endif
+  if (options.device != "cpu" && device == "cpu") {
     // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
     LogWarning("--device " + options.device +
-               ": the vllm runtime has no GPU kernels in this build; running on the CPU");
+               ": no GPU the vllm runtime can use (a build without KILN_CUDA, or no CUDA "
+               "device); running on the CPU");
   }
   KILN_ASSIGN_OR_RETURN(native::KvDtype kv_dtype, native::ParseKvDtype(options.kv_cache_dtype));
-  KILN_ASSIGN_OR_RETURN(NativeSizes sizes, PlanNativeRuntime(options, kv_dtype));
+  if (device == "cuda" && options.kv_cache_dtype == "auto") {
+    kv_dtype = native::KvDtype::kBF16;  // vLLM's auto on a GPU: the model's 16-bit type
+  }
+  KILN_ASSIGN_OR_RETURN(NativeSizes sizes, PlanNativeRuntime(options, kv_dtype, plan_device));
   native::NativeExecutorOptions no;
   no.max_model_len = sizes.max_model_len;
   no.threads = options.threads;
   no.quantization = options.quantization;
+  no.device = device;
   KILN_ASSIGN_OR_RETURN(auto native, native::NativeExecutor::Load(options.path, no));
   if (sizes.plan && native->kv_bytes_per_token(kv_dtype) != sizes.plan->kv_bytes_per_token) {
     LogWarning("the memory plan counted " + std::to_string(sizes.plan->kv_bytes_per_token) +
@@ -142,8 +161,11 @@ Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
   for (int64_t id : native->model().config().eos_token_ids) {
     out.eos_ids.push_back(static_cast<int32_t>(id));
   }
-  LogInfo("loaded " + options.path + " (vllm on cpu, " + native::cpu::IsaName(native->isa()) +
-          " kernels, " + std::to_string(native->threads()) + " threads): weights " +
+  const std::string where =
+      native->on_gpu() ? "vllm on cuda"
+                       : "vllm on cpu, " + std::string(native::cpu::IsaName(native->isa())) +
+                             " kernels, " + std::to_string(native->threads()) + " threads";
+  LogInfo("loaded " + options.path + " (" + where + "): weights " +
           native->model().weight_summary() + ", " +
           std::to_string(native->model().weight_bytes() >> 20) + " MiB; context " +
           std::to_string(out.max_model_len) + " tokens; KV cache " +

@@ -111,6 +111,10 @@ Result<std::vector<float>> InverseFrequencies(const formats::ModelConfig& c) {
 
 }  // namespace
 
+Result<std::vector<float>> RotaryInverseFrequencies(const formats::ModelConfig& config) {
+  return InverseFrequencies(config);
+}
+
 // Reads tensors by their transformers names from either source.
 class LlamaModel::Loader {
  public:

@@ -29,6 +29,10 @@
 
 namespace kiln::native {
 
+// transformers' rotary inverse frequencies for `config` (in f32), with the rope_scaling types
+// the native runtime supports (default, linear, llama3); Unsupported for others.
+Result<std::vector<float>> RotaryInverseFrequencies(const formats::ModelConfig& config);
+
 class LlamaModel {
  public:
   // `path`: a Hugging Face folder (config.json + safetensors) or a .gguf file.
@@ -66,6 +70,8 @@ class LlamaModel {
                  std::vector<float>* logits);
 
  private:
+  friend class CudaLlama;  // copies the weights to the GPU
+
   struct Linear {
     cpu::WeightMatrix w;
     std::vector<float> bias;  // empty without one

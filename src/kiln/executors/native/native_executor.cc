@@ -13,7 +13,23 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
   if (!q.empty() && q != "none" && q != "int8") {
     return Status::InvalidArgument("--quantization " + q + ": expected none or int8");
   }
+  if (options.device != "cpu" && options.device != "cuda") {
+    return Status::InvalidArgument("device " + options.device + ": expected cpu or cuda");
+  }
+#ifndef KILN_WITH_CUDA
+  if (options.device == "cuda") {
+    return Status::Unsupported(
+        "--device cuda: this kiln was built without the vllm runtime's "
+        "CUDA kernels (configure with -DKILN_CUDA=ON)");
+  }
+#endif
   KILN_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(path, q == "int8"));
+#ifdef KILN_WITH_CUDA
+  if (options.device == "cuda") {
+    if (!CudaLlama::Available()) return Status::Unavailable("--device cuda: no CUDA device found");
+    KILN_ASSIGN_OR_RETURN(e->gpu_, CudaLlama::Upload(*e->model_));
+  }
+#endif
   const formats::ModelConfig& c = e->model_->config();
   int64_t context = c.max_position_embeddings > 0 ? c.max_position_embeddings : 8192;
   if (options.max_model_len > 0) {
@@ -55,8 +71,19 @@ Status NativeExecutor::AllocateKvCache(KvDtype dtype, int64_t bytes) {
   }
   geometry_.num_blocks = static_cast<int32_t>(blocks);
   geometry_.group_windows = model_->kv_group_windows();
+  kv_dtype_ = dtype;
+#ifdef KILN_WITH_CUDA
+  if (gpu_) return gpu_->AllocateKvCache(dtype, blocks, block_size, max_model_len_);
+#endif
   model_->AllocateKvCache(dtype, blocks, block_size, max_model_len_);
   return Status::Ok();
+}
+
+int64_t NativeExecutor::kv_cache_bytes() const {
+#ifdef KILN_WITH_CUDA
+  if (gpu_) return gpu_->kv_cache_bytes();
+#endif
+  return model_->kv_cache().bytes();
 }
 
 Status NativeExecutor::Execute(const engine::SchedulerStep& step, std::vector<float>* logits) {
@@ -64,6 +91,9 @@ Status NativeExecutor::Execute(const engine::SchedulerStep& step, std::vector<fl
     return Status::Internal("the KV cache is not allocated (AllocateKvCache)");
   }
   engine::BuildStepLayout(step, geometry_.block_size, &layout_);
+#ifdef KILN_WITH_CUDA
+  if (gpu_) return gpu_->Forward(layout_, logits);
+#endif
   return model_->Forward(layout_, *pool_, isa_, logits);
 }
 
