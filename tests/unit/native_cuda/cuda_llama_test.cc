@@ -1,7 +1,8 @@
 // The CUDA kernels and CudaLlama against the CPU path: every weight type's matrix multiply
-// against cpu::MatMul, the embedding lookup against the GGUF dequantizer, and whole models (a
-// random Llama and Qwen2 written as safetensors, f32 and bf16, as stored and int8) through
-// chunked prefill, decode steps replayed as CUDA graphs, and mixed steps, against LlamaModel.
+// against cpu::MatMul, the embedding lookup against the GGUF dequantizer, whole models (a random
+// Llama and Qwen2 written as safetensors, f32 and bf16, as stored and int8) through chunked
+// prefill, decode steps replayed as CUDA graphs, and mixed steps, against LlamaModel, and the
+// engine over the GPU executor against the engine over the CPU one.
 // Without a CUDA device every test skips: CI machines have none.
 #include "kiln/executors/native/cuda/cuda_llama.h"
 
@@ -17,12 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "kiln/engine/engine.h"
 #include "kiln/engine/step_layout.h"
 #include "kiln/executors/native/cpu/features.h"
 #include "kiln/executors/native/cpu/kernels.h"
 #include "kiln/executors/native/cuda/kernels.h"
 #include "kiln/executors/native/kv_cache.h"
 #include "kiln/executors/native/llama_model.h"
+#include "kiln/executors/native/native_executor.h"
 #include "kiln/formats/gguf.h"
 #include "kiln/formats/safetensors.h"
 
@@ -387,6 +390,78 @@ INSTANTIATE_TEST_SUITE_P(
                       // the tensor cores: up to about 1% of the logits' range.
                       ModelCase{"llama_int8", TinyModel{}, true, KvDtype::kF32, 0.12f}),
     [](const auto& info) { return info.param.name; });
+
+// The whole engine (scheduler, block manager, prefix caching, recompute preemption) over the GPU
+// executor gives the CPU executor's greedy tokens: requests of several lengths sharing a prefix,
+// arriving while others run, in a KV cache too small for all of them at once.
+TEST(CudaEngine, GreedyTokensMatchTheCpuExecutorWithPrefixCachingAndPreemption) {
+  SKIP_WITHOUT_GPU();
+  const fs::path dir = fs::path(::testing::TempDir()) / "kiln_cuda_engine";
+  TinyModel{}.Write(dir, 23);
+  std::mt19937 rng(9);
+  std::vector<int32_t> shared(40);
+  for (int32_t& t : shared) t = static_cast<int32_t>(rng() % 512);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 12; ++i) {
+    std::vector<int32_t> p = i % 3 == 0 ? std::vector<int32_t>() : shared;
+    const int extra = 5 + static_cast<int>(rng() % 50);
+    for (int j = 0; j < extra; ++j) p.push_back(static_cast<int32_t>(rng() % 512));
+    prompts.push_back(p);
+  }
+  struct Outcome {
+    std::vector<std::vector<int32_t>> tokens;
+    engine::EngineStats stats;
+  };
+  auto run = [&](const std::string& device) -> Outcome {
+    native::NativeExecutorOptions options;
+    options.max_model_len = 256;
+    options.threads = 2;
+    options.device = device;
+    auto executor = NativeExecutor::Load(dir.string(), options);
+    EXPECT_TRUE(executor.ok()) << executor.status().message();
+    if (!executor.ok()) return {};
+    EXPECT_EQ((*executor)->on_gpu(), device == "cuda");
+    // 24 blocks of 16 tokens: one 256-token sequence and a half, not the 12 requests at once.
+    const int64_t block_bytes = (*executor)->kv_bytes_per_token(KvDtype::kF32) * 16;
+    EXPECT_TRUE((*executor)->AllocateKvCache(KvDtype::kF32, 24 * block_bytes).ok());
+    engine::EngineConfig config;
+    config.max_model_len = 256;
+    config.enable_prefix_caching = true;
+    config.scheduler.max_num_batched_tokens = 64;
+    config.scheduler.max_num_seqs = 8;
+    engine::Engine engine(config, std::move(*executor));
+    Outcome out;
+    out.tokens.resize(prompts.size());
+    engine::SamplingParams params;
+    params.temperature = 0;
+    params.max_tokens = 24;
+    params.ignore_eos = true;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto id = engine.Submit(prompts[i], params, [&out, i](const engine::TokenEvent& e) {
+        if (e.token >= 0) out.tokens[i].push_back(e.token);
+        EXPECT_TRUE(e.error.empty()) << e.error;
+      });
+      EXPECT_TRUE(id.ok()) << id.status().message();
+      if (i % 4 == 3) engine.Step();  // later requests arrive while earlier ones run
+    }
+    while (engine.Step()) {
+    }
+    out.stats = engine.stats();
+    return out;
+  };
+  const Outcome cpu = run("cpu");
+  const Outcome gpu = run("cuda");
+  ASSERT_EQ(gpu.tokens.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(gpu.tokens[i].size(), 24u) << "request " << i;
+    EXPECT_EQ(gpu.tokens[i], cpu.tokens[i]) << "request " << i;
+  }
+  EXPECT_GT(gpu.stats.prefix_cache_hits_total, 0);
+  EXPECT_GT(gpu.stats.preemptions_total, 0);
+  std::printf("engine on cuda: %lld prefix-cache hits, %lld preemptions\n",
+              static_cast<long long>(gpu.stats.prefix_cache_hits_total),
+              static_cast<long long>(gpu.stats.preemptions_total));
+}
 
 TEST(CudaLlamaSynthesized, RunsAStepOfTheDefaultModelsShapes) {
   SKIP_WITHOUT_GPU();
