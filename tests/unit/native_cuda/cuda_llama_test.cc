@@ -111,7 +111,7 @@ TEST_P(CudaMatMulTest, MatchesTheCpuKernels) {
   cpu::ThreadPool pool(1);
   void* stream = cuda::CreateStream();
   for (int64_t k : {256, 576, 1536}) {
-    for (int64_t rows : {1, 2, 3, 8, 17, 64}) {
+    for (int64_t rows : {1, 2, 3, 8, 17, 64, 130}) {
       const int64_t n_out = 200;
       std::vector<uint8_t> w = RandomRows(type, n_out, k, rng);
       std::vector<uint8_t> packed(cpu::PackedBytes(type, n_out, k));
@@ -347,11 +347,11 @@ TEST_P(CudaLlamaTest, LogitsMatchTheCpuModelThroughPrefillDecodeAndMixedSteps) {
       // Decode (captured as a graph), then again (replayed), then a longer prefill chunk.
       {{a, 40, 1, a_blocks}, {b, 5, 1, b_blocks}},
       {{a, 41, 1, a_blocks}, {b, 6, 1, b_blocks}},
-      {{b, 7, 60, b_blocks, false}},
-      {{a, 42, 1, a_blocks}, {b, 67, 1, b_blocks}},
+      {{b, 7, 90, b_blocks, true}},
+      {{a, 42, 1, a_blocks}, {b, 97, 1, b_blocks}},
       // Mixed: decodes beside a new sequence's first chunk.
-      {{a, 43, 1, a_blocks}, {c, 0, 33, c_blocks, true}, {b, 68, 1, b_blocks}},
-      {{a, 44, 1, a_blocks}, {c, 33, 1, c_blocks}, {b, 69, 1, b_blocks}},
+      {{a, 43, 1, a_blocks}, {c, 0, 33, c_blocks, true}, {b, 98, 1, b_blocks}},
+      {{a, 44, 1, a_blocks}, {c, 33, 1, c_blocks}, {b, 99, 1, b_blocks}},
   };
   for (size_t s = 0; s < steps.size(); ++s) {
     const engine::StepLayout layout = MakeLayout(steps[s], block_size);
