@@ -14,8 +14,12 @@ COPY scripts scripts
 COPY src src
 # ONNX Runtime: headers from Debian 13's libonnxruntime-dev, the library from the PyPI wheel.
 RUN KILN_CACHE=/opt/kiln-deps bash scripts/install_onnxruntime.sh
+# nvcc from NVIDIA's PyPI wheels, for the vllm runtime's CUDA kernels (the CUDA runtime is linked
+# statically; the driver comes from the node, e.g. through the NVIDIA container toolkit).
+RUN KILN_CACHE=/opt/kiln-deps bash scripts/install_cuda.sh
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=OFF \
-      -DKILN_DEPS_DIR=/opt/kiln-deps/deps \
+      -DKILN_DEPS_DIR=/opt/kiln-deps/deps -DKILN_CUDA=ON \
+      -DCMAKE_CUDA_COMPILER=/opt/kiln-deps/cuda/bin/nvcc \
     && cmake --build build --target kiln
 
 FROM debian:12-slim
