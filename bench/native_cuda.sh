@@ -4,10 +4,12 @@
 #
 #   bash bench/native_cuda.sh [BUILD_DIR] [-- bench arguments]
 #
-# BUILD_DIR (default build-cuda) holds a build configured with -DKILN_CUDA=ON
-# (scripts/build_cuda.sh). Logs go to $OUT when it is set, else to BUILD_DIR.
+# BUILD_DIR (default build) holds a build with the CUDA kernels: scripts/build.sh makes one once
+# scripts/install_cuda.sh (part of setup) has installed nvcc. The figures in README.md came from
+#   bash bench/native_cuda.sh build -- --steps 16 --batches 1,8,64
+# Logs go to $OUT when it is set, else to BUILD_DIR.
 set -uo pipefail
-build=${1:-build-cuda}
+build=${1:-build}
 shift || true
 [ "${1:-}" = "--" ] && shift
 logs=${OUT:-$build}
