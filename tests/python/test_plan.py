@@ -135,6 +135,16 @@ def test_failures_name_the_fix(kiln_bin, smollm2_gguf):
     assert r.returncode == 1 and "h100-80gb" in r.stderr
 
 
+def test_detected_gpu_or_a_clear_error(kiln_bin, smollm2_gguf):
+    """--device cuda plans for this machine's GPU; with none it says to name one."""
+    r = plan(kiln_bin, smollm2_gguf, "--device", "cuda", "--output", "json", check=False)
+    if r.returncode == 0:  # a machine with a GPU and a build with the CUDA kernels
+        device = json.loads(r.stdout)["device"]
+        assert device["kind"] == "gpu" and device["memory_bytes"] > 0
+    else:
+        assert r.returncode == 1 and "--device cuda:" in r.stderr and "gpu:<MiB>" in r.stderr
+
+
 def test_hugging_face_folder(kiln_bin, smollm2_hf):
     """The same model imported to a folder (bf16 by default): parameters from the safetensors
     shapes, the weights as stored, and the folder's config.json alone without them."""

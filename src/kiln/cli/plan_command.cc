@@ -1,5 +1,6 @@
 #include "kiln/cli/plan_command.h"
 
+#include <cctype>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -7,6 +8,9 @@
 
 #include "kiln/planner/plan_output.h"
 #include "kiln/planner/planner.h"
+#ifdef KILN_WITH_CUDA
+#include "kiln/executors/native/cuda/kernels.h"
+#endif
 
 namespace kiln::cli {
 namespace {
@@ -18,6 +22,25 @@ struct PlanArgs {
   std::vector<std::string> settings;
   std::string output = "table";
 };
+
+// "cuda": this machine's first GPU, its name and memory as the driver reports them.
+Result<planner::Device> DetectedGpu() {
+#ifdef KILN_WITH_CUDA
+  native::cuda::DeviceInfo gpu;
+  if (native::cuda::DeviceCount() > 0 && native::cuda::QueryDevice(&gpu)) {
+    std::string name;
+    for (char c : gpu.name) name += c == ' ' ? '-' : static_cast<char>(std::tolower(c));
+    return planner::Device{name, planner::DeviceKind::kGpu, gpu.total_bytes};
+  }
+  return Status::Unavailable(
+      "--device cuda: no CUDA device found; name a GPU instead "
+      "(h100-80gb, h200, ..., or gpu:<MiB>)");
+#else
+  return Status::Unsupported(
+      "--device cuda: this kiln was built without CUDA support; name a "
+      "GPU instead (h100-80gb, h200, ..., or gpu:<MiB>)");
+#endif
+}
 
 Status RunPlan(const PlanArgs& args) {
   if (args.output != "table" && args.output != "json" && args.output != "args") {
@@ -36,7 +59,8 @@ Status RunPlan(const PlanArgs& args) {
     KILN_RETURN_IF_ERROR(
         planner::SetPreference("memory_utilization", args.memory_utilization, &prefs));
   }
-  KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName(args.device));
+  KILN_ASSIGN_OR_RETURN(planner::Device device,
+                        args.device == "cuda" ? DetectedGpu() : planner::DeviceByName(args.device));
   KILN_ASSIGN_OR_RETURN(planner::ModelFacts model, planner::ReadModelFacts(args.model));
   KILN_ASSIGN_OR_RETURN(planner::Plan plan, planner::MakePlan(model, device, prefs));
   std::string out;
@@ -60,7 +84,8 @@ void RegisterPlanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("model", args->model, "GGUF file, Hugging Face folder or config.json")
       ->required();
   cmd->add_option("--device", args->device,
-                  "cpu (its RAM) or a GPU: h100-80gb, h200, a100-40gb, a100-80gb, l4, l40s")
+                  "cpu (its RAM), a GPU (h100-80gb, h200, a100-40gb, a100-80gb, l4, l40s), "
+                  "cpu:<MiB>, gpu:<MiB>, or cuda (this machine's GPU)")
       ->capture_default_str();
   cmd->add_option("--memory-utilization", args->memory_utilization,
                   "Fraction of each device's memory to use (default 0.9 on a GPU, 0.5 of RAM "
