@@ -1,16 +1,13 @@
 #include "kiln/cli/plan_command.h"
 
-#include <cctype>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kiln/executors/native/native_executor.h"
 #include "kiln/planner/plan_output.h"
 #include "kiln/planner/planner.h"
-#ifdef KILN_WITH_CUDA
-#include "kiln/executors/native/cuda/kernels.h"
-#endif
 
 namespace kiln::cli {
 namespace {
@@ -25,21 +22,12 @@ struct PlanArgs {
 
 // "cuda": this machine's first GPU, its name and memory as the driver reports them.
 Result<planner::Device> DetectedGpu() {
-#ifdef KILN_WITH_CUDA
-  native::cuda::DeviceInfo gpu;
-  if (native::cuda::DeviceCount() > 0 && native::cuda::QueryDevice(&gpu)) {
-    std::string name;
-    for (char c : gpu.name) name += c == ' ' ? '-' : static_cast<char>(std::tolower(c));
-    return planner::Device{name, planner::DeviceKind::kGpu, gpu.total_bytes};
+  Result<native::GpuInfo> gpu = native::DetectGpu();
+  if (!gpu.ok()) {
+    return Status::Unavailable("--device cuda: " + gpu.status().message() +
+                               "; name a GPU instead (h100-80gb, h200, ..., or gpu:<MiB>)");
   }
-  return Status::Unavailable(
-      "--device cuda: no CUDA device found; name a GPU instead "
-      "(h100-80gb, h200, ..., or gpu:<MiB>)");
-#else
-  return Status::Unsupported(
-      "--device cuda: this kiln was built without CUDA support; name a "
-      "GPU instead (h100-80gb, h200, ..., or gpu:<MiB>)");
-#endif
+  return planner::Device{gpu->name, planner::DeviceKind::kGpu, gpu->memory_bytes};
 }
 
 Status RunPlan(const PlanArgs& args) {

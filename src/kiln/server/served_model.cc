@@ -48,9 +48,9 @@ struct NativeSizes {
   std::optional<planner::Plan> plan;
 };
 
-// `device`: "cpu", or "gpu:<MiB>" for the GPU the vllm runtime runs on.
+// `device`: the CPU, or the GPU the vllm runtime runs on.
 Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDtype kv_dtype,
-                                      const std::string& device_name) {
+                                      const planner::Device& device) {
   NativeSizes sizes;
   sizes.max_model_len = options.max_model_len;
   sizes.kv_cache_bytes = options.kv_cache_bytes;
@@ -60,7 +60,6 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDty
             (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB"));
     return sizes;
   }
-  KILN_ASSIGN_OR_RETURN(planner::Device device, planner::DeviceByName(device_name));
   planner::Preferences prefs;
   if (options.max_model_len > 0) prefs.max_model_len = options.max_model_len;
   prefs.max_num_seqs = options.max_num_seqs;
@@ -123,20 +122,20 @@ Result<LoadedExecutor> LoadOnnxGenai(const ModelOptions& options) {
 // Two phases: plan, load the weights, then make the KV cache the plan leaves room for, in the
 // bytes per token the executor states.
 Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
-  std::string device = "cpu", plan_device = "cpu";
-#ifdef KILN_WITH_CUDA
-  native::cuda::DeviceInfo gpu;
-  if (options.device == "cuda" && native::CudaLlama::Available() &&
-      native::cuda::QueryDevice(&gpu)) {
+  std::string device = "cpu";
+  planner::Device plan_device;
+  Result<native::GpuInfo> gpu = Status::Unavailable("--device " + options.device);
+  if (options.device == "cuda") gpu = native::DetectGpu();
+  if (gpu.ok()) {
     device = "cuda";
-    plan_device = "gpu:" + std::to_string(gpu.total_bytes >> 20);
-  }
-#endif
-  if (options.device != "cpu" && device == "cpu") {
-    // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
-    LogWarning("--device " + options.device +
-               ": no GPU the vllm runtime can use (a build without KILN_CUDA, or no CUDA "
-               "device); running on the CPU");
+    plan_device = {gpu->name, planner::DeviceKind::kGpu, gpu->memory_bytes};
+  } else {
+    if (options.device != "cpu") {
+      // As the onnx-genai runtime does without a CUDA library: serve, on the CPU, and say so.
+      LogWarning("--device " + options.device + ": no GPU the vllm runtime can use (" +
+                 gpu.status().message() + "); running on the CPU");
+    }
+    KILN_ASSIGN_OR_RETURN(plan_device, planner::DeviceByName("cpu"));
   }
   KILN_ASSIGN_OR_RETURN(native::KvDtype kv_dtype, native::ParseKvDtype(options.kv_cache_dtype));
   if (device == "cuda" && options.kv_cache_dtype == "auto") {

@@ -1,9 +1,28 @@
 #include "kiln/executors/native/native_executor.h"
 
 #include <algorithm>
+#include <cctype>
 #include <thread>
 
 namespace kiln::native {
+
+Result<GpuInfo> DetectGpu() {
+#ifdef KILN_WITH_CUDA
+  cuda::DeviceInfo device;
+  if (cuda::DeviceCount() == 0 || !cuda::QueryDevice(&device)) {
+    return Status::Unavailable("no CUDA device found");
+  }
+  GpuInfo gpu{"", device.total_bytes};
+  for (char c : device.name) {
+    gpu.name += c == ' ' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return gpu;
+#else
+  return Status::Unsupported(
+      "this kiln was built without the vllm runtime's CUDA kernels (configure with "
+      "-DKILN_CUDA=ON)");
+#endif
+}
 
 Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& path,
                                                              const NativeExecutorOptions& options) {
@@ -16,17 +35,13 @@ Result<std::unique_ptr<NativeExecutor>> NativeExecutor::Load(const std::string& 
   if (options.device != "cpu" && options.device != "cuda") {
     return Status::InvalidArgument("device " + options.device + ": expected cpu or cuda");
   }
-#ifndef KILN_WITH_CUDA
   if (options.device == "cuda") {
-    return Status::Unsupported(
-        "--device cuda: this kiln was built without the vllm runtime's "
-        "CUDA kernels (configure with -DKILN_CUDA=ON)");
+    Result<GpuInfo> gpu = DetectGpu();
+    if (!gpu.ok()) return gpu.status().WithContext("--device cuda");
   }
-#endif
   KILN_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(path, q == "int8"));
 #ifdef KILN_WITH_CUDA
   if (options.device == "cuda") {
-    if (!CudaLlama::Available()) return Status::Unavailable("--device cuda: no CUDA device found");
     KILN_ASSIGN_OR_RETURN(e->gpu_, CudaLlama::Upload(*e->model_));
   }
 #endif

@@ -29,6 +29,15 @@ class CudaLlama {};  // builds without KILN_CUDA have no GPU path
 
 namespace kiln::native {
 
+// The first GPU the vllm runtime can run on: its name as the driver reports it, lower-cased with
+// dashes for spaces (nvidia-h200), and its memory. Unavailable without one; Unsupported in a
+// build without the CUDA kernels.
+struct GpuInfo {
+  std::string name;
+  int64_t memory_bytes = 0;
+};
+Result<GpuInfo> DetectGpu();
+
 struct NativeExecutorOptions {
   // Longest sequence (prompt + output); 0: the model's max_position_embeddings, at most 8192.
   int64_t max_model_len = 0;
