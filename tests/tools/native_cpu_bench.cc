@@ -2,7 +2,11 @@
 // type, the time of [m x k] x [k x n] at decode and small-batch shapes on 1 and 2 threads, and
 // the weight bytes per second it implies (weights are nearly all the bytes read at small m).
 //
-//   native_cpu_bench [--min-seconds S] [--path portable|avx2] [--type f32|q8_0|q4_0|q4_1]
+//   native_cpu_bench [--min-seconds S] [--path portable|avx2] [--type f32|q8_0|q4_0|q4_1] [--cold]
+//
+// With --cold each call reads a different copy of the weights, the copies together past any
+// cache (256 MiB), as a model's layers are read in a forward pass: the figures are then from
+// memory, not cache.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -58,20 +62,24 @@ std::vector<uint8_t> RandomWeights(cpu::WeightType type, int64_t rows, int64_t c
   return data;
 }
 
-// Median seconds of one MatMul, over repetitions filling at least min_seconds.
-double TimeMatMul(cpu::ThreadPool& pool, cpu::Isa isa, const cpu::WeightMatrix& w,
+// Median seconds of one MatMul, over repetitions filling at least min_seconds; each call takes
+// the next of `copies`.
+double TimeMatMul(cpu::ThreadPool& pool, cpu::Isa isa, const std::vector<cpu::WeightMatrix>& copies,
                   const std::vector<float>& x, int64_t m, std::vector<float>& y,
                   cpu::MatMulScratch* scratch, double min_seconds) {
   using Clock = std::chrono::steady_clock;
-  for (int i = 0; i < 3; ++i) {
+  size_t next = 0;
+  auto call = [&] {
+    const cpu::WeightMatrix& w = copies[next++ % copies.size()];
     cpu::MatMul(pool, isa, w, x.data(), m, w.cols, y.data(), w.rows, scratch);
-  }
+  };
+  for (size_t i = 0; i < std::max<size_t>(3, copies.size()); ++i) call();
   std::vector<double> samples;
   auto start = Clock::now();
   while (samples.size() < 5 ||
          std::chrono::duration<double>(Clock::now() - start).count() < min_seconds) {
     auto t0 = Clock::now();
-    cpu::MatMul(pool, isa, w, x.data(), m, w.cols, y.data(), w.rows, scratch);
+    call();
     samples.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   std::sort(samples.begin(), samples.end());
@@ -83,6 +91,7 @@ double TimeMatMul(cpu::ThreadPool& pool, cpu::Isa isa, const cpu::WeightMatrix& 
 int main(int argc, char** argv) {
   double min_seconds = 0.3;
   std::string only_path, only_type;
+  bool cold = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--min-seconds") == 0 && i + 1 < argc) {
       min_seconds = std::atof(argv[++i]);
@@ -90,8 +99,11 @@ int main(int argc, char** argv) {
       only_path = argv[++i];
     } else if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
       only_type = argv[++i];
+    } else if (std::strcmp(argv[i], "--cold") == 0) {
+      cold = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--min-seconds S] [--path NAME] [--type NAME]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--min-seconds S] [--path NAME] [--type NAME] [--cold]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -122,20 +134,24 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
         std::vector<uint8_t> packed(cpu::PackedBytes(type, s.n, s.k));  // what the kernels read
         cpu::PackWeights(type, s.n, s.k, data.data(), packed.data());
-        data = std::move(packed);
-        cpu::WeightMatrix w{type, s.n, s.k, data.data()};
+        // One copy, or (--cold) as many as fill 256 MiB.
+        const size_t count =
+            cold ? std::max<size_t>(2, (size_t{256} << 20) / packed.size() + 1) : 1;
+        std::vector<std::vector<uint8_t>> stored(count, packed);
+        std::vector<cpu::WeightMatrix> copies;
+        for (const std::vector<uint8_t>& c : stored) copies.push_back({type, s.n, s.k, c.data()});
         std::normal_distribution<float> normal(0.0f, 1.0f);
         std::vector<float> x(s.m * s.k), y(s.m * s.n);
         for (float& v : x) v = normal(rng);
         cpu::MatMulScratch scratch;
         for (int threads : {1, 2}) {
           cpu::ThreadPool pool(threads);
-          double seconds = TimeMatMul(pool, isa, w, x, s.m, y, &scratch, min_seconds);
+          double seconds = TimeMatMul(pool, isa, copies, x, s.m, y, &scratch, min_seconds);
           std::string shape =
               std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n);
           std::printf("%-9s %-5s %-18s %7d %10.1f %8.2f\n", cpu::IsaName(isa),
                       cpu::WeightTypeName(type), shape.c_str(), threads, seconds * 1e6,
-                      static_cast<double>(data.size()) / seconds / 1e9);
+                      static_cast<double>(packed.size()) / seconds / 1e9);
           std::fflush(stdout);
         }
       }

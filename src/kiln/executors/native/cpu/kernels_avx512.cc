@@ -21,7 +21,16 @@
 namespace kiln::native::cpu::avx512 {
 namespace {
 
-constexpr int64_t kPrefetchBytes = 4096;
+// Weights are read once per step from memory, a record at a time: every cache line of the
+// record 8 KiB ahead is prefetched into L2 (kernels_avx2_body.inc says why).
+constexpr int64_t kPrefetchBytes = 8192;
+
+template <int kRecord>
+inline void PrefetchRecord(const uint8_t* record) {
+  for (int line = 0; line < kRecord; line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(record + kPrefetchBytes + line), _MM_HINT_T1);
+  }
+}
 constexpr int kTileRows = 8;
 
 inline __m512i Broadcast4(const int8_t* q) {
@@ -96,8 +105,8 @@ void PairTile(const uint8_t* a, const uint8_t* b, int64_t blocks, const BlockQ8*
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const uint8_t* ra = a + blk * F::kRecord;
     const uint8_t* rb = b + blk * F::kRecord;
-    _mm_prefetch(reinterpret_cast<const char*>(ra + kPrefetchBytes), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(rb + kPrefetchBytes), _MM_HINT_T0);
+    PrefetchRecord<F::kRecord>(ra);
+    PrefetchRecord<F::kRecord>(rb);
     __m512i acc[MR];
     for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
     for (int j = 0; j < 4; ++j) {
