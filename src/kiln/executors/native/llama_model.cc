@@ -600,7 +600,12 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // Each call's own number, so that rows gathered in one call are never taken for another's.
   static std::atomic<uint64_t> calls{0};
   const uint64_t call = ++calls;
-  pool.ParallelFor(layout.num_tokens() * kv_heads, [&](int64_t begin, int64_t end) {
+  // Tasks differ in cost (a prefill chunk's later tokens see more positions, decodes differ in
+  // length), so threads claim them in small ranges as they go: a contiguous split would leave
+  // one thread with most of a chunk's work. A task's result does not depend on its thread.
+  const int64_t tasks = layout.num_tokens() * kv_heads;
+  const int64_t grain = std::max<int64_t>(1, tasks / (16 * pool.num_threads()));
+  pool.ParallelForDynamic(tasks, grain, [&](int64_t begin, int64_t end) {
     // Each pool thread's scratch, grown as needed and kept across layers and steps: per kv head,
     // the key and value rows of the last token it attended for, which the next token of the same
     // chunk extends (a prefill chunk's tokens see the same positions, plus one each).

@@ -23,6 +23,12 @@ class ThreadPool {
   // ParallelFor.
   void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // Like ParallelFor, for items of uneven cost: the threads claim [i, i + grain) in turn, each
+  // taking the next range as it finishes one, so no thread waits long on another. Which thread
+  // runs an item is not fixed; fn must give the same result wherever it runs.
+  void ParallelForDynamic(int64_t n, int64_t grain,
+                          const std::function<void(int64_t begin, int64_t end)>& fn);
+
  private:
   struct State;
   int num_threads_;
