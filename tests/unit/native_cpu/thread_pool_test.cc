@@ -46,6 +46,52 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
   }
 }
 
+// ParallelForDynamic: every index exactly once, in ranges of at most `grain`, whatever the
+// grain; with uneven work every thread still takes part.
+TEST(ThreadPoolTest, DynamicCoversEveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 5, 17, 100, 961}) {
+      for (int64_t grain : {0, 1, 3, 16, 1000}) {
+        SCOPED_TRACE(testing::Message() << threads << " threads, n=" << n << ", grain " << grain);
+        std::unique_ptr<std::atomic<int>[]> visits(new std::atomic<int>[std::max<int64_t>(n, 1)]);
+        for (int64_t i = 0; i < n; ++i) visits[i].store(0);
+        std::atomic<bool> too_long{false};
+        pool.ParallelForDynamic(n, grain, [&](int64_t begin, int64_t end) {
+          if (begin >= end || (end - begin > std::max<int64_t>(1, grain) && end - begin != n)) {
+            too_long = true;
+          }
+          for (int64_t i = begin; i < end; ++i) visits[i].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(visits[i].load(), 1) << "index " << i;
+        EXPECT_FALSE(too_long.load());
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, DynamicSpreadsUnevenWork) {
+  ThreadPool pool(2);
+  // Item 0 holds its thread until every other item is done, so the other thread must take them
+  // all: under a fixed split the first thread's half would wait behind item 0.
+  constexpr int64_t kItems = 64;
+  std::atomic<int64_t> done{0};
+  pool.ParallelForDynamic(kItems, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (i == 0) {
+        // Bounded, so a pool that splits evenly fails the test instead of hanging it.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (done.load() < kItems - 1 && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::yield();
+        }
+      } else {
+        done.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(done.load(), kItems - 1);
+}
+
 TEST(ThreadPoolTest, ManyShortJobsInARow) {
   ThreadPool pool(4);
   std::atomic<int64_t> total{0};
