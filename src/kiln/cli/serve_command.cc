@@ -517,9 +517,11 @@ void RegisterServeCommand(CLI::App& app, int* exit_code) {
                   "auto (from the model's files), onnx-genai (GenAI folders) or vllm (the native "
                   "paged engine: Hugging Face folders and GGUF files)")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-dtype", args->model.kv_cache_dtype,
-                  "vllm runtime: KV cache element type: auto (float32), float32, bfloat16 (half "
-                  "the bytes), fp8 or fp8_e4m3 (about a quarter, with a scale per token and head)")
+  cmd->add_option(
+         "--kv-cache-dtype", args->model.kv_cache_dtype,
+         "vllm runtime: KV cache element type: auto (the model's: bfloat16, or float32 for "
+         "a float32 model on the CPU), float32, bfloat16 (half float32's bytes), fp8 or "
+         "fp8_e4m3 (about a quarter, with a scale per token and head)")
       ->capture_default_str();
   cmd->add_option("--quantization,-q", args->model.quantization,
                   "vllm runtime: none (weights as stored) or int8 (bf16, f16 and f32 matrices "

@@ -58,8 +58,10 @@ Result<ModelFacts> FactsFromGguf(const std::string& path) {
   // The GGUF's own tensor types, not the f32 that LlamaConfigFromGguf would write them in.
   facts.config.torch_dtype.clear();
   bool tied = true;
+  facts.f32_weights = true;
   for (const gguf::TensorInfo& t : file.tensors()) {
     if (t.name == "output.weight") tied = false;
+    if (t.dims.size() == 2 && t.type != gguf::TensorType::kF32) facts.f32_weights = false;
   }
   for (const gguf::TensorInfo& t : file.tensors()) {
     const int64_t n = static_cast<int64_t>(t.n_elements);
@@ -100,8 +102,10 @@ Result<ModelFacts> FactsFromFolder(const std::string& dir) {
   facts.source = "hf_folder";
   facts.config = std::move(config);
   const bool tied = weights.Find("lm_head.weight") == nullptr;
+  facts.f32_weights = true;
   for (const safetensors::SafetensorsFile& file : weights.files()) {
     for (const safetensors::TensorView& t : file.tensors()) {
+      if (t.shape.size() == 2 && t.dtype != safetensors::Dtype::kF32) facts.f32_weights = false;
       const int64_t n = static_cast<int64_t>(t.n_elements);
       const bool half = t.dtype == safetensors::Dtype::kBF16 || t.dtype == safetensors::Dtype::kF16;
       const int64_t cpu = CpuBytes(t.shape, n, static_cast<int64_t>(t.data.size()), half, false);
@@ -151,6 +155,7 @@ ModelFacts FactsFromConfig(const formats::ModelConfig& config, std::string path)
   facts.config = config;
   facts.parameters = CountParameters(config);
   facts.weight_bytes = facts.parameters * DtypeBytes(config.torch_dtype);
+  facts.f32_weights = DtypeBytes(config.torch_dtype) == 4;
   // The matrices int8 takes: every layer's projections, and the output projection (its own
   // tensor, or on the CPU a copy of the tied embedding); the embedding and the vectors (norms,
   // biases) keep theirs.

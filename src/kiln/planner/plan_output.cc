@@ -100,18 +100,12 @@ std::string PlanToJson(const ModelFacts& model, const Preferences& prefs, const 
 
 std::vector<std::string> PlanToServeArgs(const Plan& plan) {
   const bool cpu = plan.device.kind == DeviceKind::kCpu;
-  std::vector<std::string> args = {"--max-model-len",
-                                   std::to_string(plan.max_model_len),
-                                   "--max-num-seqs",
-                                   std::to_string(plan.max_num_seqs),
-                                   "--max-num-batched-tokens",
-                                   std::to_string(plan.max_num_batched_tokens),
-                                   "--kv-cache-memory",
-                                   std::to_string(plan.kv_cache_bytes),
-                                   "--kv-cache-dtype",
-                                   plan.kv_cache_dtype == KvCacheDtype::kF32
-                                       ? std::string("auto")
-                                       : std::string(KvCacheDtypeName(plan.kv_cache_dtype))};
+  std::vector<std::string> args = {
+      "--max-model-len",          std::to_string(plan.max_model_len),
+      "--max-num-seqs",           std::to_string(plan.max_num_seqs),
+      "--max-num-batched-tokens", std::to_string(plan.max_num_batched_tokens),
+      "--kv-cache-memory",        std::to_string(plan.kv_cache_bytes),
+      "--kv-cache-dtype",         KvCacheDtypeName(plan.kv_cache_dtype)};
   if (!cpu) {
     args.push_back("--device");
     args.push_back("cuda");
@@ -167,8 +161,7 @@ std::string PlanToArgs(const Plan& plan) {
                     std::to_string(plan.max_num_batched_tokens);
   if (plan.device.kind == DeviceKind::kCpu) {
     out += " --kv-cache-memory " + std::to_string(plan.kv_cache_bytes) + " --kv-cache-dtype " +
-           (plan.kv_cache_dtype == KvCacheDtype::kF32 ? std::string("auto")
-                                                      : KvCacheDtypeName(plan.kv_cache_dtype));
+           KvCacheDtypeName(plan.kv_cache_dtype);
   } else {
     char util[32];
     std::snprintf(util, sizeof(util), "%g", plan.memory_utilization);

@@ -279,7 +279,10 @@ Result<Plan> MakePlan(const ModelFacts& model, const Device& device, const Prefe
   if (plan.block_size < 1) return Status::InvalidArgument("block_size must be at least 1");
   plan.kv_cache_dtype = prefs.kv_cache_dtype;
   if (plan.kv_cache_dtype == KvCacheDtype::kAuto) {
-    plan.kv_cache_dtype = cpu ? KvCacheDtype::kF32 : KvCacheDtype::kBF16;
+    // vLLM's auto is the model's dtype. A GGUF's blocks and a bf16 or f16 checkpoint get bf16
+    // (llama.cpp keeps f16), half of f32's bytes to store and to read at every decode step; an
+    // f32 model keeps f32 on the CPU, which computes in f32.
+    plan.kv_cache_dtype = cpu && model.f32_weights ? KvCacheDtype::kF32 : KvCacheDtype::kBF16;
   }
   if (!cpu && plan.kv_cache_dtype == KvCacheDtype::kF32) {
     return Status::InvalidArgument(

@@ -39,6 +39,10 @@ struct ModelFacts {
   int64_t int8_weight_bytes = 0;
   int64_t cpu_int8_weight_bytes = 0;
   bool weight_bytes_from_files = false;
+  // Whether the model's matrices are stored in f32 (every 2-D tensor of its files, or without
+  // files its config's torch_dtype): kv_cache_dtype auto is then f32 on the CPU, as vLLM's auto
+  // is the model's dtype.
+  bool f32_weights = false;
 };
 
 // The parameters of a Llama-family model (llama, mistral, qwen2) counted from its shapes:
@@ -89,7 +93,8 @@ struct Preferences {
   std::optional<int64_t> max_model_len;               // default: the model's context, or what fits
   std::optional<int64_t> max_num_seqs;                // default: 256 on a GPU, 16 on the CPU
   std::optional<int64_t> max_num_batched_tokens;      // default: see docs/plan-format.md
-  KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;  // auto: f32 on the CPU, bf16 on a GPU
+  // auto: bf16, or on the CPU f32 for a model whose weights are f32 (ModelFacts::f32_weights)
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;
   int64_t block_size = 16;
   bool enable_prefix_caching = true;
   int64_t tensor_parallel_size = 1;    // GPUs that split the weights and the KV cache

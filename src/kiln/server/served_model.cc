@@ -37,27 +37,48 @@ planner::KvCacheDtype PlannerDtype(native::KvDtype dtype) {
   return planner::KvCacheDtype::kF32;
 }
 
+// A plan's KV cache dtype (resolved: never auto) as the executor names it.
+native::KvDtype NativeDtype(planner::KvCacheDtype dtype) {
+  switch (dtype) {
+    case planner::KvCacheDtype::kBF16:
+      return native::KvDtype::kBF16;
+    case planner::KvCacheDtype::kFp8E4M3:
+      return native::KvDtype::kFp8E4M3;
+    case planner::KvCacheDtype::kAuto:
+    case planner::KvCacheDtype::kF32:
+      break;
+  }
+  return native::KvDtype::kF32;
+}
+
 // The vllm runtime's sizes from the memory planner (`kiln plan` shows the same plan): the longest
 // context that fits, and the KV cache the memory leaves, which --kv-cache-memory overrides. The
 // planner's share of RAM for the CPU is half of it; the KV cache takes at most 4 GiB of that
 // unless asked, as vLLM's CPU backend does by default, since a long-running server touches all
 // of its cache in time. A model the planner cannot describe keeps the executor's own defaults.
+// --kv-cache-dtype auto is the plan's choice (the model's own 16-bit type, f32 for an f32
+// model on the CPU); without a plan, bf16 on a GPU and f32 on the CPU.
 struct NativeSizes {
   int64_t max_model_len = 0;   // 0: the executor's default
   int64_t kv_cache_bytes = 0;  // 0: the executor's default
+  native::KvDtype kv_dtype = native::KvDtype::kF32;
   std::optional<planner::Plan> plan;
 };
 
-// `device`: the CPU, or the GPU the vllm runtime runs on.
-Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDtype kv_dtype,
+// `device`: the CPU, or the GPU the vllm runtime runs on. `kv_dtype`: as asked, maybe auto.
+Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, planner::KvCacheDtype kv_dtype,
                                       const planner::Device& device) {
   NativeSizes sizes;
   sizes.max_model_len = options.max_model_len;
   sizes.kv_cache_bytes = options.kv_cache_bytes;
+  sizes.kv_dtype = kv_dtype != planner::KvCacheDtype::kAuto ? NativeDtype(kv_dtype)
+                   : device.kind == planner::DeviceKind::kGpu ? native::KvDtype::kBF16
+                                                              : native::KvDtype::kF32;
   auto facts = planner::ReadModelFacts(options.path);
   if (!facts.ok()) {
     LogInfo("no memory plan for this model (" + facts.status().message() + "); KV cache " +
-            (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB"));
+            (options.kv_cache_bytes > 0 ? "as asked" : "1 GiB") + ", " +
+            native::KvDtypeName(sizes.kv_dtype));
     return sizes;
   }
   planner::Preferences prefs;
@@ -66,11 +87,12 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, native::KvDty
   prefs.max_num_batched_tokens =
       std::max<int64_t>(options.max_num_batched_tokens, options.max_num_seqs);
   prefs.enable_prefix_caching = options.enable_prefix_caching;
-  prefs.kv_cache_dtype = PlannerDtype(kv_dtype);
+  prefs.kv_cache_dtype = kv_dtype;
   prefs.quantization = options.quantization;
   KILN_ASSIGN_OR_RETURN(planner::Plan plan, planner::MakePlan(*facts, device, prefs));
   constexpr int64_t kDefaultKvCap = int64_t{4} << 30;
   sizes.max_model_len = plan.max_model_len;
+  sizes.kv_dtype = NativeDtype(plan.kv_cache_dtype);
   if (options.kv_cache_bytes == 0) {
     // A GPU's cache takes all the room the plan leaves, as vLLM's does.
     sizes.kv_cache_bytes = device.kind == planner::DeviceKind::kCpu
@@ -137,11 +159,17 @@ Result<LoadedExecutor> LoadNative(const ModelOptions& options) {
     }
     KILN_ASSIGN_OR_RETURN(plan_device, planner::DeviceByName("cpu"));
   }
-  KILN_ASSIGN_OR_RETURN(native::KvDtype kv_dtype, native::ParseKvDtype(options.kv_cache_dtype));
-  if (device == "cuda" && options.kv_cache_dtype == "auto") {
-    kv_dtype = native::KvDtype::kBF16;  // vLLM's auto on a GPU: the model's 16-bit type
+  planner::KvCacheDtype asked = planner::KvCacheDtype::kAuto;
+  if (options.kv_cache_dtype != "auto") {
+    Result<native::KvDtype> parsed = native::ParseKvDtype(options.kv_cache_dtype);
+    if (!parsed.ok()) {
+      return Status::InvalidArgument("--kv-cache-dtype '" + options.kv_cache_dtype +
+                                     "': expected auto, float32, bfloat16, fp8 or fp8_e4m3");
+    }
+    asked = PlannerDtype(*parsed);
   }
-  KILN_ASSIGN_OR_RETURN(NativeSizes sizes, PlanNativeRuntime(options, kv_dtype, plan_device));
+  KILN_ASSIGN_OR_RETURN(NativeSizes sizes, PlanNativeRuntime(options, asked, plan_device));
+  const native::KvDtype kv_dtype = sizes.kv_dtype;
   native::NativeExecutorOptions no;
   no.max_model_len = sizes.max_model_len;
   no.threads = options.threads;

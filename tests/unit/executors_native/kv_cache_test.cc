@@ -68,9 +68,13 @@ TEST(Bf16, RoundsToNearestTiesToEven) {
   }
 }
 
+// The definite names; auto depends on the model and is the planner's (planner_test).
 TEST(ParseKvDtype, TakesVllmsNames) {
-  EXPECT_EQ(ParseKvDtype("auto").value(), KvDtype::kF32);
+  EXPECT_EQ(ParseKvDtype("float32").value(), KvDtype::kF32);
+  EXPECT_EQ(ParseKvDtype("f32").value(), KvDtype::kF32);
   EXPECT_EQ(ParseKvDtype("bfloat16").value(), KvDtype::kBF16);
+  EXPECT_EQ(ParseKvDtype("bf16").value(), KvDtype::kBF16);
+  EXPECT_FALSE(ParseKvDtype("auto").ok());
   EXPECT_EQ(ParseKvDtype("fp8").value(), KvDtype::kFp8E4M3);
   EXPECT_EQ(ParseKvDtype("fp8_e4m3").value(), KvDtype::kFp8E4M3);
   auto bad = ParseKvDtype("fp8_e5m2");

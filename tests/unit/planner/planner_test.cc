@@ -96,9 +96,10 @@ TEST(MakePlan, TableOfCases) {
   const Case cases[] = {
       // SmolLM2 on a 16 GiB CPU: half the RAM; bf16 matrices and embedding 134,479,872 x 2 and
       // f32 norms 35,136 x 4; activations 2048 x (576 + 1536 + 576 + 2 x 192) x 4 + 512 x 49152
-      // x 4; KV 2 x 30 x 3 x 64 x 4.
+      // x 4; KV 2 x 30 x 3 x 64 x 2 (auto: the bf16 model's dtype); blocks = (budget - weights -
+      // activations) / (16 x 23,040).
       {"smollm2 cpu", SmolLM2_135M(), Cpu(16 * kGiB), "", 8'589'934'592, 269'100'288, 125'829'120,
-       46'080, 11'115, 8192, 16, 2048},
+       23'040, 22'230, 8192, 16, 2048},
       // Llama-3.1-8B on an H100 (81,559 MiB x 0.9): bf16 weights, 8192 tokens a step,
       // KV 2 x 32 x 8 x 128 x 2; blocks = (budget - weights - activations) / (16 x 131,072).
       {"llama8b h100", Llama31_8B(), Gpu("h100-80gb"), "", 76'968'728'985, 16'060'522'496,
@@ -122,7 +123,7 @@ TEST(MakePlan, TableOfCases) {
       // A lower utilization, a larger block and a larger step on the CPU.
       {"smollm2 cpu prefs", SmolLM2_135M(), Cpu(16 * kGiB),
        "memory_utilization=0.25 block_size=32 max_num_batched_tokens=4096 max_num_seqs=4",
-       4'294'967'296, 269'100'288, 4096 * 3072 * 4 + 512 * 49152 * 4, 46'080, 2'627, 8192, 4, 4096},
+       4'294'967'296, 269'100'288, 4096 * 3072 * 4 + 512 * 49152 * 4, 23'040, 5'255, 8192, 4, 4096},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -169,16 +170,28 @@ TEST(FactsFromConfig, Int8WeightBytes) {
   EXPECT_EQ(MakePlan(smol, Cpu(16 * kGiB), {}).value().weight_bytes, smol.cpu_weight_bytes);
 }
 
-TEST(MakePlan, ResolvesAutoKvDtypePerDevice) {
+// auto is the model's dtype, as in vLLM: bf16 for a bf16 model; f32 for an f32 one on the CPU
+// (which computes in f32), bf16 on a GPU.
+TEST(MakePlan, ResolvesAutoKvDtypeFromTheModelAndDevice) {
   ModelFacts f = FactsFromConfig(SmolLM2_135M(), "smollm2");
-  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), {}).value().kv_cache_dtype, KvCacheDtype::kF32);
+  EXPECT_FALSE(f.f32_weights);
+  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), {}).value().kv_cache_dtype, KvCacheDtype::kBF16);
   EXPECT_EQ(MakePlan(f, Gpu("l4"), {}).value().kv_cache_dtype, KvCacheDtype::kBF16);
+  formats::ModelConfig f32_config = SmolLM2_135M();
+  f32_config.torch_dtype = "float32";
+  ModelFacts f32 = FactsFromConfig(f32_config, "smollm2-f32");
+  EXPECT_TRUE(f32.f32_weights);
+  EXPECT_EQ(MakePlan(f32, Cpu(16 * kGiB), {}).value().kv_cache_dtype, KvCacheDtype::kF32);
+  EXPECT_EQ(MakePlan(f32, Gpu("l4"), {}).value().kv_cache_dtype, KvCacheDtype::kBF16);
+  EXPECT_EQ(MakePlan(f32, Cpu(16 * kGiB), Parse("kv_cache_dtype=bf16")).value().kv_cache_dtype,
+            KvCacheDtype::kBF16);
 }
 
 TEST(MakePlan, CpuKvDtypesCountTheirBytesAndFp8Scales) {
   ModelFacts f = FactsFromConfig(SmolLM2_135M(), "smollm2");
   const int64_t per_head = 2 * 30 * 3;  // keys and values, 30 layers, 3 KV heads of 64
-  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), {}).value().kv_bytes_per_token, per_head * 64 * 4);
+  EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), Parse("kv_cache_dtype=f32")).value().kv_bytes_per_token,
+            per_head * 64 * 4);
   EXPECT_EQ(MakePlan(f, Cpu(16 * kGiB), Parse("kv_cache_dtype=bf16")).value().kv_bytes_per_token,
             per_head * 64 * 2);
   // One byte a value and an f32 scale per token and head on the CPU; one byte on a GPU.
@@ -229,10 +242,10 @@ TEST(MakePlan, MaxModelLenFitsUpToTheKvTokens) {
 
 TEST(MakePlan, CpuFailureNamesTheMemoryNeeded) {
   // Weights (70,553,706,496 - 1,318,912 norm weights) x 2 + 1,318,912 x 4 = 141,110,050,816,
-  // + activations 648,544,256 + 1024 tokens x 655,360 bytes of KV, over 0.5: 284,859,367,424
-  // bytes = 265.30 GiB.
+  // + activations 648,544,256 + 1024 tokens x 327,680 bytes of bf16 KV, over 0.5:
+  // 284,188,278,784 bytes = 264.67 GiB.
   const std::string msg = FailureOf(Llama31_70B(), Cpu(64 * kGiB), "");
-  EXPECT_NE(msg.find("needs 265.30 GiB of RAM"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("needs 264.67 GiB of RAM"), std::string::npos) << msg;
   EXPECT_NE(msg.find("has 64.00 GiB"), std::string::npos) << msg;
 }
 
@@ -352,7 +365,7 @@ TEST(PlanOutput, ArgsCarryThePlan) {
             "--max-model-len 8192 --max-num-seqs 16 --max-num-batched-tokens "
             "2048 --kv-cache-memory " +
                 std::to_string(cpu.kv_cache_bytes) +
-                " --kv-cache-dtype auto --enable-prefix-caching\n");
+                " --kv-cache-dtype bf16 --enable-prefix-caching\n");
   Plan cpu_fp8 =
       MakePlan(f, Cpu(128 * kGiB), Parse("max_model_len=8192 kv_cache_dtype=fp8")).value();
   EXPECT_NE(PlanToArgs(cpu_fp8).find(" --kv-cache-dtype fp8_e4m3 "), std::string::npos);
@@ -367,7 +380,7 @@ TEST(PlanOutput, ArgsCarryThePlan) {
       "--max-num-seqs",           "16",
       "--max-num-batched-tokens", "2048",
       "--kv-cache-memory",        std::to_string(cpu.kv_cache_bytes),
-      "--kv-cache-dtype",         "auto",
+      "--kv-cache-dtype",         "bf16",
       "--enable-prefix-caching"};
   EXPECT_EQ(cpu_args, want_cpu);
   const std::vector<std::string> gpu_args = PlanToServeArgs(p);

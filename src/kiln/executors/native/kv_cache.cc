@@ -43,11 +43,11 @@ const char* KvDtypeName(KvDtype dtype) {
 }
 
 Result<KvDtype> ParseKvDtype(const std::string& name) {
-  if (name == "auto" || name == "float32" || name == "f32") return KvDtype::kF32;
+  if (name == "float32" || name == "f32") return KvDtype::kF32;
   if (name == "bfloat16" || name == "bf16") return KvDtype::kBF16;
   if (name == "fp8" || name == "fp8_e4m3") return KvDtype::kFp8E4M3;
   return Status::InvalidArgument("kv cache dtype '" + name +
-                                 "': expected auto, float32, bfloat16, fp8 or fp8_e4m3");
+                                 "': expected float32, bfloat16, fp8 or fp8_e4m3");
 }
 
 uint8_t FloatToFp8E4M3(float x) {

@@ -22,8 +22,10 @@ namespace kiln::native {
 enum class KvDtype { kF32, kBF16, kFp8E4M3 };
 
 const char* KvDtypeName(KvDtype dtype);  // "f32", "bf16", "fp8_e4m3"
-// vLLM's --kv-cache-dtype names: auto (f32: the CPU computes in f32), float32/f32,
-// bfloat16/bf16, fp8/fp8_e4m3. InvalidArgument otherwise, listing them.
+// vLLM's --kv-cache-dtype names of a definite type: float32/f32, bfloat16/bf16, fp8/fp8_e4m3.
+// "auto" depends on the model and device (planner::MakePlan resolves it: the model's own 16-bit
+// type, f32 for an f32 model) and is the caller's to resolve; InvalidArgument otherwise, listing
+// the names.
 Result<KvDtype> ParseKvDtype(const std::string& name);
 
 // OCP FP8 E4M3FN of `x` rounded to nearest, ties to even; magnitudes past 448 give 448, NaN
