@@ -90,9 +90,9 @@ struct Preferences {
   // vLLM's gpu_memory_utilization; on the CPU the fraction of RAM. Default 0.9 on a GPU, 0.5 on
   // the CPU (the operating system, the server and other processes share RAM).
   std::optional<double> memory_utilization;
-  std::optional<int64_t> max_model_len;               // default: the model's context, or what fits
-  std::optional<int64_t> max_num_seqs;                // default: 256 on a GPU, 16 on the CPU
-  std::optional<int64_t> max_num_batched_tokens;      // default: see docs/plan-format.md
+  std::optional<int64_t> max_model_len;           // default: the model's context, or what fits
+  std::optional<int64_t> max_num_seqs;            // default: 256 on a GPU, 16 on the CPU
+  std::optional<int64_t> max_num_batched_tokens;  // default: see docs/plan-format.md
   // auto: bf16, or on the CPU f32 for a model whose weights are f32 (ModelFacts::f32_weights)
   KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;
   int64_t block_size = 16;

@@ -71,7 +71,7 @@ Result<NativeSizes> PlanNativeRuntime(const ModelOptions& options, planner::KvCa
   NativeSizes sizes;
   sizes.max_model_len = options.max_model_len;
   sizes.kv_cache_bytes = options.kv_cache_bytes;
-  sizes.kv_dtype = kv_dtype != planner::KvCacheDtype::kAuto ? NativeDtype(kv_dtype)
+  sizes.kv_dtype = kv_dtype != planner::KvCacheDtype::kAuto   ? NativeDtype(kv_dtype)
                    : device.kind == planner::DeviceKind::kGpu ? native::KvDtype::kBF16
                                                               : native::KvDtype::kF32;
   auto facts = planner::ReadModelFacts(options.path);
