@@ -579,6 +579,18 @@ void LlamaModel::ProjectMany(std::span<const std::pair<const Linear*, float*>> p
   }
 }
 
+namespace {
+
+// A key or value row is read a few hundred nanoseconds after its pointer is gathered, from
+// blocks anywhere in the cache: its lines are requested into L2 as the pointer is taken, so the
+// kernels do not wait on one row at a time.
+inline void PrefetchRow(const void* row, int64_t bytes) {
+  const char* p = static_cast<const char*>(row);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
+}
+
+}  // namespace
+
 void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                            cpu::Isa isa) {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
@@ -659,10 +671,16 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
         if (bf16) {
           rows.k_bf16[i] = kv_.KeyBf16(plane, slot, g);
           rows.v_bf16[i] = kv_.ValueBf16(plane, slot, g);
+          PrefetchRow(rows.k_bf16[i], hd * 2);
+          PrefetchRow(rows.v_bf16[i], hd * 2);
           continue;
         }
         k_rows[i] = kv_.Key(plane, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
         v_rows[i] = kv_.Value(plane, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
+        if (!decode_rows) {
+          PrefetchRow(k_rows[i], hd * 4);
+          PrefetchRow(v_rows[i], hd * 4);
+        }
       }
       rows.call = call;
       rows.chunk = chunk;
