@@ -21,6 +21,12 @@ wheel, in its own process, with as many slots as the highest concurrency, each s
 context as Kiln's max model length, the same thread count). Decode rates are (tokens - 1) over
 the span from first to last token on every side.
 
+At the end it runs the forward pass alone at 32 sequences (tests/tools/native_step_bench:
+in-process, without HTTP, engine or sampling), with no attention and at the run's mean context,
+and prints those rates beside the served one and the int8 peak, and for each target of the
+aggregate at 32 (8x llama.cpp, 3x the onnx-genai runtime) the first of those bounds it lies
+beyond: the limit that stands in its way.
+
 Each measurement is taken from every server in turn, --repeats times, the order rotating, so
 drift on a shared machine falls on all alike; a figure is the median of its repeats and a ratio
 the median of per-repeat ratios. It waits for the load average to fall below the core count
@@ -343,10 +349,50 @@ def main(argv=None):
         print(f"  {what:42s} {frac['kiln-vllm']:10.1%} {frac['llama.cpp']:10.1%} "
               f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
+    where_the_time_goes(build, args, threads, limits, macs_per_token, results,
+                        len(fresh("x", 0)) + args.tokens // 2)
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
         return 2
     return 0
+
+
+def where_the_time_goes(build, args, threads, limits, macs_per_token, results, context):
+    """At 32 concurrent, Kiln's served rate beside the bounds under it: the int8 peak, and the
+    forward pass alone (tests/tools/native_step_bench: in-process, no HTTP, engine or sampling)
+    without attention (context 1) and at the run's mean context; then which of them the targets
+    (8x llama.cpp, 3x the onnx-genai runtime) lie beyond."""
+    agg = next((v for label, _, v in results if label.startswith("aggregate at 32 ")), None)
+    if agg is None:
+        return
+    wait_for_quiet(args.max_wait)
+    kv = {"auto": "bf16", "float32": "f32"}.get(args.kv_cache_dtype, args.kv_cache_dtype)
+    out = subprocess.run([build / "tests" / "native_step_bench", "--model", args.gguf,
+                          "--batches", "32", "--context", f"1,{context}", "--prefill", "0",
+                          "--threads", str(threads), "--kv", kv],
+                         check=True, capture_output=True, text=True).stdout
+    rate = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "32":
+            rate[int(parts[1])] = float(parts[3])
+    served = statistics.median(agg["kiln-vllm"])
+    peak = limits.get("int8_gops", float("nan")) * 1e9 / (2 * macs_per_token)
+    targets = {"8x llama.cpp": 8 * statistics.median(agg["llama.cpp"]),
+               "3x kiln-onnx": 3 * statistics.median(agg["kiln-onnx"])}
+    bounds = [("int8 peak, 2 operations per multiply-add", peak),
+              ("forward pass alone, no attention (context 1)", rate.get(1, float("nan"))),
+              (f"forward pass alone, attention over {context} positions",
+               rate.get(context, float("nan"))),
+              ("served (HTTP, engine, sampling; clients on the same cores)", served)]
+    print(f"where the time goes at 32 concurrent (kiln-vllm, tokens/s; load "
+          f"{os.getloadavg()[0]:.2f} after the forward-pass runs):")
+    for what, value in bounds:
+        print(f"  {what:60s} {value:8.1f}  {value / peak:6.1%} of the int8 peak")
+    for name, value in targets.items():
+        beyond = [what for what, bound in bounds if value > bound]
+        where = (f"beyond: {beyond[0]}" if beyond else "within every bound above")
+        print(f"  target {name:53s} {value:8.1f}  {where}")
 
 
 if __name__ == "__main__":
