@@ -90,7 +90,8 @@ class LlamaModel {
   LlamaModel() = default;
   void EmbedRow(int32_t token, float* out) const;
   // Normalizes `rows` rows of weight.size() values.
-  void RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows) const;
+  void RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows,
+               cpu::ThreadPool& pool) const;
   void Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local) const;
   void Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                  cpu::Isa isa);
