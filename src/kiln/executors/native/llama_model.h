@@ -92,7 +92,9 @@ class LlamaModel {
   // Normalizes `rows` rows of weight.size() values.
   void RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows,
                cpu::ThreadPool& pool) const;
-  void Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local) const;
+  // Rotates tokens [begin, end) of x (heads vectors of head_dim each per token).
+  void Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local, int64_t begin,
+            int64_t end) const;
   void Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
                  cpu::Isa isa);
   void Project(const Linear& linear, const float* x, int64_t rows, float* y, cpu::ThreadPool& pool,
