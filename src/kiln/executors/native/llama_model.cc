@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numbers>
 #include <numeric>
@@ -527,6 +528,22 @@ void LlamaModel::EmbedRow(int32_t token, float* out) const {
                               static_cast<uint64_t>(h), out);
 }
 
+namespace {
+
+// Runs fn(begin, end) over rows [0, rows): over the pool for a batch, on the calling thread for a
+// few rows (a lone decode), where waking the pool costs more than the work. Each row's result
+// must not depend on the split.
+void OverRows(cpu::ThreadPool& pool, int64_t rows,
+              const std::function<void(int64_t begin, int64_t end)>& fn) {
+  if (rows >= 4) {
+    pool.ParallelFor(rows, fn);
+  } else {
+    fn(0, rows);
+  }
+}
+
+}  // namespace
+
 void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float* out, int64_t rows,
                          cpu::ThreadPool& pool) const {
   const int64_t h = static_cast<int64_t>(weight.size());
@@ -540,13 +557,8 @@ void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float
       for (int64_t i = 0; i < h; ++i) out[r * h + i] = weight[i] * (xr[i] * inv);
     }
   };
-  // A row's sum is one chain of double additions (about a microsecond at hidden size 576), so a
-  // batch's rows go over the pool; each row's value does not depend on the split.
-  if (rows >= 4) {
-    pool.ParallelFor(rows, norm);
-  } else {
-    norm(0, rows);
-  }
+  // A row's sum is one chain of double additions (about a microsecond at hidden size 576).
+  OverRows(pool, rows, norm);
 }
 
 void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local,
@@ -779,11 +791,7 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
         kv_.Write(layer.kv_plane, layout.Slot(layer.kv_group, t), &k_[t * kv_dim], &v_[t * kv_dim]);
       }
     };
-    if (n >= 4) {
-      pool.ParallelFor(n, rope_and_store);
-    } else {
-      rope_and_store(0, n);
-    }
+    OverRows(pool, n, rope_and_store);
     Attention(layout, static_cast<int64_t>(li), pool, isa);
     Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);
     if (gemma_) RmsNorm(tmp_.data(), layer.post_attn_norm, tmp_.data(), n, pool);
