@@ -624,9 +624,9 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   const int64_t kv_group = layers_[layer].kv_group, plane = layers_[layer].kv_plane;
   int32_t longest = 0;
   for (int32_t len : layout.seq_lens) longest = std::max(longest, len);
-  // One task per (token, kv head), for the `group` query heads that share its keys and values;
-  // each head reduces over positions in order through kernels whose every element is computed
-  // the same whatever else the step holds.
+  // Each kv head's `group` query heads are computed together; each head reduces over positions
+  // in order through kernels whose every element is computed the same whatever else the step
+  // holds.
   // A bf16 cache is read in place by the bf16 kernels (widening is exact: the same bits as
   // decoded rows); fp8 rows are decoded once per task for the group's heads.
   const bool bf16 = kv_.dtype() == KvDtype::kBF16;
@@ -634,11 +634,21 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // Each call's own number, so that rows gathered in one call are never taken for another's.
   static std::atomic<uint64_t> calls{0};
   const uint64_t call = ++calls;
+  // With enough tokens for every thread, one task per token for all its kv heads: a position's
+  // keys (values) for every head are one contiguous slot, so a task reads the cache a slot at a
+  // time, in block order, which the memory system streams far better than one head's slice of
+  // each slot at a time. With few tokens (a lone decode), one task per (token, kv head), so every
+  // thread has work.
   // Tasks differ in cost (a prefill chunk's later tokens see more positions, decodes differ in
   // length), so threads claim them in small ranges as they go: a contiguous split would leave
   // one thread with most of a chunk's work. A task's result does not depend on its thread.
-  const int64_t tasks = layout.num_tokens() * kv_heads;
+  const int64_t heads_per_task = layout.num_tokens() >= 4 * pool.num_threads() ? kv_heads : 1;
+  const int64_t tasks = layout.num_tokens() * (kv_heads / heads_per_task);
   const int64_t grain = std::max<int64_t>(1, tasks / (16 * pool.num_threads()));
+  const int64_t block_size = block_size_;
+  // What a task asks for ahead of reading it: every head's rows of a slot, or its own head's.
+  const int64_t row_bytes = hd * (bf16 ? 2 : 4);
+  const int64_t prefetch_bytes = heads_per_task * row_bytes;
   pool.ParallelForDynamic(tasks, grain, [&](int64_t begin, int64_t end) {
     // Each pool thread's scratch, grown as needed and kept across layers and steps: per kv head,
     // the key and value rows of the last token it attended for, which the next token of the same
@@ -658,89 +668,101 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
     if (scores.size() < most * group) scores.resize(most * group);
     if (totals.size() < static_cast<size_t>(group)) totals.resize(group);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task / kv_heads, g = task % kv_heads;
+      const int64_t t = task * heads_per_task / kv_heads;
+      const int64_t g_begin = task * heads_per_task % kv_heads;
       const int32_t chunk = layout.token_chunk[t];
       const int32_t* table = layout.Table(kv_group, chunk);
       const int64_t pos = layout.positions[t];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       const int64_t count = pos - first + 1;
-      Gathered& rows = gathered[g];
-      if (rows.k_rows.size() < most) {
-        rows.k_rows.resize(most);
-        rows.v_rows.resize(most);
-      }
-      if (bf16 && rows.k_bf16.size() < most) {
-        rows.k_bf16.resize(most);
-        rows.v_bf16.resize(most);
-      }
-      if (decode_rows && rows.k_decoded.size() < most * hd) {
-        rows.k_decoded.resize(most * hd);
-        rows.v_decoded.resize(most * hd);
-      }
-      // The keys and values this token attends to, in position order (decoded once for the
-      // group's heads when the cache holds another type); what the chunk's previous token
-      // gathered is kept.
-      int64_t have = 0;
-      if (rows.call == call && rows.chunk == chunk && rows.first == first && rows.count <= count) {
-        have = rows.count;
-      }
-      std::vector<const float*>& k_rows = rows.k_rows;
-      std::vector<const float*>& v_rows = rows.v_rows;
-      for (int64_t i = have; i < count; ++i) {
-        const int64_t p = first + i;
-        const int64_t slot =
-            static_cast<int64_t>(table[p / block_size_]) * block_size_ + p % block_size_;
+      for (int64_t g = g_begin; g < g_begin + heads_per_task; ++g) {
+        Gathered& rows = gathered[g];
+        if (rows.k_rows.size() < most) {
+          rows.k_rows.resize(most);
+          rows.v_rows.resize(most);
+        }
+        if (bf16 && rows.k_bf16.size() < most) {
+          rows.k_bf16.resize(most);
+          rows.v_bf16.resize(most);
+        }
+        if (decode_rows && rows.k_decoded.size() < most * hd) {
+          rows.k_decoded.resize(most * hd);
+          rows.v_decoded.resize(most * hd);
+        }
+        // The keys and values this token attends to, in position order (decoded once for the
+        // group's heads when the cache holds another type); what the chunk's previous token
+        // gathered is kept.
+        int64_t have = 0;
+        if (rows.call == call && rows.chunk == chunk && rows.first == first &&
+            rows.count <= count) {
+          have = rows.count;
+        }
+        std::vector<const float*>& k_rows = rows.k_rows;
+        std::vector<const float*>& v_rows = rows.v_rows;
+        // Position first + have's block and offset, then stepped along without dividing.
+        int64_t block = (first + have) / block_size, offset = (first + have) % block_size;
+        for (int64_t i = have; i < count; ++i) {
+          const int64_t slot = static_cast<int64_t>(table[block]) * block_size + offset;
+          if (++offset == block_size) {
+            offset = 0;
+            ++block;
+          }
+          if (bf16) {
+            rows.k_bf16[i] = kv_.KeyBf16(plane, slot, g);
+            rows.v_bf16[i] = kv_.ValueBf16(plane, slot, g);
+            // The task's first head asks for all its heads' rows, in the order they are read.
+            if (g == g_begin) {
+              PrefetchRow(rows.k_bf16[i], prefetch_bytes);
+              PrefetchRow(rows.v_bf16[i], prefetch_bytes);
+            }
+            continue;
+          }
+          k_rows[i] = kv_.Key(plane, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
+          v_rows[i] = kv_.Value(plane, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
+          if (!decode_rows && g == g_begin) {
+            PrefetchRow(k_rows[i], prefetch_bytes);
+            PrefetchRow(v_rows[i], prefetch_bytes);
+          }
+        }
+        rows.call = call;
+        rows.chunk = chunk;
+        rows.first = first;
+        rows.count = count;
+        // The group's query heads together: each key and value row is read once for all of them.
+        const int64_t head0 = g * group;
+        const float* q = &q_[(t * heads + head0) * hd];
         if (bf16) {
-          rows.k_bf16[i] = kv_.KeyBf16(plane, slot, g);
-          rows.v_bf16[i] = kv_.ValueBf16(plane, slot, g);
-          PrefetchRow(rows.k_bf16[i], hd * 2);
-          PrefetchRow(rows.v_bf16[i], hd * 2);
-          continue;
+          cpu::AttentionScoresBf16(isa, rows.k_bf16.data(), q, group, count, hd, scale,
+                                   scores.data(), count);
+        } else {
+          cpu::AttentionScores(isa, k_rows.data(), q, group, count, hd, scale, scores.data(),
+                               count);
         }
-        k_rows[i] = kv_.Key(plane, slot, g, decode_rows ? &rows.k_decoded[i * hd] : nullptr);
-        v_rows[i] = kv_.Value(plane, slot, g, decode_rows ? &rows.v_decoded[i * hd] : nullptr);
-        if (!decode_rows) {
-          PrefetchRow(k_rows[i], hd * 4);
-          PrefetchRow(v_rows[i], hd * 4);
+        for (int64_t j = 0; j < group; ++j) {
+          float* row = &scores[j * count];
+          // Eight running maxima (the compiler keeps them in vector registers); max is exact in
+          // any order.
+          float lanes[8];
+          std::fill(lanes, lanes + 8, -INFINITY);
+          int64_t i = 0;
+          for (; i + 8 <= count; i += 8) {
+            for (int l = 0; l < 8; ++l) lanes[l] = std::max(lanes[l], row[i + l]);
+          }
+          for (; i < count; ++i) lanes[0] = std::max(lanes[0], row[i]);
+          const float max_score = *std::max_element(lanes, lanes + 8);
+          totals[j] = cpu::ExpSubMaxSum(isa, row, count, max_score);
         }
-      }
-      rows.call = call;
-      rows.chunk = chunk;
-      rows.first = first;
-      rows.count = count;
-      // The group's query heads together: each key and value row is read once for all of them.
-      const int64_t head0 = g * group;
-      const float* q = &q_[(t * heads + head0) * hd];
-      if (bf16) {
-        cpu::AttentionScoresBf16(isa, rows.k_bf16.data(), q, group, count, hd, scale, scores.data(),
-                                 count);
-      } else {
-        cpu::AttentionScores(isa, k_rows.data(), q, group, count, hd, scale, scores.data(), count);
-      }
-      for (int64_t j = 0; j < group; ++j) {
-        float* row = &scores[j * count];
-        // Eight running maxima (the compiler keeps them in vector registers); max is exact in
-        // any order.
-        float lanes[8];
-        std::fill(lanes, lanes + 8, -INFINITY);
-        int64_t i = 0;
-        for (; i + 8 <= count; i += 8) {
-          for (int l = 0; l < 8; ++l) lanes[l] = std::max(lanes[l], row[i + l]);
+        float* out = &att_[(t * heads + head0) * hd];
+        if (bf16) {
+          cpu::AttentionValuesBf16(isa, rows.v_bf16.data(), scores.data(), count, group, count, hd,
+                                   out);
+        } else {
+          cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, group, count, hd, out);
         }
-        for (; i < count; ++i) lanes[0] = std::max(lanes[0], row[i]);
-        const float max_score = *std::max_element(lanes, lanes + 8);
-        totals[j] = cpu::ExpSubMaxSum(isa, row, count, max_score);
-      }
-      float* out = &att_[(t * heads + head0) * hd];
-      if (bf16) {
-        cpu::AttentionValuesBf16(isa, rows.v_bf16.data(), scores.data(), count, group, count, hd,
-                                 out);
-      } else {
-        cpu::AttentionValues(isa, v_rows.data(), scores.data(), count, group, count, hd, out);
-      }
-      for (int64_t j = 0; j < group; ++j) {
-        const float inv_total = 1.0f / totals[j];
-        for (int64_t i = 0; i < hd; ++i) out[j * hd + i] *= inv_total;
+        for (int64_t j = 0; j < group; ++j) {
+          const float inv_total = 1.0f / totals[j];
+          for (int64_t i = 0; i < hd; ++i) out[j * hd + i] *= inv_total;
+        }
       }
     }
   });
