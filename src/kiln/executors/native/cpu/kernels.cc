@@ -383,6 +383,7 @@ void UnpackRow(const WeightMatrix& w, int64_t n, uint8_t* gguf_row) {
 }
 
 void QuantizeRowQ8(Isa isa, const float* x, int64_t k, BlockQ8* out) {
+  if (isa == Isa::kAvx512) return avx512::QuantizeRowQ8(x, k, out);
   if (UseAvx2(isa)) return avx2::QuantizeRowQ8(x, k, out);
   QuantizeRowQ8Portable(x, k, out);
 }
@@ -516,7 +517,9 @@ void MatMulMany(ThreadPool& pool, Isa isa, std::span<const MatMulOutput> outs, c
   const int64_t blocks = k / kBlock;
   scratch->Reserve(static_cast<size_t>(rows * blocks));
   BlockQ8* xq = scratch->blocks;
-  auto quantize = avx2 ? avx2::QuantizeRowQ8 : QuantizeRowQ8Portable;
+  auto quantize = isa == Isa::kAvx512 ? avx512::QuantizeRowQ8
+                  : avx2              ? avx2::QuantizeRowQ8
+                                      : QuantizeRowQ8Portable;
   // Rows are quantized independently, so spreading them over threads changes no bit.
   if (rows * k >= 16384) {
     pool.ParallelFor(rows, [&](int64_t begin, int64_t end) {

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -158,6 +159,48 @@ void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, con
   }
 }
 
+// 32 values at a time as avx2::QuantizeRowQ8 (kernels_avx2.cc) does them, on two 512-bit vectors:
+// the same block maximum (max is exact in any order), scale, rounding steps and sums, so the same
+// blocks for finite values.
+void QuantizeBlocks(const float* x, int64_t k, BlockQ8* out) {
+  // Bit operations on the floats as integers (the float forms need AVX-512 DQ).
+  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(INT32_MIN);
+  const __m512i one = _mm512_castps_si512(_mm512_set1_ps(1.0f));
+  const auto abs = [&](__m512 v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
+  };
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const __m512 v[2] = {_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)};
+    const __m512 m = _mm512_max_ps(abs(v[0]), abs(v[1]));
+    const __m256 m8 =
+        _mm256_max_ps(_mm512_castps512_ps256(m),
+                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float d = _mm_cvtss_f32(m4) / 127.0f;
+    const __m512 inv = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    __m512i isum = _mm512_setzero_si512();
+    for (int j = 0; j < 2; ++j) {
+      // Round half away from zero: truncate, then step away from zero when the dropped fraction
+      // (exact) is at least one half.
+      const __m512 s = _mm512_mul_ps(v[j], inv);
+      const __m512 t = _mm512_roundscale_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __mmask16 up = _mm512_cmp_ps_mask(abs(_mm512_sub_ps(s, t)), half, _CMP_GE_OQ);
+      const __m512 step =
+          _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(s), sign), one));
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, step));
+      isum = _mm512_add_epi32(isum, q);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b].q + 16 * j), _mm512_cvtsepi32_epi8(q));
+    }
+    const int qsum = _mm512_reduce_add_epi32(isum);
+    out[b].d = d;
+    out[b].sum = d * static_cast<float>(qsum);
+    out[b].qsum = qsum;
+  }
+}
+
 // The kernel of a packed weight type (quantized types only).
 void PackedGemmOf(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                   const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride) {
@@ -244,6 +287,8 @@ constexpr int kTileGroups = 2;  // x kTileRows rows: 16 accumulators
 #include "kiln/executors/native/cpu/kernels_float_driver.inc"
 
 }  // namespace
+
+void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out) { QuantizeBlocks(x, k, out); }
 
 void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                 const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride) {

@@ -11,6 +11,9 @@
 
 namespace kiln::native::cpu::avx512 {
 
+// As avx2::QuantizeRowQ8 (kernels_avx2.h), with the same blocks for finite values.
+void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out);
+
 // As avx2::PackedGemm (kernels_avx2.h), with the same results.
 void PackedGemm(WeightType type, const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n,
                 const BlockQ8* x, int64_t rows, int64_t k, float* y, int64_t y_stride);
