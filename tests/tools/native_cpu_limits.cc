@@ -5,7 +5,8 @@
 //   f32_gflops   fused multiply-add peak: 12 independent 8-lane FMA chains per thread
 //   int8_gops    8-bit multiply-add peak, counting each multiply and each add: vpdpbusd on
 //                AVX-VNNI, vpmaddubsw + vpmaddwd + vpaddd on AVX2 (what the kernels use)
-// On a CPU without AVX2 it prints the bandwidth only (the portable kernels set no peak).
+// On a CPU without AVX2 it prints the bandwidth only (the portable kernels set no peak). The path
+// is the kernels' own: the best this CPU runs, or the one KILN_CPU_FEATURES names.
 //
 //   native_cpu_limits [--threads N]
 #include <immintrin.h>
@@ -164,7 +165,14 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const cpu::Isa best = cpu::BestIsa();
+  // The path the kernels take (KILN_CPU_FEATURES may force a lower one), so the peak printed is
+  // the one they can reach.
+  const kiln::Result<cpu::Isa> selected = cpu::SelectIsa();
+  if (!selected.ok()) {
+    std::fprintf(stderr, "%s\n", selected.status().ToString().c_str());
+    return 2;
+  }
+  const cpu::Isa best = *selected;
   const bool avx2 = best != cpu::Isa::kPortable;
   const double read = ReadBandwidth(threads, avx2);
   std::printf("{\"threads\": %d, \"isa\": \"%s\", \"read_gb_s\": %.2f", threads, cpu::IsaName(best),
