@@ -414,7 +414,7 @@ void AxpyF32(Isa isa, float a, const float* x, float* y, int64_t n) {
 
 void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_t queries,
                      int64_t count, int64_t hd, float scale, float* scores, int64_t scores_stride) {
-  if (UseAvx2(isa) && hd % 8 == 0) {
+  if (UseAvx2(isa) && hd > 0 && hd % 8 == 0) {
     return avx2::AttentionScores(k_rows, q, queries, count, hd, scale, scores, scores_stride);
   }
   for (int64_t n = 0; n < queries; ++n) {
@@ -426,7 +426,7 @@ void AttentionScores(Isa isa, const float* const* k_rows, const float* q, int64_
 
 void AttentionValues(Isa isa, const float* const* v_rows, const float* w, int64_t w_stride,
                      int64_t queries, int64_t count, int64_t hd, float* out) {
-  if (UseAvx2(isa) && hd % 8 == 0) {
+  if (UseAvx2(isa) && hd > 0 && hd % 8 == 0) {
     return avx2::AttentionValues(v_rows, w, w_stride, queries, count, hd, out);
   }
   std::fill(out, out + queries * hd, 0.0f);
@@ -455,7 +455,7 @@ void WidenRows(const uint16_t* const* rows, int64_t count, int64_t hd, std::vect
 void AttentionScoresBf16(Isa isa, const uint16_t* const* k_rows, const float* q, int64_t queries,
                          int64_t count, int64_t hd, float scale, float* scores,
                          int64_t scores_stride) {
-  if (UseAvx2(isa) && hd % 8 == 0) {
+  if (UseAvx2(isa) && hd > 0 && hd % 8 == 0) {
     return avx2::AttentionScoresBf16(k_rows, q, queries, count, hd, scale, scores, scores_stride);
   }
   std::vector<float> buf;
@@ -466,7 +466,7 @@ void AttentionScoresBf16(Isa isa, const uint16_t* const* k_rows, const float* q,
 
 void AttentionValuesBf16(Isa isa, const uint16_t* const* v_rows, const float* w, int64_t w_stride,
                          int64_t queries, int64_t count, int64_t hd, float* out) {
-  if (UseAvx2(isa) && hd % 8 == 0) {
+  if (UseAvx2(isa) && hd > 0 && hd % 8 == 0) {
     return avx2::AttentionValuesBf16(v_rows, w, w_stride, queries, count, hd, out);
   }
   std::vector<float> buf;

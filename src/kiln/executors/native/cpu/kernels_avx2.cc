@@ -222,10 +222,12 @@ void ScoresOne(const T* const* k_rows, const float* q, int64_t count, int64_t hd
     for (int j = 0; j < 8; ++j) rows[j] = k_rows[g + j < count ? g + j : g];
     __m256 acc[8];
     for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d += 8) {
+    int64_t d = 0;  // hd >= 8 (see ScoresMany)
+    do {
       const __m256 qv = _mm256_loadu_ps(q + d);
       for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(Load8(rows[j] + d), qv, acc[j]);
-    }
+      d += 8;
+    } while (d < hd);
     alignas(32) float out[8];
     _mm_store_ps(out, _mm_mul_ps(ReduceFour(acc[0], acc[1], acc[2], acc[3]), vscale));
     _mm_store_ps(out + 4, _mm_mul_ps(ReduceFour(acc[4], acc[5], acc[6], acc[7]), vscale));
@@ -246,19 +248,29 @@ void ScoresMany(const T* const* k_rows, const float* q, int64_t count, int64_t h
     for (int n = 0; n < N; ++n) {
       for (int j = 0; j < 4; ++j) acc[n][j] = _mm256_setzero_ps();
     }
-    for (int64_t d = 0; d < hd; d += 8) {
+    // hd >= 8: a loop that runs at least once lets the compiler keep the accumulators in
+    // registers through the reduction below.
+    int64_t d = 0;
+    do {
       __m256 qv[N];
       for (int n = 0; n < N; ++n) qv[n] = _mm256_loadu_ps(q + n * hd + d);
       for (int j = 0; j < 4; ++j) {
         const __m256 kv = Load8(rows[j] + d);
         for (int n = 0; n < N; ++n) acc[n][j] = _mm256_fmadd_ps(kv, qv[n], acc[n][j]);
       }
-    }
+      d += 8;
+    } while (d < hd);
     const int64_t m = std::min<int64_t>(4, count - g);
     for (int n = 0; n < N; ++n) {
-      alignas(16) float out[4];
-      _mm_store_ps(out, _mm_mul_ps(ReduceFour(acc[n][0], acc[n][1], acc[n][2], acc[n][3]), vscale));
-      for (int64_t j = 0; j < m; ++j) scores[n * scores_stride + g + j] = out[j];
+      const __m128 s = _mm_mul_ps(ReduceFour(acc[n][0], acc[n][1], acc[n][2], acc[n][3]), vscale);
+      float* to = scores + n * scores_stride + g;
+      if (m == 4) {
+        _mm_storeu_ps(to, s);
+      } else {
+        alignas(16) float out[4];
+        _mm_store_ps(out, s);
+        for (int64_t j = 0; j < m; ++j) to[j] = out[j];
+      }
     }
   }
 }
