@@ -21,11 +21,14 @@ wheel, in its own process, with as many slots as the highest concurrency, each s
 context as Kiln's max model length, the same thread count). Decode rates are (tokens - 1) over
 the span from first to last token on every side.
 
-At the end it runs the forward pass alone at 32 sequences (tests/tools/native_step_bench:
-in-process, without HTTP, engine or sampling), with no attention and at the run's mean context,
-and prints those rates beside the served one and the int8 peak, and for each target of the
-aggregate at 32 (8x llama.cpp, 3x the onnx-genai runtime) the first of those bounds it lies
-beyond: the limit that stands in its way.
+At the end it runs the forward pass alone (tests/tools/native_step_bench: in-process, without
+HTTP, engine or sampling): one sequence's decode step, the 512-token prompt in one step, and 32
+sequences with no attention and at the run's mean context. For each target (single-stream 2.5x
+llama.cpp and 70% of the bandwidth, time to first token 4x llama.cpp, the aggregate at 32 8x
+llama.cpp and 3x the onnx-genai runtime) it prints Kiln's served figure beside the bounds under
+it (the machine's limits, then the forward pass alone) and the first bound the target lies
+beyond: the limit that stands in its way. The prompt's machine limit is its matrix multiplies at
+the int8 peak plus its causal attention at the f32 peak.
 
 Each measurement is taken from every server in turn, --repeats times, the order rotating, so
 drift on a shared machine falls on all alike; a figure is the median of its repeats and a ratio
@@ -361,7 +364,8 @@ def main(argv=None):
         print(f"  {what:42s} {frac['kiln-vllm']:10.1%} {frac['llama.cpp']:10.1%} "
               f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
-    where_the_time_goes(build, args, threads, limits, macs_per_token, results,
+    where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_token,
+                        attention_shape(reader), results,
                         len(fresh("x", 0)) + args.tokens // 2, kernel_env)
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
@@ -369,43 +373,100 @@ def main(argv=None):
     return 0
 
 
-def where_the_time_goes(build, args, threads, limits, macs_per_token, results, context, env):
-    """At 32 concurrent, Kiln's served rate beside the bounds under it: the int8 peak, and the
-    forward pass alone (tests/tools/native_step_bench: in-process, no HTTP, engine or sampling)
-    without attention (context 1) and at the run's mean context; then which of them the targets
-    (8x llama.cpp, 3x the onnx-genai runtime) lie beyond."""
+def attention_shape(reader):
+    """(layers, query heads, head dim, multiply-adds of the token embedding table) of a GGUF
+    model, for the attention and output-layer floors below."""
+    def field(name):
+        f = reader.fields.get(name)
+        return None if f is None else f.parts[f.data[0]].tolist()[0]
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    layers, heads = field(f"{arch}.block_count"), field(f"{arch}.attention.head_count")
+    hd = field(f"{arch}.attention.key_length") or field(f"{arch}.embedding_length") // heads
+    embed = next(int(t.n_elements) for t in reader.tensors if t.name == "token_embd.weight")
+    return layers, heads, hd, embed
+
+
+def beyond(target, bounds, higher):
+    """The first bound a target lies beyond (a rate above it, or a time below it)."""
+    past = [what for what, bound in bounds if (target > bound if higher else target < bound)]
+    return f"beyond: {past[0]}" if past else "within every bound above"
+
+
+def where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_token, shape,
+                        results, context, env):
+    """For each target of single-stream decode, time to first token and the aggregate at 32,
+    Kiln's served figure beside the bounds under it, and the first bound the target lies beyond:
+    the limit that stands in its way. The bounds are the machine's (memory bandwidth, the int8
+    and f32 multiply-add peaks) and the forward pass alone (tests/tools/native_step_bench:
+    in-process, no HTTP, engine or sampling): a lone sequence's decode step, the 512-token
+    prompt in one step, and 32 sequences without attention (context 1) and at the run's mean
+    context."""
+    med = {label: {k: statistics.median(v) for k, v in values.items()}
+           for label, _, values in results}
     agg = next((v for label, _, v in results if label.startswith("aggregate at 32 ")), None)
-    if agg is None:
-        return
     wait_for_quiet(args.max_wait)
     kv = {"auto": "bf16", "float32": "f32"}.get(args.kv_cache_dtype, args.kv_cache_dtype)
     out = subprocess.run([build / "tests" / "native_step_bench", "--model", args.gguf,
-                          "--batches", "32", "--context", f"1,{context}", "--prefill", "0",
+                          "--batches", "1,32", "--context", f"1,{context}", "--prefill", "512",
                           "--threads", str(threads), "--kv", kv],
                          check=True, capture_output=True, text=True, env=env).stdout
-    rate = {}
+    rate, prefill_s = {}, float("nan")
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[0] == "32":
-            rate[int(parts[1])] = float(parts[3])
+        if line.startswith("prefill 512 tokens:"):
+            prefill_s = float(parts[3]) / 1e3
+        elif len(parts) == 4 and parts[0] in ("1", "32"):
+            rate[int(parts[0]), int(parts[1])] = float(parts[3])
+    print(f"where the time goes (kiln-vllm; load {os.getloadavg()[0]:.2f} after the "
+          f"forward-pass runs):")
+
+    single = med["single-stream decode (tokens/s)"]
+    bandwidth = limits["read_gb_s"] * 1e9 / weight_bytes
+    bounds = [("memory bandwidth, the weights read from memory once a token", bandwidth),
+              (f"forward pass alone, 1 sequence at context {context}",
+               rate.get((1, context), float("nan"))),
+              ("served (HTTP, engine, sampling)", single["kiln-vllm"])]
+    print("  single-stream decode, tokens/s")
+    for what, value in bounds:
+        print(f"    {what:58s} {value:8.1f}  {value / bandwidth:6.1%} of the bandwidth")
+    for name, value in {"2.5x llama.cpp": 2.5 * single["llama.cpp"],
+                        "70% of the bandwidth": 0.7 * bandwidth}.items():
+        print(f"    target {name:51s} {value:8.1f}  {beyond(value, bounds, True)}")
+
+    # The prompt's floor: its matrix multiplies at the int8 peak (the output layer for the last
+    # token only) and its causal attention, one multiply-add per query head, position and head
+    # dimension for the scores and again for the values, at the f32 peak.
+    layers, heads, hd, embed = shape
+    macs = 512 * (macs_per_token - embed) + embed
+    attention_fmas = layers * heads * hd * 2 * (512 * 513 // 2)
+    floor = (2 * macs / (limits["int8_gops"] * 1e9)
+             + 2 * attention_fmas / (limits["f32_gflops"] * 1e9))
+    ttft = med["time to first token, 512-token prompt (s)"]
+    bounds = [("int8 peak for the multiplies, f32 peak for attention", floor),
+              ("forward pass alone, the 512 tokens in one step", prefill_s),
+              ("served (HTTP, tokenizing, engine)", ttft["kiln-vllm"])]
+    print("  time to first token, 512-token prompt, s")
+    for what, value in bounds:
+        print(f"    {what:58s} {value:8.3f}")
+    target = ttft["llama.cpp"] / 4
+    print(f"    target {'4x llama.cpp':51s} {target:8.3f}  {beyond(target, bounds, False)}")
+
+    if agg is None:
+        return
     served = statistics.median(agg["kiln-vllm"])
     peak = limits.get("int8_gops", float("nan")) * 1e9 / (2 * macs_per_token)
     targets = {"8x llama.cpp": 8 * statistics.median(agg["llama.cpp"]),
                "3x kiln-onnx": 3 * statistics.median(agg["kiln-onnx"])}
     bounds = [("int8 peak, 2 operations per multiply-add", peak),
-              ("forward pass alone, no attention (context 1)", rate.get(1, float("nan"))),
+              ("forward pass alone, no attention (context 1)", rate.get((32, 1), float("nan"))),
               (f"forward pass alone, attention over {context} positions",
-               rate.get(context, float("nan"))),
+               rate.get((32, context), float("nan"))),
               ("served (HTTP, engine, sampling; clients on the same cores)", served)]
-    print(f"where the time goes at 32 concurrent (kiln-vllm, tokens/s; load "
-          f"{os.getloadavg()[0]:.2f} after the forward-pass runs):")
+    print("  aggregate at 32 concurrent, tokens/s")
     for what, value in bounds:
-        print(f"  {what:60s} {value:8.1f}  {value / peak:6.1%} of the int8 peak")
+        print(f"    {what:58s} {value:8.1f}  {value / peak:6.1%} of the int8 peak")
     for name, value in targets.items():
-        beyond = [what for what, bound in bounds if value > bound]
-        where = (f"beyond: {beyond[0]}" if beyond else "within every bound above")
-        print(f"  target {name:53s} {value:8.1f}  {where}")
-
+        print(f"    target {name:51s} {value:8.1f}  {beyond(value, bounds, True)}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -114,8 +114,9 @@ int main(int argc, char** argv) {
   };
   // Decode, batched decode and prefill shapes of the default model (the MLP's up and down
   // projections, the output layer).
-  const Shape shapes[] = {{1, 576, 3072},  {2, 576, 3072},  {4, 576, 3072},  {16, 576, 3072},
-                          {64, 576, 3072}, {64, 1536, 576}, {1, 576, 49152}, {16, 576, 49152}};
+  const Shape shapes[] = {{1, 576, 3072},  {2, 576, 3072},  {4, 576, 3072},   {16, 576, 3072},
+                          {64, 576, 3072}, {64, 1536, 576}, {512, 576, 3072}, {512, 1536, 576},
+                          {1, 576, 49152}, {16, 576, 49152}};
   const cpu::WeightType types[] = {cpu::WeightType::kF32,  cpu::WeightType::kBF16,
                                    cpu::WeightType::kF16,  cpu::WeightType::kQ8_0,
                                    cpu::WeightType::kQ4_0, cpu::WeightType::kQ4_1};
