@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace kiln::native::cpu::avx2 {
@@ -17,14 +18,18 @@ namespace {
 // vpmaddubsw sums pairs of products into 16 bits. For u <= 15 and |s| <= 127 a pair is at most
 // 3,810, so 8 of them still fit in 16 bits and one vpmaddwd per block widens them.
 struct AccSmall {
-  __m256i v = _mm256_setzero_si256();
+  __m256i v;
+  void Start(__m256i u, __m256i s) { v = _mm256_maddubs_epi16(u, s); }
   void Add(__m256i u, __m256i s) { v = _mm256_add_epi16(v, _mm256_maddubs_epi16(u, s)); }
   __m256i Sum() const { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
 };
 
 // For u <= 128 a pair is at most 32,512: each is widened to 32 bits at once.
 struct AccLarge {
-  __m256i v = _mm256_setzero_si256();
+  __m256i v;
+  void Start(__m256i u, __m256i s) {
+    v = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  }
   void Add(__m256i u, __m256i s) {
     v = _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }

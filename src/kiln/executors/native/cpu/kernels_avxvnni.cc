@@ -7,13 +7,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace kiln::native::cpu::avxvnni {
 namespace {
 
 struct AccLarge {
-  __m256i v = _mm256_setzero_si256();
+  __m256i v;
+  void Start(__m256i u, __m256i s) { v = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s); }
   void Add(__m256i u, __m256i s) { v = _mm256_dpbusd_avx_epi32(v, u, s); }
   __m256i Sum() const { return v; }
 };
