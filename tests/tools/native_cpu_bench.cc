@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   double min_seconds = 0.3;
   std::string only_path, only_type;
   bool cold = false;
+  int64_t only_rows = 0;
+  int only_threads = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--min-seconds") == 0 && i + 1 < argc) {
       min_seconds = std::atof(argv[++i]);
@@ -99,10 +101,16 @@ int main(int argc, char** argv) {
       only_path = argv[++i];
     } else if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
       only_type = argv[++i];
+    } else if (std::strcmp(argv[i], "--rows") == 0 && i + 1 < argc) {
+      only_rows = std::atoll(argv[++i]);
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+      only_threads = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--cold") == 0) {
       cold = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--min-seconds S] [--path NAME] [--type NAME] [--cold]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--min-seconds S] [--path NAME] [--type NAME] [--rows M] "
+                   "[--threads N] [--cold]\n",
                    argv[0]);
       return 2;
     }
@@ -132,6 +140,7 @@ int main(int argc, char** argv) {
     for (cpu::WeightType type : types) {
       if (!only_type.empty() && only_type != cpu::WeightTypeName(type)) continue;
       for (const Shape& s : shapes) {
+        if (only_rows != 0 && only_rows != s.m) continue;
         std::vector<uint8_t> data = RandomWeights(type, s.n, s.k, rng);
         std::vector<uint8_t> packed(cpu::PackedBytes(type, s.n, s.k));  // what the kernels read
         cpu::PackWeights(type, s.n, s.k, data.data(), packed.data());
@@ -146,6 +155,7 @@ int main(int argc, char** argv) {
         for (float& v : x) v = normal(rng);
         cpu::MatMulScratch scratch;
         for (int threads : {1, 2}) {
+          if (only_threads != 0 && only_threads != threads) continue;
           cpu::ThreadPool pool(threads);
           double seconds = TimeMatMul(pool, isa, copies, x, s.m, y, &scratch, min_seconds);
           std::string shape =

@@ -630,8 +630,10 @@ TEST(MatMulTest, BatchInvariantAtSmallShapes) {
   ExpectBatchInvariant(160, 37, 6);
 }
 
-// The kernel's tiles (4 rows x a group of 8 columns) at every remainder: batches up to 64 rows,
-// column counts that leave 1..7 columns in the last group, an odd and an even number of blocks.
+// The AVX2 kernel's tiles (6 rows x a group of 8 columns) at every remainder: batches up to 64
+// rows, column counts that leave 1..7 columns in the last group, an odd and an even number of
+// blocks. At k = 224 a panel of rows holds 48 (kernels_avx2_body.inc), so the larger batches
+// span two panels; at k = 1536 (below) a panel holds 6.
 TEST(MatMulTest, BatchInvariantAcrossTiles) {
   ExpectBatchInvariant(96, 37, 10, 64);
   ExpectBatchInvariant(64, 29, 11, 64);

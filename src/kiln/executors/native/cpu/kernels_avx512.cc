@@ -140,21 +140,31 @@ void Rows(int mr, const uint8_t* a, const uint8_t* b, int64_t blocks, const Bloc
   ((mr == MR + 1 ? PairTile<F, MR + 1>(a, b, blocks, x, y, y_stride, cols) : void()), ...);
 }
 
+// Panels of activation rows that stay in L1 while every group meets them, as in the AVX2 kernel
+// (kernels_avx2_body.inc): native_cpu_bench's 512x576x3072 Q4_1 multiply, 1 thread, AMD EPYC:
+// 6.1-6.3 ms without, 5.9 ms with.
+constexpr int64_t kPanelBytes = 16384;
+
 template <typename F>
 void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
                 int64_t rows, int64_t k, float* y, int64_t y_stride) {
   const int64_t blocks = k / 32;
   const int64_t group_bytes = blocks * F::kRecord;
-  for (int64_t g = g_begin; g < g_end; g += 2) {
-    const bool pair = g + 1 < g_end;
-    const uint8_t* a = w + g * group_bytes;
-    const uint8_t* b = pair ? a + group_bytes : a;
-    const int cols = static_cast<int>(std::min<int64_t>(pair ? 16 : 8, n - 8 * g));
-    float* yg = y + 8 * g;
-    for (int64_t m = 0; m < rows; m += kTileRows) {
-      const int mr = static_cast<int>(std::min<int64_t>(kTileRows, rows - m));
-      Rows<F>(mr, a, b, blocks, x + m * blocks, yg + m * y_stride, y_stride, cols,
-              std::make_integer_sequence<int, kTileRows>());
+  const int64_t fit = kPanelBytes / (blocks * static_cast<int64_t>(sizeof(BlockQ8)));
+  const int64_t panel = std::max<int64_t>(kTileRows, fit / kTileRows * kTileRows);
+  for (int64_t m0 = 0; m0 < rows; m0 += panel) {
+    const int64_t m1 = std::min(rows, m0 + panel);
+    for (int64_t g = g_begin; g < g_end; g += 2) {
+      const bool pair = g + 1 < g_end;
+      const uint8_t* a = w + g * group_bytes;
+      const uint8_t* b = pair ? a + group_bytes : a;
+      const int cols = static_cast<int>(std::min<int64_t>(pair ? 16 : 8, n - 8 * g));
+      float* yg = y + 8 * g;
+      for (int64_t m = m0; m < m1; m += kTileRows) {
+        const int mr = static_cast<int>(std::min<int64_t>(kTileRows, m1 - m));
+        Rows<F>(mr, a, b, blocks, x + m * blocks, yg + m * y_stride, y_stride, cols,
+                std::make_integer_sequence<int, kTileRows>());
+      }
     }
   }
 }
