@@ -551,13 +551,20 @@ void LlamaModel::RmsNorm(const float* x, const std::vector<float>& weight, float
   auto norm = [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * h;
-      double sum = 0;
-      for (int64_t i = 0; i < h; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+      // Eight double sums (element i into sum i % 8), added in a fixed tree: the same
+      // operations for every row, whatever the batch, in an eighth of one chain's latency.
+      double lanes[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= h; i += 8) {
+        for (int l = 0; l < 8; ++l) lanes[l] += static_cast<double>(xr[i + l]) * xr[i + l];
+      }
+      for (; i < h; ++i) lanes[i & 7] += static_cast<double>(xr[i]) * xr[i];
+      const double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
       const float inv = 1.0f / std::sqrt(static_cast<float>(sum / h) + eps);
-      for (int64_t i = 0; i < h; ++i) out[r * h + i] = weight[i] * (xr[i] * inv);
+      for (int64_t j = 0; j < h; ++j) out[r * h + j] = weight[j] * (xr[j] * inv);
     }
   };
-  // A row's sum is one chain of double additions (about a microsecond at hidden size 576).
   OverRows(pool, rows, norm);
 }
 
