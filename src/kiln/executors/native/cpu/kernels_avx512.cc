@@ -140,18 +140,14 @@ void Rows(int mr, const uint8_t* a, const uint8_t* b, int64_t blocks, const Bloc
   ((mr == MR + 1 ? PairTile<F, MR + 1>(a, b, blocks, x, y, y_stride, cols) : void()), ...);
 }
 
-// Panels of activation rows that stay in L1 while every group meets them, as in the AVX2 kernel
-// (kernels_avx2_body.inc): native_cpu_bench's 512x576x3072 Q4_1 multiply, 1 thread, AMD EPYC:
-// 6.1-6.3 ms without, 5.9 ms with.
-constexpr int64_t kPanelBytes = 16384;
-
+// A panel of rows at a time (PanelRows), as in the AVX2 kernel: native_cpu_bench's
+// 512x576x3072 Q4_1 multiply, 1 thread, AMD EPYC: 6.1-6.3 ms without panels, 5.9 ms with.
 template <typename F>
 void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, const BlockQ8* x,
                 int64_t rows, int64_t k, float* y, int64_t y_stride) {
   const int64_t blocks = k / 32;
   const int64_t group_bytes = blocks * F::kRecord;
-  const int64_t fit = kPanelBytes / (blocks * static_cast<int64_t>(sizeof(BlockQ8)));
-  const int64_t panel = std::max<int64_t>(kTileRows, fit / kTileRows * kTileRows);
+  const int64_t panel = PanelRows(blocks, kTileRows);
   for (int64_t m0 = 0; m0 < rows; m0 += panel) {
     const int64_t m1 = std::min(rows, m0 + panel);
     for (int64_t g = g_begin; g < g_end; g += 2) {
