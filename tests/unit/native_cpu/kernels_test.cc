@@ -632,7 +632,7 @@ TEST(MatMulTest, BatchInvariantAtSmallShapes) {
 
 // The AVX2 kernel's tiles (6 rows x a group of 8 columns) at every remainder: batches up to 64
 // rows, column counts that leave 1..7 columns in the last group, an odd and an even number of
-// blocks. At k = 224 a panel of rows holds 48 (kernels_avx2_body.inc), so the larger batches
+// blocks. At k = 224 a panel of rows holds 48 (PanelRows in kernels.h), so the larger batches
 // span two panels; at k = 1536 (below) a panel holds 6.
 TEST(MatMulTest, BatchInvariantAcrossTiles) {
   ExpectBatchInvariant(96, 37, 10, 64);
