@@ -1,6 +1,8 @@
 // Batch invariance of the vllm runtime, end to end through the engine: random greedy requests
 // arrive at random steps of one engine (continuous batching, chunked prefill, prefix caching),
-// and each must produce exactly the tokens and logprobs (bit for bit) it produces alone.
+// and each must produce exactly the tokens and logprobs (bit for bit) it produces alone. Under
+// load some requests also score their prompts (prompt_logprobs), so their steps compute every
+// prompt position through the last layer, where other steps compute only the rows they sample.
 //
 //   native_batch <model> <requests> <seed> <max_num_batched_tokens> [kv tokens] [max prompt]
 //
@@ -24,7 +26,8 @@ using namespace kiln;
 struct Job {
   std::vector<int32_t> prompt;
   int64_t max_tokens = 1;
-  int64_t arrival = 0;  // step at which it is submitted
+  int64_t arrival = 0;        // step at which it is submitted
+  bool score_prompt = false;  // under load: prompt_logprobs too
 };
 
 struct Output {
@@ -61,17 +64,18 @@ std::unique_ptr<engine::Engine> MakeEngine(const std::string& model, int64_t max
   return std::make_unique<engine::Engine>(config, std::move(executor).value());
 }
 
-engine::SamplingParams Params(const Job& job) {
+engine::SamplingParams Params(const Job& job, bool together) {
   engine::SamplingParams p;
   p.temperature = 0.0f;
   p.max_tokens = job.max_tokens;
   p.ignore_eos = true;
   p.logprobs = 0;
+  if (together && job.score_prompt) p.prompt_logprobs = 0;
   return p;
 }
 
-void Submit(engine::Engine& e, const Job& job, Output* out) {
-  auto id = e.Submit(job.prompt, Params(job), [out](const engine::TokenEvent& ev) {
+void Submit(engine::Engine& e, const Job& job, bool together, Output* out) {
+  auto id = e.Submit(job.prompt, Params(job, together), [out](const engine::TokenEvent& ev) {
     if (ev.token >= 0) {
       out->tokens.push_back(ev.token);
       out->logprobs.push_back(ev.logprob);
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
     }
     job.max_tokens = 1 + static_cast<int64_t>(rng() % max_new);
     job.arrival = static_cast<int64_t>(rng() % count);
+    job.score_prompt = rng() % 4 == 0;
   }
 
   // Together.
@@ -131,7 +136,7 @@ int main(int argc, char** argv) {
               [&](size_t a, size_t b) { return jobs[a].arrival < jobs[b].arrival; });
     for (int64_t step = 0;; ++step) {
       while (submitted < order.size() && jobs[order[submitted]].arrival <= step) {
-        Submit(*e, jobs[order[submitted]], &together[order[submitted]]);
+        Submit(*e, jobs[order[submitted]], true, &together[order[submitted]]);
         ++submitted;
       }
       bool worked = e->Step();
@@ -145,7 +150,7 @@ int main(int argc, char** argv) {
   auto alone_engine = MakeEngine(model, max_len, budget, 0, false);
   for (int i = 0; i < count; ++i) {
     Output alone;
-    Submit(*alone_engine, jobs[i], &alone);
+    Submit(*alone_engine, jobs[i], false, &alone);
     while (alone_engine->Step()) {
     }
     const Output& t = together[i];

@@ -621,7 +621,7 @@ inline void PrefetchRow(const void* row, int64_t bytes) {
 }  // namespace
 
 void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
-                           cpu::Isa isa) {
+                           cpu::Isa isa, std::span<const int32_t> tokens) {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
   const int64_t hd = config_.head_dim;
   const int64_t group = heads / kv_heads;
@@ -649,8 +649,9 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
   // Tasks differ in cost (a prefill chunk's later tokens see more positions, decodes differ in
   // length), so threads claim them in small ranges as they go: a contiguous split would leave
   // one thread with most of a chunk's work. A task's result does not depend on its thread.
-  const int64_t heads_per_task = layout.num_tokens() >= 4 * pool.num_threads() ? kv_heads : 1;
-  const int64_t tasks = layout.num_tokens() * (kv_heads / heads_per_task);
+  const int64_t num_tokens = tokens.empty() ? layout.num_tokens() : std::ssize(tokens);
+  const int64_t heads_per_task = num_tokens >= 4 * pool.num_threads() ? kv_heads : 1;
+  const int64_t tasks = num_tokens * (kv_heads / heads_per_task);
   const int64_t grain = std::max<int64_t>(1, tasks / (16 * pool.num_threads()));
   const int64_t block_size = block_size_;
   // What a task asks for ahead of reading it: every head's rows of a slot, or its own head's.
@@ -675,7 +676,8 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
     if (scores.size() < most * group) scores.resize(most * group);
     if (totals.size() < static_cast<size_t>(group)) totals.resize(group);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task * heads_per_task / kv_heads;
+      const int64_t which = task * heads_per_task / kv_heads;
+      const int64_t t = tokens.empty() ? which : tokens[which];
       const int64_t g_begin = task * heads_per_task % kv_heads;
       const int32_t chunk = layout.token_chunk[t];
       const int32_t* table = layout.Table(kv_group, chunk);
@@ -778,7 +780,7 @@ void LlamaModel::Attention(const engine::StepLayout& layout, int64_t layer, cpu:
 Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& pool, cpu::Isa isa,
                            std::vector<float>* logits) {
   const formats::ModelConfig& c = config_;
-  const int64_t n = layout.num_tokens();
+  int64_t n = layout.num_tokens();  // the rows computed (fewer in the last layer)
   const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
   const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
   for (int32_t p : layout.positions) {
@@ -796,6 +798,11 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
   gate_.resize(n * inter);
   up_.resize(n * inter);
   tmp_.resize(n * h);
+  // Whether the last layer computes only the logit rows: fewer of them than tokens, in
+  // ascending order (as the executor lists them).
+  const bool pruned = !layers_.empty() && std::ssize(layout.logit_rows) < n &&
+                      std::adjacent_find(layout.logit_rows.begin(), layout.logit_rows.end(),
+                                         std::greater_equal<int32_t>()) == layout.logit_rows.end();
   for (int64_t t = 0; t < n; ++t) EmbedRow(layout.token_ids[t], &x_[t * h]);
   if (embed_scale_ != 1.0f) {
     for (float& v : x_) v *= embed_scale_;
@@ -821,7 +828,22 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
       }
     };
     OverRows(pool, n, rope_and_store);
-    Attention(layout, static_cast<int64_t>(li), pool, isa);
+    // The last layer's keys and values are all cached, but from here on only the rows whose
+    // logits the step returns matter (none for a prompt chunk that samples nothing): attention,
+    // the output projection and the MLP run for those alone, moved to the front in order. Each
+    // row's result is the same as when every row is computed.
+    if (li + 1 == layers_.size() && pruned) {
+      if (layout.logit_rows.empty()) return Status::Ok();
+      const std::span<const int32_t> kept = layout.logit_rows;
+      Attention(layout, static_cast<int64_t>(li), pool, isa, kept);
+      n = std::ssize(kept);
+      for (int64_t r = 0; r < n; ++r) {  // kept[r] >= r, ascending: nothing is overwritten early
+        std::memmove(&att_[r * q_dim], &att_[kept[r] * q_dim], q_dim * sizeof(float));
+        std::memmove(&x_[r * h], &x_[kept[r] * h], h * sizeof(float));
+      }
+    } else {
+      Attention(layout, static_cast<int64_t>(li), pool, isa);
+    }
     Project(layer.o, att_.data(), n, tmp_.data(), pool, isa);
     if (gemma_) RmsNorm(tmp_.data(), layer.post_attn_norm, tmp_.data(), n, pool);
     for (int64_t i = 0; i < n * h; ++i) x_[i] += tmp_[i];
@@ -846,10 +868,14 @@ Status LlamaModel::Forward(const engine::StepLayout& layout, cpu::ThreadPool& po
 
   const int64_t rows = static_cast<int64_t>(layout.logit_rows.size());
   if (rows == 0) return Status::Ok();
-  for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(&tmp_[r * h], &x_[layout.logit_rows[r] * h], h * sizeof(float));
+  const float* final_rows = x_.data();  // pruned: the logit rows are x_'s first rows, in order
+  if (!pruned) {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(&tmp_[r * h], &x_[layout.logit_rows[r] * h], h * sizeof(float));
+    }
+    final_rows = tmp_.data();
   }
-  RmsNorm(tmp_.data(), final_norm_, xn_.data(), rows, pool);
+  RmsNorm(final_rows, final_norm_, xn_.data(), rows, pool);
   const size_t offset = logits->size();
   logits->resize(offset + static_cast<size_t>(rows * c.vocab_size));
   cpu::MatMul(pool, isa, lm_head_, xn_.data(), rows, h, logits->data() + offset, c.vocab_size,

@@ -95,8 +95,9 @@ class LlamaModel {
   // Rotates tokens [begin, end) of x (heads vectors of head_dim each per token).
   void Rope(float* x, int64_t heads, const engine::StepLayout& layout, bool local, int64_t begin,
             int64_t end) const;
+  // Attention for the step's tokens, or only for `tokens` (indices into the step) when given.
   void Attention(const engine::StepLayout& layout, int64_t layer, cpu::ThreadPool& pool,
-                 cpu::Isa isa);
+                 cpu::Isa isa, std::span<const int32_t> tokens = {});
   void Project(const Linear& linear, const float* x, int64_t rows, float* y, cpu::ThreadPool& pool,
                cpu::Isa isa);
   // Several projections of the same rows x, in one pass (cpu::MatMulMany).
