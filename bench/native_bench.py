@@ -32,11 +32,17 @@ the int8 peak plus its causal attention at the f32 peak.
 
 Each measurement is taken from every server in turn, --repeats times, the order rotating, so
 drift on a shared machine falls on all alike; a figure is the median of its repeats and a ratio
-the median of per-repeat ratios. It waits for the load average to fall below the core count
-before each measurement (exits 2 when it does not) and prints the load before and after.
+the median of per-repeat ratios. A time to first token is itself the median of --ttft-samples
+prompts in a row (3 by default), each new to the server. It waits for the load average to fall
+below the core count before each measurement (exits 2 when it does not) and prints the load
+before and after. The load average sees only this machine's processes, not others sharing its
+host, so the limits are measured again after the measurements: when the int8 peak or the memory
+bandwidth moved by more than 15%, the machine's speed changed under the run, and it is not a
+result either (exit status 2).
 
   python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
-                               [--concurrency 8,32,64] [--repeats 3] [--kv-cache-dtype auto]
+                               [--concurrency 8,32,64] [--repeats 3] [--ttft-samples 3]
+                               [--kv-cache-dtype auto]
                                [--vllm-python PYTHON | --no-vllm] [--kiln-cpu-features avx2]
 
 --kiln-cpu-features runs Kiln's kernels (the server, the limits and the forward pass alone) on a
@@ -144,10 +150,13 @@ class Server:
             _, first, last, count = stream_completion(self.port, spec["short"][0], spec["tokens"])
             return (count - 1) / (last - first)
         if what == "ttft":
-            prompt = spec["long"][self.ttft_calls % len(spec["long"])]
-            self.ttft_calls += 1
-            start, first, _, _ = stream_completion(self.port, prompt, 1)
-            return first - start
+            times = []
+            for _ in range(spec["ttft_samples"]):
+                prompt = spec["long"][self.ttft_calls % len(spec["long"])]
+                self.ttft_calls += 1
+                start, first, _, _ = stream_completion(self.port, prompt, 1)
+                times.append(first - start)
+            return statistics.median(times)
         start = time.perf_counter()
         self.ttfts = []
         # Prompts no server has seen: a prefix cache (a llama.cpp slot, an onnx-genai slot, or
@@ -171,6 +180,8 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--concurrency", default="8,32,64")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ttft-samples", type=int, default=3,
+                    help="prompts per time-to-first-token measurement (their median)")
     ap.add_argument("--max-wait", type=int, default=300)
     ap.add_argument("--kv-cache-dtype", default="auto",
                     help="the vllm runtime's KV cache (auto: bf16 on the GGUF, the size of "
@@ -195,22 +206,25 @@ def main(argv=None):
              for i in range(most)]
     text = " ".join(f"Paragraph {i}: the committee reviewed the budget, the schedule and the "
                     "staffing plan, and asked for a revised estimate." for i in range(200))
-    long = [tok.encode(f"Report {r}. " + text).ids[:512] for r in range(args.repeats * 2)]
+    long = [tok.encode(f"Report {r}. " + text).ids[:512]
+            for r in range(args.repeats * args.ttft_samples)]
     threads = os.cpu_count()
     def fresh(run, i):
         return tok.encode(f"Run {run}. Write a short story about {topics[i % len(topics)]}, "
                           f"part {i}.").ids
 
     spec = {"short": short, "long": long, "tokens": args.tokens, "max_length": 1024,
-            "fresh": fresh}
+            "fresh": fresh, "ttft_samples": args.ttft_samples}
 
     cores = os.cpu_count()
     before = wait_for_quiet(args.max_wait)
     kernel_env = {**os.environ}
     if args.kiln_cpu_features:
         kernel_env["KILN_CPU_FEATURES"] = args.kiln_cpu_features
-    limits = json.loads(subprocess.run([build / "tests" / "native_cpu_limits"], check=True,
-                                       env=kernel_env, capture_output=True, text=True).stdout)
+    def measure_limits():
+        return json.loads(subprocess.run([build / "tests" / "native_cpu_limits"], check=True,
+                                         env=kernel_env, capture_output=True, text=True).stdout)
+    limits = measure_limits()
     import gguf
     reader = gguf.GGUFReader(str(args.gguf))
     weight_bytes = sum(int(t.n_bytes) for t in reader.tensors)
@@ -310,6 +324,9 @@ def main(argv=None):
         llama_proc.stdin.close()
         llama_proc.wait(timeout=60)
     after = os.getloadavg()[0]
+    limits_after = measure_limits()
+    moved = {k: limits_after[k] / limits[k] - 1 for k in ("read_gb_s", "int8_gops")
+             if k in limits and k in limits_after}
 
     def ratio(values, a, b, higher):
         rs = [x / y if higher else y / x for x, y in zip(values[a], values[b])]
@@ -364,11 +381,18 @@ def main(argv=None):
         print(f"  {what:42s} {frac['kiln-vllm']:10.1%} {frac['llama.cpp']:10.1%} "
               f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
+    print(f"limits again after the measurements: memory read {limits_after['read_gb_s']:.1f} "
+          f"GB/s, int8 {limits_after.get('int8_gops', float('nan')):.0f} GOP/s ("
+          + ", ".join(f"{k} {v:+.0%}" for k, v in moved.items()) + ")")
     where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_token,
                         attention_shape(reader), results,
                         len(fresh("x", 0)) + args.tokens // 2, kernel_env)
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
+        return 2
+    if any(abs(v) > 0.15 for v in moved.values()):
+        print("INVALID RUN: the machine's limits moved by more than 15% during the run (another "
+              "load on its host)")
         return 2
     return 0
 
