@@ -36,9 +36,10 @@ the median of per-repeat ratios. A time to first token is itself the median of -
 prompts in a row (3 by default), each new to the server. It waits for the load average to fall
 below the core count before each measurement (exits 2 when it does not) and prints the load
 before and after. The load average sees only this machine's processes, not others sharing its
-host, so the limits are measured again after the measurements: when the int8 peak or the memory
-bandwidth moved by more than 15%, the machine's speed changed under the run, and it is not a
-result either (exit status 2).
+host, so the limits are measured again after the measurements: when the f32 or int8 peak moved
+by more than 15%, the machine's speed changed under the run, and it is not a result either (exit
+status 2). The memory bandwidth is printed again too, but it moves by half from minute to
+minute even on a quiet host, so it does not decide.
 
   python bench/native_bench.py [--gguf FILE] [--folder DIR] [--tokens 128]
                                [--concurrency 8,32,64] [--repeats 3] [--ttft-samples 3]
@@ -325,7 +326,7 @@ def main(argv=None):
         llama_proc.wait(timeout=60)
     after = os.getloadavg()[0]
     limits_after = measure_limits()
-    moved = {k: limits_after[k] / limits[k] - 1 for k in ("read_gb_s", "int8_gops")
+    moved = {k: limits_after[k] / limits[k] - 1 for k in ("read_gb_s", "f32_gflops", "int8_gops")
              if k in limits and k in limits_after}
 
     def ratio(values, a, b, higher):
@@ -382,7 +383,8 @@ def main(argv=None):
               f"{frac['kiln-onnx']:10.1%}")
     print(f"load average after: {after:.2f} ({cores} cores)")
     print(f"limits again after the measurements: memory read {limits_after['read_gb_s']:.1f} "
-          f"GB/s, int8 {limits_after.get('int8_gops', float('nan')):.0f} GOP/s ("
+          f"GB/s, f32 FMA {limits_after.get('f32_gflops', float('nan')):.0f} GFLOP/s, int8 "
+          f"{limits_after.get('int8_gops', float('nan')):.0f} GOP/s ("
           + ", ".join(f"{k} {v:+.0%}" for k, v in moved.items()) + ")")
     where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_token,
                         attention_shape(reader), results,
@@ -390,9 +392,11 @@ def main(argv=None):
     if after > cores:
         print("INVALID RUN: load exceeded the core count by the end")
         return 2
-    if any(abs(v) > 0.15 for v in moved.values()):
-        print("INVALID RUN: the machine's limits moved by more than 15% during the run (another "
-              "load on its host)")
+    # The compute peaks are steady on a quiet host; the memory bandwidth measured here moves
+    # between about 30 and 55 GB/s from minute to minute even then, so it is reported, not held.
+    if any(abs(v) > 0.15 for k, v in moved.items() if k != "read_gb_s"):
+        print("INVALID RUN: the machine's compute peaks moved by more than 15% during the run "
+              "(another load on its host)")
         return 2
     return 0
 
