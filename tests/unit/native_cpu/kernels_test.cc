@@ -215,38 +215,43 @@ int RoundHalfAway(float v) {
 
 TEST(QuantizeRowQ8Test, MatchesTheScalarDefinition) {
   std::mt19937 rng(1);
-  std::vector<float> x = RandomActivations(1536, rng);
-  // Block 0: exact ties (amax 127 gives d = 1), which must round away from zero.
-  const float ties[] = {127.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 0.0f};
-  for (int j = 0; j < 32; ++j) x[j] = ties[j % 10];
-  // Block 1: all zeros.
-  for (int j = 32; j < 64; ++j) x[j] = 0.0f;
-  for (Isa isa : Paths()) {
-    SCOPED_TRACE(IsaName(isa));
-    std::vector<BlockQ8> q(x.size() / 32);
-    QuantizeRowQ8(isa, x.data(), static_cast<int64_t>(x.size()), q.data());
-    for (size_t b = 0; b < q.size(); ++b) {
-      const float* p = x.data() + 32 * b;
-      float amax = 0.0f;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p[j]));
-      float d = amax / 127.0f;
-      float inv = d != 0.0f ? 1.0f / d : 0.0f;
-      ASSERT_EQ(q[b].d, d) << "block " << b;
-      int sum = 0;
-      for (int j = 0; j < 32; ++j) {
-        int expected = RoundHalfAway(p[j] * inv);
-        ASSERT_EQ(q[b].q[j], expected) << "block " << b << " element " << j << " x=" << p[j];
-        EXPECT_LE(std::fabs(p[j] - d * q[b].q[j]), 0.5001 * d) << "block " << b;
-        sum += expected;
+  // The vector paths take 8 blocks at a time: 1,536 is 48 blocks, 576 is 18 (a partial group).
+  for (int64_t k : {1536, 576}) {
+    std::vector<float> x = RandomActivations(k, rng);
+    // Block 0: exact ties (amax 127 gives d = 1), which must round away from zero.
+    const float ties[] = {127.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 0.0f};
+    for (int j = 0; j < 32; ++j) x[j] = ties[j % 10];
+    // Block 1 and the last block: all zeros.
+    for (int j = 32; j < 64; ++j) x[j] = 0.0f;
+    for (int64_t j = k - 32; j < k; ++j) x[j] = 0.0f;
+    for (Isa isa : Paths()) {
+      SCOPED_TRACE(std::string(IsaName(isa)) + " k=" + std::to_string(k));
+      std::vector<BlockQ8> q(x.size() / 32);
+      QuantizeRowQ8(isa, x.data(), static_cast<int64_t>(x.size()), q.data());
+      for (size_t b = 0; b < q.size(); ++b) {
+        const float* p = x.data() + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p[j]));
+        float d = amax / 127.0f;
+        float inv = d != 0.0f ? 1.0f / d : 0.0f;
+        ASSERT_EQ(q[b].d, d) << "block " << b;
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+          int expected = RoundHalfAway(p[j] * inv);
+          ASSERT_EQ(q[b].q[j], expected) << "block " << b << " element " << j << " x=" << p[j];
+          EXPECT_LE(std::fabs(p[j] - d * q[b].q[j]), 0.5001 * d) << "block " << b;
+          sum += expected;
+        }
+        ASSERT_EQ(q[b].sum, d * static_cast<float>(sum)) << "block " << b;
       }
-      ASSERT_EQ(q[b].sum, d * static_cast<float>(sum)) << "block " << b;
+      EXPECT_EQ(q[0].q[1], 1);
+      EXPECT_EQ(q[0].q[2], -1);
+      EXPECT_EQ(q[0].q[5], 3);
+      EXPECT_EQ(q[0].q[6], -3);
+      EXPECT_EQ(q[0].q[7], 127);
+      EXPECT_EQ(q[1].d, 0.0f);
+      EXPECT_EQ(q.back().d, 0.0f);
     }
-    EXPECT_EQ(q[0].q[1], 1);
-    EXPECT_EQ(q[0].q[2], -1);
-    EXPECT_EQ(q[0].q[5], 3);
-    EXPECT_EQ(q[0].q[6], -3);
-    EXPECT_EQ(q[0].q[7], 127);
-    EXPECT_EQ(q[1].d, 0.0f);
   }
 }
 

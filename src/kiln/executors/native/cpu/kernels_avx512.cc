@@ -165,9 +165,22 @@ void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, con
   }
 }
 
+// The maxima of 8 vectors, one to a lane (as kernels_avx2.cc's TransposedMax).
+__m256 TransposedMax(const __m256* m) {
+  const __m256 a01 = _mm256_max_ps(_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
+  const __m256 a23 = _mm256_max_ps(_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
+  const __m256 a45 = _mm256_max_ps(_mm256_unpacklo_ps(m[4], m[5]), _mm256_unpackhi_ps(m[4], m[5]));
+  const __m256 a67 = _mm256_max_ps(_mm256_unpacklo_ps(m[6], m[7]), _mm256_unpackhi_ps(m[6], m[7]));
+  const __m256 b0 =
+      _mm256_max_ps(_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xee));
+  const __m256 b1 =
+      _mm256_max_ps(_mm256_shuffle_ps(a45, a67, 0x44), _mm256_shuffle_ps(a45, a67, 0xee));
+  return _mm256_max_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+}
+
 // 32 values at a time as avx2::QuantizeRowQ8 (kernels_avx2.cc) does them, on two 512-bit vectors:
-// the same block maximum (max is exact in any order), scale, rounding steps and sums, so the same
-// blocks for finite values.
+// the same block maximum (max is exact in any order), scales from 8 blocks' maxima at once,
+// rounding steps and sums, so the same blocks for finite values.
 void QuantizeBlocks(const float* x, int64_t k, BlockQ8* out) {
   // Bit operations on the floats as integers (the float forms need AVX-512 DQ).
   const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(INT32_MIN);
@@ -176,34 +189,46 @@ void QuantizeBlocks(const float* x, int64_t k, BlockQ8* out) {
     return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
   };
   const __m512 half = _mm512_set1_ps(0.5f);
-  for (int64_t b = 0; b < k / 32; ++b) {
-    const __m512 v[2] = {_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)};
-    const __m512 m = _mm512_max_ps(abs(v[0]), abs(v[1]));
-    const __m256 m8 =
-        _mm256_max_ps(_mm512_castps512_ps256(m),
-                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float d = _mm_cvtss_f32(m4) / 127.0f;
-    const __m512 inv = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-    __m512i isum = _mm512_setzero_si512();
-    for (int j = 0; j < 2; ++j) {
-      // Round half away from zero: truncate, then step away from zero when the dropped fraction
-      // (exact) is at least one half.
-      const __m512 s = _mm512_mul_ps(v[j], inv);
-      const __m512 t = _mm512_roundscale_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      const __mmask16 up = _mm512_cmp_ps_mask(abs(_mm512_sub_ps(s, t)), half, _CMP_GE_OQ);
-      const __m512 step =
-          _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(s), sign), one));
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, step));
-      isum = _mm512_add_epi32(isum, q);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b].q + 16 * j), _mm512_cvtsepi32_epi8(q));
+  const int64_t blocks = k / 32;
+  for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
+    const int count = static_cast<int>(std::min<int64_t>(8, blocks - b0));
+    __m256 amax[8];
+    for (int i = 0; i < 8; ++i) {
+      amax[i] = _mm256_setzero_ps();
+      if (i >= count) continue;
+      const float* p = x + 32 * (b0 + i);
+      const __m512 m = _mm512_max_ps(abs(_mm512_loadu_ps(p)), abs(_mm512_loadu_ps(p + 16)));
+      amax[i] = _mm256_max_ps(_mm512_castps512_ps256(m),
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
     }
-    const int qsum = _mm512_reduce_add_epi32(isum);
-    out[b].d = d;
-    out[b].sum = d * static_cast<float>(qsum);
-    out[b].qsum = qsum;
+    const __m256 d8 = _mm256_div_ps(TransposedMax(amax), _mm256_set1_ps(127.0f));
+    const __m256 nonzero = _mm256_cmp_ps(d8, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    alignas(32) float ds[8], invs[8];
+    _mm256_store_ps(ds, d8);
+    _mm256_store_ps(invs, _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), d8)));
+    for (int i = 0; i < count; ++i) {
+      const int64_t b = b0 + i;
+      const __m512 v[2] = {_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)};
+      const float d = ds[i];
+      const __m512 inv = _mm512_set1_ps(invs[i]);
+      __m512i isum = _mm512_setzero_si512();
+      for (int j = 0; j < 2; ++j) {
+        // Round half away from zero: truncate, then step away from zero when the dropped fraction
+        // (exact) is at least one half.
+        const __m512 s = _mm512_mul_ps(v[j], inv);
+        const __m512 t = _mm512_roundscale_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __mmask16 up = _mm512_cmp_ps_mask(abs(_mm512_sub_ps(s, t)), half, _CMP_GE_OQ);
+        const __m512 step = _mm512_castsi512_ps(
+            _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(s), sign), one));
+        const __m512i q = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, step));
+        isum = _mm512_add_epi32(isum, q);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b].q + 16 * j), _mm512_cvtsepi32_epi8(q));
+      }
+      const int qsum = _mm512_reduce_add_epi32(isum);
+      out[b].d = d;
+      out[b].sum = d * static_cast<float>(qsum);
+      out[b].qsum = qsum;
+    }
   }
 }
 
