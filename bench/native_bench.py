@@ -23,12 +23,14 @@ the span from first to last token on every side.
 
 At the end it runs the forward pass alone (tests/tools/native_step_bench: in-process, without
 HTTP, engine or sampling): one sequence's decode step, the 512-token prompt in one step, and 32
-sequences with no attention and at the run's mean context. For each target (single-stream 2.5x
-llama.cpp and 70% of the bandwidth, time to first token 4x llama.cpp, the aggregate at 32 8x
-llama.cpp and 3x the onnx-genai runtime) it prints Kiln's served figure beside the bounds under
-it (the machine's limits, then the forward pass alone) and the first bound the target lies
-beyond: the limit that stands in its way. The prompt's machine limit is its matrix multiplies at
-the int8 peak plus its causal attention at the f32 peak.
+sequences with no attention and at the run's mean context, and at 32 the step's matrix
+multiplies alone (the model's weights through the same kernels, nothing else). For each target
+(single-stream 2.5x llama.cpp and 70% of the bandwidth, time to first token 4x llama.cpp, the
+aggregate at 32 8x llama.cpp and 3x the onnx-genai runtime) it prints Kiln's served figure
+beside the bounds under it (the machine's limits, the multiplies alone, then the forward pass
+alone) and the first bound the target lies beyond: the limit that stands in its way. The
+prompt's machine limit is its matrix multiplies at the int8 peak plus its causal attention at
+the f32 peak.
 
 Each measurement is taken from every server in turn, --repeats times, the order rotating, so
 drift on a shared machine falls on all alike; a figure is the median of its repeats and a ratio
@@ -428,7 +430,8 @@ def where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_tok
     and f32 multiply-add peaks) and the forward pass alone (tests/tools/native_step_bench:
     in-process, no HTTP, engine or sampling): a lone sequence's decode step, the 512-token
     prompt in one step, and 32 sequences without attention (context 1) and at the run's mean
-    context."""
+    context; at 32, also the step's matrix multiplies alone, the model's weights through the
+    same kernels with nothing else."""
     med = {label: {k: statistics.median(v) for k, v in values.items()}
            for label, _, values in results}
     agg = next((v for label, _, v in results if label.startswith("aggregate at 32 ")), None)
@@ -438,11 +441,13 @@ def where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_tok
                           "--batches", "1,32", "--context", f"1,{context}", "--prefill", "512",
                           "--threads", str(threads), "--kv", kv],
                          check=True, capture_output=True, text=True, env=env).stdout
-    rate, prefill_s = {}, float("nan")
+    rate, prefill_s, multiplies = {}, float("nan"), {}
     for line in out.splitlines():
         parts = line.split()
         if line.startswith("prefill 512 tokens:"):
             prefill_s = float(parts[3]) / 1e3
+        elif line.startswith("multiplies alone: batch "):
+            multiplies[int(parts[3].rstrip(":"))] = float(parts[6])
         elif len(parts) == 4 and parts[0] in ("1", "32"):
             rate[int(parts[0]), int(parts[1])] = float(parts[3])
     print(f"where the time goes (kiln-vllm; load {os.getloadavg()[0]:.2f} after the "
@@ -486,6 +491,8 @@ def where_the_time_goes(build, args, threads, limits, weight_bytes, macs_per_tok
     targets = {"8x llama.cpp": 8 * statistics.median(agg["llama.cpp"]),
                "3x kiln-onnx": 3 * statistics.median(agg["kiln-onnx"])}
     bounds = [("int8 peak, 2 operations per multiply-add", peak),
+              ("the step's matrix multiplies alone, nothing else",
+               multiplies.get(32, float("nan"))),
               ("forward pass alone, no attention (context 1)", rate.get((32, 1), float("nan"))),
               (f"forward pass alone, attention over {context} positions",
                rate.get((32, context), float("nan"))),

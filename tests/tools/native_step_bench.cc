@@ -10,7 +10,9 @@
 // (at least what the batch needs), as a server's planner sizes it, and sequences own blocks drawn
 // at random from all of it, as a server's free list hands them out after a while. Each figure is
 // the best of `repeats` runs of `steps` steps. First, unless --prefill is 0, the time of one
-// prompt of that many tokens in one step. The path is BestIsa(), or KILN_CPU_FEATURES.
+// prompt of that many tokens in one step. Last, for each batch size, the step's matrix
+// multiplies alone ("multiplies alone: batch B: ..."): the same weights and kernels with nothing
+// else, the bound the multiply kernels set. The path is BestIsa(), or KILN_CPU_FEATURES.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +26,7 @@
 
 #include "kiln/engine/step_layout.h"
 #include "kiln/executors/native/cpu/features.h"
+#include "kiln/executors/native/cpu/kernels.h"
 #include "kiln/executors/native/cpu/thread_pool.h"
 #include "kiln/executors/native/kv_cache.h"
 #include "kiln/executors/native/llama_model.h"
@@ -191,6 +194,40 @@ int Run(int argc, char** argv) {
   if (!st.ok()) {
     std::fprintf(stderr, "%s\n", st.message().c_str());
     return 1;
+  }
+  // The multiplies alone: a decode step's matrix multiplies (LlamaModel::StepMatrices, through
+  // the same cpu::MatMulMany as Forward) on `b` rows of random activations, and nothing else.
+  const auto matrices = model.StepMatrices();
+  int64_t widest_in = 0, widest_out = 0;
+  for (const auto& group : matrices) {
+    widest_in = std::max(widest_in, group[0]->cols);
+    for (const auto* w : group) widest_out = std::max(widest_out, w->rows);
+  }
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  kiln::native::cpu::MatMulScratch scratch;
+  for (int b : batches) {
+    std::vector<float> x(static_cast<size_t>(b * widest_in));
+    for (float& v : x) v = normal(rng);
+    std::vector<std::vector<float>> ys(3, std::vector<float>(static_cast<size_t>(b * widest_out)));
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+      double seconds = 0;
+      for (int step = 0; step < 4 + steps; ++step) {
+        const auto t0 = Clock::now();
+        for (const auto& group : matrices) {
+          std::vector<kiln::native::cpu::MatMulOutput> outs;
+          for (size_t i = 0; i < group.size(); ++i) {
+            outs.push_back({group[i], ys[i].data(), group[i]->rows});
+          }
+          kiln::native::cpu::MatMulMany(pool, *isa, outs, x.data(), b, group[0]->cols, &scratch);
+        }
+        if (step >= 4) seconds += Seconds(t0);
+      }
+      best = std::min(best, seconds);
+    }
+    std::printf("multiplies alone: batch %d: %.3f ms/step, %.1f tok/s\n", b, 1e3 * best / steps,
+                static_cast<double>(b) * steps / best);
   }
   return 0;
 }

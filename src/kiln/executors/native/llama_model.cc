@@ -590,6 +590,18 @@ void LlamaModel::Rope(float* x, int64_t heads, const engine::StepLayout& layout,
   }
 }
 
+std::vector<std::vector<const cpu::WeightMatrix*>> LlamaModel::StepMatrices() const {
+  std::vector<std::vector<const cpu::WeightMatrix*>> out;
+  for (const Layer& layer : layers_) {
+    out.push_back({&layer.q.w, &layer.k.w, &layer.v.w});
+    out.push_back({&layer.o.w});
+    out.push_back({&layer.gate.w, &layer.up.w});
+    out.push_back({&layer.down.w});
+  }
+  out.push_back({&lm_head_});
+  return out;
+}
+
 void LlamaModel::Project(const Linear& linear, const float* x, int64_t rows, float* y,
                          cpu::ThreadPool& pool, cpu::Isa isa) {
   const std::pair<const Linear*, float*> one{&linear, y};

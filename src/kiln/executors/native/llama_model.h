@@ -69,6 +69,11 @@ class LlamaModel {
   Status Forward(const engine::StepLayout& layout, cpu::ThreadPool& pool, cpu::Isa isa,
                  std::vector<float>* logits);
 
+  // The weight matrices a step multiplies, in Forward's order, one inner list per multiply
+  // (several matrices of the same input go in one cpu::MatMulMany): each layer's q/k/v, o,
+  // gate/up and down, then the output projection. For benchmarks that time the multiplies alone.
+  std::vector<std::vector<const cpu::WeightMatrix*>> StepMatrices() const;
+
  private:
   friend class CudaLlama;  // copies the weights to the GPU
 
