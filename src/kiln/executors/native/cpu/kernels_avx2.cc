@@ -57,25 +57,14 @@ int HorizontalSumInt(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// The maxima of 8 vectors, one to a lane: lane i is the maximum of m[i]'s lanes.
-__m256 TransposedMax(const __m256* m) {
-  const __m256 a01 = _mm256_max_ps(_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
-  const __m256 a23 = _mm256_max_ps(_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
-  const __m256 a45 = _mm256_max_ps(_mm256_unpacklo_ps(m[4], m[5]), _mm256_unpackhi_ps(m[4], m[5]));
-  const __m256 a67 = _mm256_max_ps(_mm256_unpacklo_ps(m[6], m[7]), _mm256_unpackhi_ps(m[6], m[7]));
-  const __m256 b0 =
-      _mm256_max_ps(_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xee));
-  const __m256 b1 =
-      _mm256_max_ps(_mm256_shuffle_ps(a45, a67, 0x44), _mm256_shuffle_ps(a45, a67, 0xee));
-  return _mm256_max_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
-}
+#include "kiln/executors/native/cpu/quantize_scales.inc"
 
 }  // namespace
 
 // Eight blocks at a time: their maxima go into one vector, so one vector division gives the 8
-// scales and another their inverses (each the same correctly rounded division as one at a
-// time). A block at a time, the divisions and the horizontal maximum made one long chain of
-// latencies: 1.87 cycles an element on an AMD EPYC, 32 rows of 1,536.
+// scales and another their inverses (quantize_scales.inc). A block at a time, the divisions and the
+// horizontal maximum made one long chain of latencies: 1.87 cycles an element on an AMD EPYC, 32
+// rows of 1,536.
 void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256 half = _mm256_set1_ps(0.5f);
@@ -93,11 +82,8 @@ void QuantizeRowQ8(const float* x, int64_t k, BlockQ8* out) {
         amax[i] = _mm256_max_ps(amax[i], _mm256_andnot_ps(sign, v));
       }
     }
-    const __m256 d8 = _mm256_div_ps(TransposedMax(amax), _mm256_set1_ps(127.0f));
-    const __m256 nonzero = _mm256_cmp_ps(d8, _mm256_setzero_ps(), _CMP_NEQ_OQ);
-    alignas(32) float d[8], inv[8];
-    _mm256_store_ps(d, d8);
-    _mm256_store_ps(inv, _mm256_and_ps(nonzero, _mm256_div_ps(one, d8)));
+    float d[8], inv[8];
+    BlockScales(amax, d, inv);
     for (int i = 0; i < count; ++i) {
       const float* p = x + 32 * (b0 + i);
       const __m256 scale = _mm256_broadcast_ss(inv + i);

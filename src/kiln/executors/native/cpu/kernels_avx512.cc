@@ -165,18 +165,7 @@ void PackedGemm(const uint8_t* w, int64_t g_begin, int64_t g_end, int64_t n, con
   }
 }
 
-// The maxima of 8 vectors, one to a lane (as kernels_avx2.cc's TransposedMax).
-__m256 TransposedMax(const __m256* m) {
-  const __m256 a01 = _mm256_max_ps(_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
-  const __m256 a23 = _mm256_max_ps(_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
-  const __m256 a45 = _mm256_max_ps(_mm256_unpacklo_ps(m[4], m[5]), _mm256_unpackhi_ps(m[4], m[5]));
-  const __m256 a67 = _mm256_max_ps(_mm256_unpacklo_ps(m[6], m[7]), _mm256_unpackhi_ps(m[6], m[7]));
-  const __m256 b0 =
-      _mm256_max_ps(_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xee));
-  const __m256 b1 =
-      _mm256_max_ps(_mm256_shuffle_ps(a45, a67, 0x44), _mm256_shuffle_ps(a45, a67, 0xee));
-  return _mm256_max_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
-}
+#include "kiln/executors/native/cpu/quantize_scales.inc"
 
 // 32 values at a time as avx2::QuantizeRowQ8 (kernels_avx2.cc) does them, on two 512-bit vectors:
 // the same block maximum (max is exact in any order), scales from 8 blocks' maxima at once,
@@ -201,11 +190,8 @@ void QuantizeBlocks(const float* x, int64_t k, BlockQ8* out) {
       amax[i] = _mm256_max_ps(_mm512_castps512_ps256(m),
                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
     }
-    const __m256 d8 = _mm256_div_ps(TransposedMax(amax), _mm256_set1_ps(127.0f));
-    const __m256 nonzero = _mm256_cmp_ps(d8, _mm256_setzero_ps(), _CMP_NEQ_OQ);
-    alignas(32) float ds[8], invs[8];
-    _mm256_store_ps(ds, d8);
-    _mm256_store_ps(invs, _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), d8)));
+    float ds[8], invs[8];
+    BlockScales(amax, ds, invs);
     for (int i = 0; i < count; ++i) {
       const int64_t b = b0 + i;
       const __m512 v[2] = {_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)};
